@@ -1,0 +1,1 @@
+//! The directory state machine (registry, views, leases).

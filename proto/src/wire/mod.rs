@@ -1,0 +1,24 @@
+//! Every byte that crosses a process boundary.
+//!
+//! Three families, each with a checked decoder that validates lengths, rejects
+//! unknown kinds, checks that every byte was consumed, and never panics:
+//! - [`datagram`]: UDP datagrams between daemons (multicast DATA and ORDER,
+//!   unicast acks and naks), with a header carrying magic, version, cluster id.
+//! - [`directory`]: frames on the TCP link between a daemon and the directory.
+//! - [`app`]: frames on the Unix socket between an application and its daemon.
+//!
+//! Stream frames (directory and app) travel as a 4-byte big-endian length
+//! followed by that many bytes; [`frame::FrameBuffer`] reassembles them.
+
+pub mod app;
+pub mod codec;
+pub mod datagram;
+pub mod directory;
+pub mod frame;
+
+pub use codec::DecodeError;
+
+/// First two bytes of every datagram and frame body: "C5".
+pub const MAGIC: u16 = 0xC0C5;
+/// Protocol version carried in every header.
+pub const VERSION: u8 = 1;
