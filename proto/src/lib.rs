@@ -9,7 +9,10 @@
 #![forbid(unsafe_code)]
 
 pub mod directory;
+pub mod host;
 pub mod ids;
+pub mod multicast;
+pub mod order;
 pub mod time;
 pub mod wire;
 

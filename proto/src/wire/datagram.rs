@@ -5,17 +5,22 @@
 //!
 //! | kind | name | sent | body |
 //! |---|---|---|---|
-//! | 1 | DATA | multicast by a sender (retransmissions too) | group, sender, incarnation, first seq, count, messages |
-//! | 2 | ACK | unicast receiver → sender | group, from, from inc, sender inc, cumulative seq |
+//! | 1 | DATA | multicast by a sender (retransmissions too) | group, sender, incarnation, stream start, first seq, count, messages |
 //! | 3 | NAK | unicast receiver → sender | group, from, from inc, sender inc, missing ranges |
-//! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, first global seq, entries |
+//! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, stable, first global seq, entries |
 //! | 5 | ORDER_ACK | unicast member → sequencer | group, from, from inc, sequencer inc, cumulative global seq |
 //! | 6 | ORDER_NAK | unicast member → sequencer | group, from, from inc, sequencer inc, missing ranges |
-//! | 7 | STATUS | multicast by a sender with unacked data | group, sender, incarnation, highest seq sent |
 //!
 //! One DATA datagram carries many small messages; each message is its order
 //! code, its sender member name and its payload. Messages in one DATA are
 //! consecutive in the sender's stream starting at `first_seq`.
+//!
+//! Acknowledgement is cumulative over the total order: ORDER_ACK says "I hold
+//! the ORDER record and the DATA of every position up to here". The sequencer
+//! takes the minimum over the view and announces it as `stable` in every
+//! ORDER; senders free what is stable, and `safe` delivery waits for it. An
+//! ORDER with no entries is a heartbeat that tells members where the order
+//! ends, so a lost tail is noticed and naked.
 
 use super::codec::{Put, Reader};
 use super::{DecodeError, MAGIC, VERSION};
@@ -24,7 +29,7 @@ use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, Order, Send
 /// Bytes of the common header.
 pub const HEADER_BYTES: usize = 8;
 /// Bytes of a DATA body before its messages.
-pub const DATA_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 2;
+pub const DATA_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 8 + 2;
 /// Per-message overhead inside DATA besides name and payload.
 pub const DATA_MSG_OVERHEAD_BYTES: usize = 1 + 1 + 2;
 /// Most ranges a NAK carries.
@@ -32,15 +37,13 @@ pub const NAK_RANGES_MAX: usize = 64;
 /// Bytes of one ORDER entry.
 pub const ORDER_ENTRY_BYTES: usize = 4 + 8 + 8 + 2;
 /// Bytes of an ORDER body before its entries.
-pub const ORDER_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + 2;
+pub const ORDER_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 2;
 
 const KIND_DATA: u8 = 1;
-const KIND_ACK: u8 = 2;
 const KIND_NAK: u8 = 3;
 const KIND_ORDER: u8 = 4;
 const KIND_ORDER_ACK: u8 = 5;
 const KIND_ORDER_NAK: u8 = 6;
-const KIND_STATUS: u8 = 7;
 
 /// One application message inside a DATA datagram, borrowed from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,20 +62,12 @@ pub struct Data<'a> {
     pub group: GroupId,
     pub sender: NodeId,
     pub incarnation: Incarnation,
+    /// First position of this stream in this group: where the sequencer
+    /// starts ordering a sender it has not heard from before.
+    pub stream_start: SenderSeq,
     /// Stream position of `msgs[0]`.
     pub first_seq: SenderSeq,
     pub msgs: Vec<DataMsg<'a>>,
-}
-
-/// "I hold every message of your stream up to `cumulative`."
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
-    pub group: GroupId,
-    pub from: NodeId,
-    pub from_incarnation: Incarnation,
-    /// The acked stream's incarnation (acks for an earlier life are ignored).
-    pub sender_incarnation: Incarnation,
-    pub cumulative: SenderSeq,
 }
 
 /// "Please resend these inclusive ranges of your stream."
@@ -106,12 +101,15 @@ pub struct OrderBatch {
     /// The first global position the sequencer assigned in `view`: a member
     /// that joined in `view` delivers from here.
     pub view_start: GlobalSeq,
-    /// Global position of the first message of `entries[0]`.
+    /// Every position up to here is held by every member of the view.
+    pub stable: GlobalSeq,
+    /// Global position of the first message of `entries[0]` (with no
+    /// entries: the next position the sequencer will assign).
     pub first: GlobalSeq,
     pub entries: Vec<OrderEntry>,
 }
 
-/// "I hold every ORDER record up to `cumulative`."
+/// "I hold the ORDER record and the DATA of every position up to `cumulative`."
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderAck {
     pub group: GroupId,
@@ -131,25 +129,14 @@ pub struct OrderNak {
     pub ranges: Vec<(GlobalSeq, GlobalSeq)>,
 }
 
-/// "My stream reaches `highest`": lets receivers notice a lost tail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
-    pub group: GroupId,
-    pub sender: NodeId,
-    pub incarnation: Incarnation,
-    pub highest: SenderSeq,
-}
-
 /// Any datagram, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datagram<'a> {
     Data(Data<'a>),
-    Ack(Ack),
     Nak(Nak),
     Order(OrderBatch),
     OrderAck(OrderAck),
     OrderNak(OrderNak),
-    Status(Status),
 }
 
 impl Datagram<'_> {
@@ -157,12 +144,10 @@ impl Datagram<'_> {
     pub fn group(&self) -> GroupId {
         match self {
             Datagram::Data(d) => d.group,
-            Datagram::Ack(a) => a.group,
             Datagram::Nak(n) => n.group,
             Datagram::Order(o) => o.group,
             Datagram::OrderAck(a) => a.group,
             Datagram::OrderNak(n) => n.group,
-            Datagram::Status(s) => s.group,
         }
     }
 }
@@ -245,8 +230,9 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
         KIND_DATA => {
             let sender = NodeId(r.u32()?);
             let incarnation = Incarnation(r.u64()?);
+            let stream_start = SenderSeq(r.u64()?);
             let first_seq = SenderSeq(r.u64()?);
-            if first_seq.0 == 0 {
+            if first_seq.0 == 0 || stream_start.0 == 0 || first_seq < stream_start {
                 return Err(DecodeError::Invalid("first seq"));
             }
             let count = r.u16()? as usize;
@@ -269,17 +255,11 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
                 group,
                 sender,
                 incarnation,
+                stream_start,
                 first_seq,
                 msgs,
             }))
         }
-        KIND_ACK => Ok(Datagram::Ack(Ack {
-            group,
-            from: NodeId(r.u32()?),
-            from_incarnation: Incarnation(r.u64()?),
-            sender_incarnation: Incarnation(r.u64()?),
-            cumulative: SenderSeq(r.u64()?),
-        })),
         KIND_NAK => Ok(Datagram::Nak(Nak {
             group,
             from: NodeId(r.u32()?),
@@ -295,12 +275,13 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
             let sequencer_incarnation = Incarnation(r.u64()?);
             let view = ViewId(r.u64()?);
             let view_start = GlobalSeq(r.u64()?);
+            let stable = GlobalSeq(r.u64()?);
             let first = GlobalSeq(r.u64()?);
-            if first.0 == 0 || view_start.0 == 0 {
+            if first.0 == 0 || view_start.0 == 0 || stable >= first {
                 return Err(DecodeError::Invalid("global seq"));
             }
             let count = r.u16()? as usize;
-            if count == 0 || count * ORDER_ENTRY_BYTES > r.remaining() {
+            if count * ORDER_ENTRY_BYTES > r.remaining() {
                 return Err(DecodeError::Invalid("entry count"));
             }
             let mut entries = Vec::with_capacity(count);
@@ -322,6 +303,7 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
                 sequencer_incarnation,
                 view,
                 view_start,
+                stable,
                 first,
                 entries,
             }))
@@ -342,12 +324,6 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
                 .into_iter()
                 .map(|(a, b)| (GlobalSeq(a), GlobalSeq(b)))
                 .collect(),
-        })),
-        KIND_STATUS => Ok(Datagram::Status(Status {
-            group,
-            sender: NodeId(r.u32()?),
-            incarnation: Incarnation(r.u64()?),
-            highest: SenderSeq(r.u64()?),
         })),
         other => Err(DecodeError::UnknownKind(other)),
     }
@@ -373,6 +349,7 @@ impl<'b> DataWriter<'b> {
         group: GroupId,
         sender: NodeId,
         incarnation: Incarnation,
+        stream_start: SenderSeq,
         first_seq: SenderSeq,
         max_bytes: usize,
     ) -> Self {
@@ -381,6 +358,7 @@ impl<'b> DataWriter<'b> {
         out.put_u32(group.0);
         out.put_u32(sender.0);
         out.put_u64(incarnation.0);
+        out.put_u64(stream_start.0);
         out.put_u64(first_seq.0);
         let count_at = out.len();
         out.put_u16(0);
@@ -436,14 +414,6 @@ impl<'b> DataWriter<'b> {
 pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
     match d {
         Datagram::Data(data) => encode_data(data, cluster, out),
-        Datagram::Ack(a) => {
-            put_header(out, KIND_ACK, cluster);
-            out.put_u32(a.group.0);
-            out.put_u32(a.from.0);
-            out.put_u64(a.from_incarnation.0);
-            out.put_u64(a.sender_incarnation.0);
-            out.put_u64(a.cumulative.0);
-        }
         Datagram::Nak(n) => {
             put_header(out, KIND_NAK, cluster);
             out.put_u32(n.group.0);
@@ -459,6 +429,7 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u64(o.sequencer_incarnation.0);
             out.put_u64(o.view.0);
             out.put_u64(o.view_start.0);
+            out.put_u64(o.stable.0);
             out.put_u64(o.first.0);
             out.put_u16(o.entries.len() as u16);
             for e in &o.entries {
@@ -484,13 +455,6 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u64(n.sequencer_incarnation.0);
             put_seq_ranges(out, n.ranges.iter().map(|(a, b)| (a.0, b.0)));
         }
-        Datagram::Status(s) => {
-            put_header(out, KIND_STATUS, cluster);
-            out.put_u32(s.group.0);
-            out.put_u32(s.sender.0);
-            out.put_u64(s.incarnation.0);
-            out.put_u64(s.highest.0);
-        }
     }
 }
 
@@ -502,6 +466,7 @@ pub fn encode_data(d: &Data<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
         d.group,
         d.sender,
         d.incarnation,
+        d.stream_start,
         d.first_seq,
         usize::MAX,
     );
@@ -525,12 +490,12 @@ mod tests {
     proptest! {
         #[test]
         fn data_round_trips(
-            group in 1u32.., sender: u32, inc: u64, first in 1u64..,
+            group in 1u32.., sender: u32, inc: u64, start in 1u64..1000, first in 1000u64..,
             msgs in proptest::collection::vec((order(), "[a-z0-9-]{0,20}", proptest::collection::vec(any::<u8>(), 0..200)), 1..20)
         ) {
             let d = Data {
                 group: GroupId(group), sender: NodeId(sender), incarnation: Incarnation(inc),
-                first_seq: SenderSeq(first),
+                stream_start: SenderSeq(start), first_seq: SenderSeq(first),
                 msgs: msgs.iter().map(|(o, n, p)| DataMsg { order: *o, sender_name: n, payload: p }).collect(),
             };
             let mut out = Vec::new();
@@ -540,12 +505,12 @@ mod tests {
 
         #[test]
         fn order_round_trips(
-            group in 1u32.., seqr: u32, inc: u64, view: u64, vs in 1u64.., first in 1u64..,
-            entries in proptest::collection::vec((any::<u32>(), any::<u64>(), 1u64.., 1u16..), 1..30)
+            group in 1u32.., seqr: u32, inc: u64, view: u64, vs in 1u64.., stable in 0u64..1000, first in 1000u64..,
+            entries in proptest::collection::vec((any::<u32>(), any::<u64>(), 1u64.., 1u16..), 0..30)
         ) {
             let o = OrderBatch {
                 group: GroupId(group), sequencer: NodeId(seqr), sequencer_incarnation: Incarnation(inc),
-                view: ViewId(view), view_start: GlobalSeq(vs), first: GlobalSeq(first),
+                view: ViewId(view), view_start: GlobalSeq(vs), stable: GlobalSeq(stable), first: GlobalSeq(first),
                 entries: entries.iter().map(|(s, i, f, c)| OrderEntry { sender: NodeId(*s), sender_incarnation: Incarnation(*i), first: SenderSeq(*f), count: *c }).collect(),
             };
             let mut out = Vec::new();
@@ -558,11 +523,9 @@ mod tests {
             ranges in proptest::collection::vec((1u64..1000, 0u64..1000), 0..10)) {
             let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(x, y)| (x, x + y)).collect();
             let all = vec![
-                Datagram::Ack(Ack { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender_incarnation: Incarnation(c), cumulative: SenderSeq(d) }),
                 Datagram::Nak(Nak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (SenderSeq(*x), SenderSeq(*y))).collect() }),
                 Datagram::OrderAck(OrderAck { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), cumulative: GlobalSeq(d) }),
                 Datagram::OrderNak(OrderNak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (GlobalSeq(*x), GlobalSeq(*y))).collect() }),
-                Datagram::Status(Status { group: GroupId(group), sender: NodeId(a), incarnation: Incarnation(b), highest: SenderSeq(d) }),
             ];
             for dg in all {
                 let mut out = Vec::new();
@@ -579,7 +542,7 @@ mod tests {
         #[test]
         fn truncation_is_rejected(cut in 0usize..60) {
             let mut out = Vec::new();
-            encode(&Datagram::Ack(Ack { group: GroupId(1), from: NodeId(2), from_incarnation: Incarnation(3), sender_incarnation: Incarnation(4), cumulative: SenderSeq(5) }), C, &mut out);
+            encode(&Datagram::OrderAck(OrderAck { group: GroupId(1), from: NodeId(2), from_incarnation: Incarnation(3), sequencer_incarnation: Incarnation(4), cumulative: GlobalSeq(5) }), C, &mut out);
             if cut < out.len() {
                 prop_assert!(matches!(decode(&out[..cut], C), Err(Rejected::Malformed(_))));
             }
@@ -590,17 +553,21 @@ mod tests {
     fn other_cluster_is_told_apart_from_garbage() {
         let mut out = Vec::new();
         encode(
-            &Datagram::Status(Status {
+            &Datagram::OrderAck(OrderAck {
                 group: GroupId(1),
-                sender: NodeId(1),
-                incarnation: Incarnation(1),
-                highest: SenderSeq(1),
+                from: NodeId(1),
+                from_incarnation: Incarnation(1),
+                sequencer_incarnation: Incarnation(1),
+                cumulative: GlobalSeq(1),
             }),
             ClusterId(99),
             &mut out,
         );
         assert_eq!(decode(&out, C), Err(Rejected::OtherCluster(ClusterId(99))));
-        assert!(matches!(decode(&out, ClusterId(99)), Ok(Datagram::Status(_))));
+        assert!(matches!(
+            decode(&out, ClusterId(99)),
+            Ok(Datagram::OrderAck(_))
+        ));
         out.push(0);
         assert!(matches!(
             decode(&out, ClusterId(99)),
@@ -611,13 +578,25 @@ mod tests {
     #[test]
     fn data_writer_respects_the_size_limit() {
         let mut out = Vec::new();
-        let mut w = DataWriter::new(&mut out, C, GroupId(1), NodeId(1), Incarnation(1), SenderSeq(1), 100);
+        let mut w = DataWriter::new(
+            &mut out,
+            C,
+            GroupId(1),
+            NodeId(1),
+            Incarnation(1),
+            SenderSeq(1),
+            SenderSeq(1),
+            100,
+        );
         let mut n = 0;
         while w.push(Order::Total, "m", &[0u8; 10]) {
             n += 1;
         }
         assert_eq!(w.finish(), n);
         assert!(out.len() <= 100);
-        assert_eq!(n as usize, (100 - DATA_PREFIX_BYTES) / DataWriter::msg_bytes("m", &[0u8; 10]));
+        assert_eq!(
+            n as usize,
+            (100 - DATA_PREFIX_BYTES) / DataWriter::msg_bytes("m", &[0u8; 10])
+        );
     }
 }

@@ -1,0 +1,509 @@
+//! One group at one host: its view, the streams of its senders, our own
+//! stream, the order log, and the delivery engine that joins DATA with ORDER.
+
+use crate::ids::{GlobalSeq, GroupId, NodeId, Order, SenderSeq, ViewId};
+use crate::multicast::recv::{Accept, Held, RecvStream};
+use crate::multicast::send::SendStream;
+use crate::multicast::{to_ranges, StreamKey};
+use crate::order::log::OrderLog;
+use crate::order::sequencer::{order_nak_ranges, SequencerInput};
+use crate::time::{Duration, Instant};
+use crate::wire::datagram::{Data, DataWriter, Nak, OrderBatch, NAK_RANGES_MAX};
+use crate::wire::directory::{MemberInfo, NodeInfo, View};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
+
+/// A message ready for the group's local members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sending node.
+    pub node: NodeId,
+    /// Sending member's name on its node.
+    pub sender_name: String,
+    pub order: Order,
+    /// Global position (total, safe) or the sender's stream position (fifo).
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Bounds and timers a group needs (from the host's settings).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    pub send_window: usize,
+    pub receive_window: usize,
+    pub retransmit: Duration,
+    /// How often an unchanged ORDER_ACK is repeated (so a restarted or
+    /// recovering sequencer relearns where we are).
+    pub ack_refresh: Duration,
+}
+
+/// Something a group wants sent as a unicast control datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// NAK to a sender's data address.
+    DataNak(SocketAddrV4, Nak),
+    /// ORDER_ACK (cumulative) to the sequencer.
+    OrderAck(SocketAddrV4, GlobalSeq),
+    /// ORDER_NAK to the sequencer.
+    OrderNak(SocketAddrV4, Vec<(GlobalSeq, GlobalSeq)>),
+}
+
+/// A group this host takes part in.
+#[derive(Debug)]
+pub struct GroupState {
+    pub id: GroupId,
+    pub name: String,
+    pub address: SocketAddrV4,
+    pub view: ViewId,
+    pub members: Vec<MemberInfo>,
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    pub sequencer: NodeId,
+    me: StreamKey,
+    pub send: SendStream,
+    streams: BTreeMap<StreamKey, RecvStream>,
+    order: OrderLog,
+    scanned: GlobalSeq,
+    held_through: GlobalSeq,
+    ack_sent: GlobalSeq,
+    ack_sent_at: Option<Instant>,
+    nak_sent_at: BTreeMap<StreamKey, Instant>,
+    order_nak_sent_at: Option<Instant>,
+    is_sequencer: bool,
+    limits: GroupLimits,
+    pub deliveries: VecDeque<Delivery>,
+    pub detach_sent: bool,
+}
+
+impl GroupState {
+    /// A group joined in view `v.view`; our stream continues at `stream_start`.
+    pub fn new(v: &View, me: StreamKey, stream_start: SenderSeq, limits: GroupLimits) -> Self {
+        GroupState {
+            id: v.group,
+            name: v.group_name.clone(),
+            address: SocketAddrV4::new(v.address, v.port),
+            view: v.view,
+            members: Vec::new(),
+            nodes: BTreeMap::new(),
+            sequencer: v.sequencer,
+            me,
+            send: SendStream::new(stream_start, limits.send_window),
+            streams: BTreeMap::new(),
+            order: OrderLog::new(v.view, limits.receive_window),
+            scanned: GlobalSeq(0),
+            held_through: GlobalSeq(0),
+            ack_sent: GlobalSeq(0),
+            ack_sent_at: None,
+            nak_sent_at: BTreeMap::new(),
+            order_nak_sent_at: None,
+            is_sequencer: false,
+            limits,
+            deliveries: VecDeque::new(),
+            detach_sent: false,
+        }
+    }
+
+    /// True when this node sequences the group.
+    pub fn is_sequencer(&self) -> bool {
+        self.is_sequencer
+    }
+
+    /// Installs a new view; returns what the local sequencer must be told.
+    pub fn install(&mut self, v: &View) -> Option<SequencerInput> {
+        self.view = v.view;
+        self.members = v.members.clone();
+        self.nodes = v.nodes.iter().map(|n| (n.node, n.clone())).collect();
+        self.sequencer = v.sequencer;
+        self.address = SocketAddrV4::new(v.address, v.port);
+        let now_seq = v.sequencer == self.me.node;
+        if now_seq && !self.is_sequencer {
+            self.is_sequencer = true;
+            if self.order.start().is_none() {
+                // We start the group's order (or take it over knowing nothing).
+                let start = GlobalSeq(self.order.highest_known().0 + 1);
+                self.order = OrderLog::started_at(v.view, start, self.limits.receive_window);
+                self.scanned = start;
+                self.held_through = GlobalSeq(start.0 - 1);
+            }
+        } else if !now_seq && self.is_sequencer {
+            self.is_sequencer = false;
+            return Some(SequencerInput::Stop { group: self.id });
+        }
+        if !self.is_sequencer {
+            return None;
+        }
+        // Our own stream is always known from its start.
+        let me = self.me;
+        let start = self.send.stream_start();
+        self.stream(me).set_base(start);
+        Some(SequencerInput::View {
+            group: self.id,
+            view: v.view,
+            address: self.address,
+            members: v.nodes.iter().map(|n| (n.node, n.incarnation)).collect(),
+            next: GlobalSeq(self.order.highest_known().0 + 1).max(self.order.next()),
+            streams: self.takeover_streams(),
+        })
+    }
+
+    /// Where each stream's next unordered message is, from what this node
+    /// has seen ordered (used when it starts sequencing).
+    fn takeover_streams(&self) -> Vec<(StreamKey, SenderSeq)> {
+        let mut next: BTreeMap<StreamKey, SenderSeq> = BTreeMap::new();
+        for (k, s) in &self.streams {
+            if s.base().is_some() {
+                next.insert(*k, s.next_deliver());
+            }
+        }
+        let mut g = self.order.next();
+        while g <= self.order.highest_known() {
+            if let Some((k, seq)) = self.order.entry(g) {
+                let e = next.entry(k).or_insert(seq.next());
+                *e = (*e).max(seq.next());
+            }
+            g = g.next();
+        }
+        next.into_iter().collect()
+    }
+
+    fn stream(&mut self, key: StreamKey) -> &mut RecvStream {
+        let window = self.limits.receive_window;
+        self.streams
+            .entry(key)
+            .or_insert_with(|| RecvStream::new(window))
+    }
+
+    /// Accepts a message from a local app into our stream (the caller
+    /// checked `send.can_accept()`); we deliver our own messages too.
+    pub fn accept_local(&mut self, order: Order, member: crate::ids::MemberId, name: &str, payload: Vec<u8>) {
+        let seq = self.send.push(order, member, name, payload.clone());
+        let me = self.me;
+        let start = self.send.stream_start();
+        let s = self.stream(me);
+        s.set_base(start);
+        s.offer(
+            seq,
+            Held {
+                order,
+                sender_name: name.to_owned(),
+                payload,
+            },
+        );
+    }
+
+    /// Takes in a DATA datagram (from another node). Returns true if new.
+    pub fn on_data(&mut self, d: &Data<'_>) -> bool {
+        let key = StreamKey {
+            node: d.sender,
+            incarnation: d.incarnation,
+        };
+        if key == self.me {
+            return false;
+        }
+        let is_seq = self.is_sequencer;
+        let s = self.stream(key);
+        if is_seq && s.base().is_none() {
+            s.set_base(d.stream_start);
+        }
+        let mut new = false;
+        for (i, m) in d.msgs.iter().enumerate() {
+            let seq = SenderSeq(d.first_seq.0 + i as u64);
+            let held = Held {
+                order: m.order,
+                sender_name: m.sender_name.to_owned(),
+                payload: m.payload.to_vec(),
+            };
+            new |= s.offer(seq, held) == Accept::Stored;
+        }
+        new
+    }
+
+    /// Takes in an ORDER batch from the group's sequencer.
+    pub fn on_order(&mut self, b: &OrderBatch) -> bool {
+        if b.sequencer != self.sequencer {
+            return false;
+        }
+        let stable_before = self.order.stable();
+        // New stability alone is news too: it releases `safe` messages.
+        let learned = self.order.absorb(b) | (self.order.stable() > stable_before);
+        if self.order.start().is_some() && self.scanned < self.order.next() {
+            self.scanned = self.order.next();
+            self.held_through = self.held_through.max(GlobalSeq(self.scanned.0 - 1));
+        }
+        self.send.release_stable(self.order.stable());
+        learned
+    }
+
+    /// Walks newly contiguous ORDER records: learns stream bases, notes
+    /// which messages must exist, and which of ours got which position.
+    fn scan(&mut self) {
+        if self.order.start().is_none() {
+            return;
+        }
+        while let Some((key, seq)) = self.order.entry(self.scanned) {
+            let g = self.scanned;
+            if key == self.me {
+                self.send.mark_ordered(seq, g);
+            }
+            let s = self.stream(key);
+            s.set_base(seq);
+            s.need(seq);
+            self.scanned = g.next();
+        }
+        self.send.release_stable(self.order.stable());
+    }
+
+    /// Arrivals the local sequencer has not been told of (sequencer node only).
+    pub fn arrivals(&mut self) -> Vec<SequencerInput> {
+        let mut out = Vec::new();
+        if !self.is_sequencer {
+            return out;
+        }
+        for (key, s) in &mut self.streams {
+            if s.base().is_none() {
+                continue;
+            }
+            let end = s.contiguous_end();
+            if end > s.reported {
+                out.push(SequencerInput::Arrived {
+                    group: self.id,
+                    stream: *key,
+                    first: s.reported,
+                    end,
+                });
+                s.reported = end;
+            }
+        }
+        out
+    }
+
+    /// Delivers everything deliverable, in order, into `deliveries`.
+    pub fn deliver(&mut self) {
+        self.scan();
+        loop {
+            let mut progress = self.deliver_fifo_heads();
+            if let Some((key, seq)) = self.order.front() {
+                let g = self.order.next();
+                let stable = self.order.stable();
+                let Some(s) = self.streams.get_mut(&key) else {
+                    break;
+                };
+                if seq < s.next_deliver() {
+                    self.order.advance();
+                    progress = true;
+                } else if seq == s.next_deliver() {
+                    let ready = s
+                        .peek(seq)
+                        .is_some_and(|m| m.order != Order::Safe || g <= stable);
+                    if ready {
+                        if let Some(m) = s.pop_next() {
+                            self.deliveries.push_back(Delivery {
+                                node: key.node,
+                                sender_name: m.sender_name,
+                                order: m.order,
+                                seq: g.0,
+                                payload: m.payload,
+                            });
+                        }
+                        self.order.advance();
+                        progress = true;
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        self.advance_held_through();
+    }
+
+    /// FIFO messages at the head of their stream go out at once.
+    fn deliver_fifo_heads(&mut self) -> bool {
+        let mut progress = false;
+        for (key, s) in &mut self.streams {
+            while s
+                .peek(s.next_deliver())
+                .is_some_and(|m| m.order == Order::Fifo && s.base().is_some())
+            {
+                let seq = s.next_deliver();
+                if let Some(m) = s.pop_next() {
+                    self.deliveries.push_back(Delivery {
+                        node: key.node,
+                        sender_name: m.sender_name,
+                        order: m.order,
+                        seq: seq.0,
+                        payload: m.payload,
+                    });
+                    progress = true;
+                }
+            }
+        }
+        progress
+    }
+
+    fn advance_held_through(&mut self) {
+        if self.order.start().is_none() {
+            return;
+        }
+        let mut g = self.held_through.next().max(self.order.next());
+        // Everything delivered is held.
+        if self.order.next() > self.held_through.next() {
+            self.held_through = GlobalSeq(self.order.next().0 - 1);
+        }
+        while let Some((key, seq)) = self.order.entry(g) {
+            let held = self
+                .streams
+                .get(&key)
+                .is_some_and(|s| seq < s.next_deliver() || s.holds(seq));
+            if !held {
+                break;
+            }
+            self.held_through = g;
+            g = g.next();
+        }
+    }
+
+    /// Periodic work: acks and naks due now.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Control>) {
+        let rto = self.limits.retransmit;
+        let seq_addr = self
+            .nodes
+            .get(&self.sequencer)
+            .map(|n| SocketAddrV4::new(n.ip, n.order_port));
+        if let Some(addr) = seq_addr {
+            if self.order.start().is_some() {
+                // Repeat an ack the sequencer seems not to have (stability
+                // lags it after a retransmission interval), and now and then
+                // anyway so a new sequencer learns where we are.
+                let lagging = self.order.stable() < self.ack_sent
+                    && self.ack_sent_at.is_some_and(|t| t + rto <= now);
+                let refresh = lagging
+                    || self
+                        .ack_sent_at
+                        .is_none_or(|t| t + self.limits.ack_refresh <= now);
+                if self.held_through > self.ack_sent || refresh {
+                    self.ack_sent = self.held_through;
+                    self.ack_sent_at = Some(now);
+                    out.push(Control::OrderAck(addr, self.held_through));
+                }
+            }
+            let missing = self.order.missing(NAK_RANGES_MAX * 8);
+            if !missing.is_empty() && self.order_nak_sent_at.is_none_or(|t| t + rto <= now) {
+                self.order_nak_sent_at = Some(now);
+                out.push(Control::OrderNak(addr, order_nak_ranges(&missing)));
+            }
+        }
+        for (key, s) in &self.streams {
+            if *key == self.me {
+                continue;
+            }
+            let missing = s.missing(NAK_RANGES_MAX * 8);
+            if missing.is_empty() {
+                continue;
+            }
+            let due = self.nak_sent_at.get(key).is_none_or(|t| *t + rto <= now);
+            let Some(node) = self.nodes.get(&key.node) else {
+                continue;
+            };
+            if due {
+                self.nak_sent_at.insert(*key, now);
+                out.push(Control::DataNak(
+                    SocketAddrV4::new(node.ip, node.data_port),
+                    Nak {
+                        group: self.id,
+                        from: self.me.node,
+                        from_incarnation: self.me.incarnation,
+                        sender_incarnation: key.incarnation,
+                        ranges: to_ranges(missing, NAK_RANGES_MAX)
+                            .into_iter()
+                            .map(|(a, b)| (SenderSeq(a), SenderSeq(b)))
+                            .collect(),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Packs messages of our stream into DATA datagrams: `seqs` runs of
+    /// positions, each datagram of consecutive positions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_data(
+        &mut self,
+        now: Instant,
+        cluster: crate::ids::ClusterId,
+        max_bytes: usize,
+        lo: SenderSeq,
+        hi: SenderSeq,
+        dest: SocketAddrV4,
+        out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
+        pool: &mut Vec<Vec<u8>>,
+    ) {
+        let mut seq = lo;
+        while seq <= hi {
+            let mut buf = pool.pop().unwrap_or_default();
+            buf.clear();
+            let mut w = DataWriter::new(
+                &mut buf,
+                cluster,
+                self.id,
+                self.me.node,
+                self.me.incarnation,
+                self.send.stream_start(),
+                seq,
+                max_bytes,
+            );
+            let first = seq;
+            while seq <= hi {
+                let Some(m) = self.send.get(seq) else { break };
+                if !w.push(m.order, &m.sender_name, &m.payload) {
+                    break;
+                }
+                seq = seq.next();
+            }
+            let n = w.finish();
+            if n == 0 {
+                // Too big for a datagram even alone: cannot happen for
+                // messages the host accepted (it checks the size).
+                log::error!("group {}: message {first} does not fit a datagram", self.id);
+                seq = seq.next();
+                pool.push(buf);
+                continue;
+            }
+            for q in first.0..seq.0 {
+                self.send.mark_sent(SenderSeq(q), now);
+            }
+            out.push_back((dest, buf));
+        }
+    }
+
+    /// True when nothing of ours awaits stability.
+    pub fn sends_drained(&self) -> bool {
+        self.send.is_empty()
+    }
+
+    /// Our stream's next position (to continue it if we attach again).
+    pub fn next_stream_seq(&self) -> SenderSeq {
+        self.send.next_seq()
+    }
+
+    /// The group's announced stability.
+    pub fn stable(&self) -> GlobalSeq {
+        self.order.stable()
+    }
+
+    /// One line of internal state, for test failures and debug logs.
+    pub fn debug_line(&self) -> String {
+        let first = self.send.next_seq().0 - self.send.len() as u64;
+        let head = self.send.get(crate::ids::SenderSeq(first));
+        format!(
+            "group {} view {} seq={} order next={} highest={} stable={} held={} acked={} send len={} head={:?}/{:?} streams={:?}",
+            self.id, self.view, self.sequencer, self.order.next(), self.order.highest_known(), self.order.stable(),
+            self.held_through, self.ack_sent, self.send.len(), head.and_then(|m| m.gseq), head.and_then(|m| m.sent_at),
+            self.streams.iter().map(|(k, s)| (k.node.0, s.base().map(|b| b.0), s.next_deliver().0, s.missing(4))).collect::<Vec<_>>()
+        )
+    }
+
+    /// What this member holds through (its cumulative ack).
+    pub fn held_through(&self) -> GlobalSeq {
+        self.held_through
+    }
+}

@@ -1,0 +1,859 @@
+//! The per-daemon state machine: one per chorusd.
+//!
+//! It owns the daemon's sessions (local apps) and their members, every group
+//! this node takes part in ([`group::GroupState`]), and the conversation with
+//! the directory. It never touches a socket or a clock.
+//!
+//! # Driver call order
+//! The daemon's IO thread and the simulator drive a [`Host`] the same way:
+//! 1. Feed inputs as they come: [`Host::handle_directory_connected`],
+//!    [`Host::handle_directory`], [`Host::handle_directory_lost`],
+//!    [`Host::handle_app_connect`], [`Host::handle_app`] (only while
+//!    [`Host::can_accept`] is true for that session, which is the
+//!    back-pressure), [`Host::handle_app_disconnect`],
+//!    [`Host::handle_datagram`], [`Host::handle_timeout`].
+//! 2. After each batch of inputs, drain the outputs in this order:
+//!    [`Host::poll_multicast_change`] (join/leave multicast groups before
+//!    sending to them), [`Host::poll_transmit`], [`Host::poll_sequencer`],
+//!    [`Host::poll_directory`], [`Host::poll_app`], [`Host::poll_close_session`].
+//! 3. Sleep until [`Host::poll_timeout`] or the next input.
+//!
+//! Draining after a batch rather than after each input is what batches many
+//! small messages into one datagram.
+
+pub mod group;
+mod session;
+
+use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, Order};
+use crate::multicast::StreamKey;
+use crate::order::sequencer::SequencerInput;
+use crate::time::{Duration, Instant};
+use crate::wire::app::{ErrorCode, FromDaemon, GroupLine, ToDaemon};
+use crate::wire::datagram::{
+    self, Datagram, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES, DATA_PREFIX_BYTES,
+};
+use crate::wire::directory::{FromDirectory, ToDirectory, View};
+use crate::SenderSeq;
+use group::{Control, GroupLimits, GroupState};
+use session::{Member, Session};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+pub use session::{Credentials, SessionId};
+
+/// What a host is and the bounds it keeps.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    pub node_name: String,
+    pub incarnation: Incarnation,
+    pub ip: Ipv4Addr,
+    pub data_port: u16,
+    pub order_port: u16,
+    pub max_datagram_bytes: usize,
+    pub send_window_messages: usize,
+    pub receive_window_messages: usize,
+    pub ack_interval: Duration,
+    pub retransmit: Duration,
+    /// Shown by `chorusctl status`.
+    pub directory_label: String,
+    pub version: String,
+}
+
+/// A change of multicast membership the edge must make on its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MulticastChange {
+    Join(SocketAddrV4),
+    Leave(SocketAddrV4),
+}
+
+/// Counters for logs and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    pub datagrams_in: u64,
+    pub malformed_in: u64,
+    pub messages_accepted: u64,
+    pub messages_delivered: u64,
+    pub naks_sent: u64,
+    pub retransmits: u64,
+}
+
+/// The daemon's protocol state.
+#[derive(Debug)]
+pub struct Host {
+    s: HostSettings,
+    node: Option<NodeId>,
+    cluster: Option<ClusterId>,
+    connected: bool,
+    groups: BTreeMap<GroupId, GroupState>,
+    group_ids: BTreeMap<String, GroupId>,
+    node_names: BTreeMap<NodeId, String>,
+    sessions: BTreeMap<SessionId, Session>,
+    members: BTreeMap<MemberId, Member>,
+    next_member: u32,
+    pending_lists: BTreeMap<u32, (SessionId, u32)>,
+    next_list: u32,
+    stream_next: BTreeMap<GroupId, SenderSeq>,
+    dirty: BTreeSet<GroupId>,
+    out_dgrams: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    pool: Vec<Vec<u8>>,
+    out_dir: VecDeque<ToDirectory>,
+    out_app: VecDeque<(SessionId, FromDaemon)>,
+    out_close: VecDeque<SessionId>,
+    out_mcast: VecDeque<MulticastChange>,
+    out_seq: VecDeque<SequencerInput>,
+    next_tick: Option<Instant>,
+    stats: HostStats,
+}
+
+impl Host {
+    /// A host not yet registered with the directory.
+    pub fn new(settings: HostSettings) -> Self {
+        Host {
+            s: settings,
+            node: None,
+            cluster: None,
+            connected: false,
+            groups: BTreeMap::new(),
+            group_ids: BTreeMap::new(),
+            node_names: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            members: BTreeMap::new(),
+            next_member: 1,
+            pending_lists: BTreeMap::new(),
+            next_list: 1,
+            stream_next: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            out_dgrams: VecDeque::new(),
+            pool: Vec::new(),
+            out_dir: VecDeque::new(),
+            out_app: VecDeque::new(),
+            out_close: VecDeque::new(),
+            out_mcast: VecDeque::new(),
+            out_seq: VecDeque::new(),
+            next_tick: None,
+            stats: HostStats::default(),
+        }
+    }
+
+    /// The node id, once the directory has welcomed us.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node
+    }
+
+    /// The cluster id, once the directory has welcomed us.
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.cluster
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> HostStats {
+        self.stats
+    }
+
+    /// The settings this host runs with.
+    pub fn settings(&self) -> &HostSettings {
+        &self.s
+    }
+
+    /// Groups this node takes part in.
+    pub fn group(&self, id: GroupId) -> Option<&GroupState> {
+        self.groups.get(&id)
+    }
+
+    /// Every group this node takes part in.
+    pub fn groups(&self) -> impl Iterator<Item = &GroupState> {
+        self.groups.values()
+    }
+
+    /// True when every message accepted from apps is stable (SIGTERM waits for it).
+    pub fn is_drained(&self) -> bool {
+        self.groups.values().all(|g| g.sends_drained())
+    }
+
+    /// The largest payload a member named `name` can send.
+    pub fn max_payload(&self, name: &str) -> usize {
+        self.s
+            .max_datagram_bytes
+            .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + name.len().min(255))
+    }
+
+    // ----- directory -----
+
+    /// The link to the directory is up: say hello.
+    pub fn handle_directory_connected(&mut self, _now: Instant) {
+        self.out_dir.push_back(ToDirectory::Hello {
+            name: self.s.node_name.clone(),
+            incarnation: self.s.incarnation,
+            ip: self.s.ip,
+            data_port: self.s.data_port,
+            order_port: self.s.order_port,
+        });
+    }
+
+    /// The link to the directory is gone. Current views keep serving;
+    /// requests waiting on the directory fail.
+    pub fn handle_directory_lost(&mut self, _now: Instant) {
+        self.connected = false;
+        let waiting: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.join_request.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(m) = self.members.remove(&id) {
+                if let Some(req) = m.join_request {
+                    self.reply_err(m.session, req, ErrorCode::Unavailable, "directory unreachable");
+                }
+                self.forget_member(id, m.session);
+            }
+        }
+        for (_, (session, req)) in std::mem::take(&mut self.pending_lists) {
+            self.reply_err(session, req, ErrorCode::Unavailable, "directory unreachable");
+        }
+        let leaving: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.leave_request.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leaving {
+            self.finish_leave(id);
+        }
+    }
+
+    /// A frame from the directory.
+    pub fn handle_directory(&mut self, now: Instant, frame: FromDirectory) {
+        match frame {
+            FromDirectory::Welcome { node, cluster, .. } => {
+                log::info!("registered with the directory as node {node}");
+                self.node = Some(node);
+                self.cluster = Some(cluster);
+                self.connected = true;
+                self.node_names.insert(node, self.s.node_name.clone());
+            }
+            FromDirectory::JoinRefused {
+                member, reason, ..
+            } => {
+                if let Some(m) = self.members.remove(&member) {
+                    if let Some(req) = m.join_request {
+                        self.reply_err(m.session, req, ErrorCode::Refused, &reason);
+                    }
+                    self.forget_member(member, m.session);
+                }
+            }
+            FromDirectory::View(v) => self.install_view(now, v),
+            FromDirectory::GroupEnded { group } => self.end_group(group),
+            FromDirectory::Groups { request, groups } => {
+                if let Some((session, req)) = self.pending_lists.remove(&request) {
+                    let lines = groups
+                        .into_iter()
+                        .map(|g| GroupLine {
+                            local: self.group_ids.get(&g.name).is_some_and(|id| self.groups.contains_key(id)),
+                            address: format!("{}:{}", g.address, g.port),
+                            name: g.name,
+                            view: g.view,
+                            members: g.members,
+                        })
+                        .collect();
+                    self.out_app.push_back((session, FromDaemon::Groups { request: req, groups: lines }));
+                }
+            }
+            FromDirectory::Refused { reason } => {
+                log::error!("the directory refused this node: {reason}");
+            }
+        }
+        self.schedule(now);
+    }
+
+    fn install_view(&mut self, now: Instant, v: View) {
+        let Some(me) = self.node else { return };
+        for n in &v.nodes {
+            self.node_names.insert(n.node, n.name.clone());
+        }
+        self.group_ids.insert(v.group_name.clone(), v.group);
+        if !v.nodes.iter().any(|n| n.node == me) {
+            self.end_group(v.group);
+            return;
+        }
+        let key = StreamKey {
+            node: me,
+            incarnation: self.s.incarnation,
+        };
+        let limits = GroupLimits {
+            send_window: self.s.send_window_messages,
+            receive_window: self.s.receive_window_messages,
+            retransmit: self.s.retransmit,
+            ack_refresh: Duration::from_millis(200),
+        };
+        let start = self.stream_next.get(&v.group).copied().unwrap_or(SenderSeq(1));
+        let g = self.groups.entry(v.group).or_insert_with(|| {
+            log::info!("group {} ({}): taking part from view {}", v.group_name, v.group, v.view);
+            self.out_mcast.push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
+            GroupState::new(&v, key, start, limits)
+        });
+        g.detach_sent = false;
+        if let Some(cmd) = g.install(&v) {
+            self.out_seq.push_back(cmd);
+        }
+        self.out_seq.extend(g.arrivals());
+        log::debug!(
+            "group {}: view {} members={} sequencer={}",
+            v.group_name,
+            v.view,
+            v.members.len(),
+            v.sequencer
+        );
+        self.announce_view(v.group);
+        self.pump(now, v.group);
+    }
+
+    /// Tells each local member of the group the view, and settles joins and
+    /// leaves that waited for it.
+    fn announce_view(&mut self, gid: GroupId) {
+        let Some(g) = self.groups.get(&gid) else { return };
+        let Some(me) = self.node else { return };
+        let in_view: BTreeSet<MemberId> = g
+            .members
+            .iter()
+            .filter(|m| m.node == me)
+            .map(|m| m.member)
+            .collect();
+        let names: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
+            .collect();
+        let sequencer = self.node_name(g.sequencer);
+        let (view, group_name) = (g.view, g.name.clone());
+        let ids: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.group == Some(gid) || m.group_name == group_name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(m) = self.members.get_mut(&id) else { continue };
+            if in_view.contains(&id) {
+                m.group = Some(gid);
+                m.active = true;
+                let session = m.session;
+                if let Some(req) = m.join_request.take() {
+                    self.out_app.push_back((session, FromDaemon::Ok { request: req }));
+                }
+                self.out_app.push_back((
+                    session,
+                    FromDaemon::View {
+                        group: group_name.clone(),
+                        view,
+                        members: names.clone(),
+                        sequencer: sequencer.clone(),
+                    },
+                ));
+            } else if m.active || m.leave_request.is_some() {
+                self.finish_leave(id);
+            }
+        }
+    }
+
+    fn end_group(&mut self, gid: GroupId) {
+        if let Some(g) = self.groups.remove(&gid) {
+            log::info!("group {}: no longer taking part", g.name);
+            self.stream_next.insert(gid, g.next_stream_seq());
+            self.out_mcast.push_back(MulticastChange::Leave(g.address));
+            if g.is_sequencer() {
+                self.out_seq.push_back(SequencerInput::Stop { group: gid });
+            }
+            let ids: Vec<MemberId> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.group == Some(gid))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.finish_leave(id);
+            }
+        }
+    }
+
+    fn node_name(&self, node: NodeId) -> String {
+        self.node_names
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| format!("node-{node}"))
+    }
+
+    // ----- apps -----
+
+    /// A local app connected, with its credentials (from SO_PEERCRED).
+    pub fn handle_app_connect(&mut self, _now: Instant, session: SessionId, creds: Credentials) {
+        self.sessions.insert(session, Session::new(creds));
+    }
+
+    /// False while the session's sends cannot be accepted: the edge then
+    /// stops reading it until this turns true (back-pressure, never loss).
+    pub fn can_accept(&self, session: SessionId) -> bool {
+        let Some(s) = self.sessions.get(&session) else {
+            return true;
+        };
+        s.members.iter().all(|id| {
+            self.members
+                .get(id)
+                .and_then(|m| m.group)
+                .and_then(|g| self.groups.get(&g))
+                .is_none_or(|g| g.send.can_accept())
+        })
+    }
+
+    /// The app went away: its members leave their groups.
+    pub fn handle_app_disconnect(&mut self, now: Instant, session: SessionId) {
+        let Some(s) = self.sessions.remove(&session) else { return };
+        for id in s.members {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.leave_request = None;
+                m.join_request = None;
+                if let Some(g) = m.group {
+                    self.out_dir.push_back(ToDirectory::Leave { group: g, member: id });
+                }
+            }
+            self.members.remove(&id);
+        }
+        self.pending_lists.retain(|_, (s, _)| *s != session);
+        self.schedule(now);
+    }
+
+    /// A request from an app.
+    pub fn handle_app(&mut self, now: Instant, session: SessionId, req: ToDaemon) {
+        if !self.sessions.contains_key(&session) {
+            return;
+        }
+        match req {
+            ToDaemon::Join { request, group, name } => self.app_join(session, request, group, name),
+            ToDaemon::Leave { request, group } => self.app_leave(session, request, &group),
+            ToDaemon::Send {
+                request,
+                group,
+                order,
+                payload,
+            } => self.app_send(session, request, &group, order, payload),
+            ToDaemon::Status { request } => {
+                let reply = FromDaemon::Status {
+                    request,
+                    node: self.s.node_name.clone(),
+                    node_id: self.node.map_or(0, |n| n.0),
+                    incarnation: self.s.incarnation.0,
+                    directory: self.s.directory_label.clone(),
+                    connected: self.connected,
+                    groups: self.groups.len() as u32,
+                    members: self.members.len() as u32,
+                    version: self.s.version.clone(),
+                };
+                self.out_app.push_back((session, reply));
+            }
+            ToDaemon::Groups { request } => {
+                if !self.connected {
+                    self.reply_err(session, request, ErrorCode::Unavailable, "directory unreachable");
+                    return;
+                }
+                let id = self.next_list;
+                self.next_list = self.next_list.wrapping_add(1);
+                self.pending_lists.insert(id, (session, request));
+                self.out_dir.push_back(ToDirectory::ListGroups { request: id });
+            }
+            ToDaemon::Members { request, group } => self.app_members(session, request, &group),
+        }
+        self.schedule(now);
+    }
+
+    fn app_join(&mut self, session: SessionId, request: u32, group: String, name: String) {
+        if !self.connected {
+            self.reply_err(session, request, ErrorCode::Unavailable, "directory unreachable");
+            return;
+        }
+        if name.is_empty() || name.len() > 64 || name.contains(':') || name.chars().any(char::is_whitespace) {
+            self.reply_err(session, request, ErrorCode::BadRequest, "member name must be 1-64 bytes, no ':' or spaces");
+            return;
+        }
+        let Some(s) = self.sessions.get(&session) else { return };
+        if s.members.iter().any(|id| self.members.get(id).is_some_and(|m| m.group_name == group)) {
+            self.reply_err(session, request, ErrorCode::BadRequest, "this session already joined the group");
+            return;
+        }
+        let id = MemberId(self.next_member);
+        self.next_member += 1;
+        let (user, unix_groups) = (s.creds.user.clone(), s.creds.unix_groups.clone());
+        self.members.insert(id, Member::new(session, group.clone(), name.clone(), request));
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.members.push(id);
+        }
+        self.out_dir.push_back(ToDirectory::Join {
+            group,
+            member: id,
+            member_name: name,
+            user,
+            unix_groups,
+        });
+    }
+
+    fn session_member(&self, session: SessionId, group: &str) -> Option<MemberId> {
+        let s = self.sessions.get(&session)?;
+        s.members
+            .iter()
+            .copied()
+            .find(|id| self.members.get(id).is_some_and(|m| m.group_name == group))
+    }
+
+    fn app_leave(&mut self, session: SessionId, request: u32, group: &str) {
+        let Some(id) = self.session_member(session, group) else {
+            self.reply_err(session, request, ErrorCode::NoSuchGroup, "not a member of this group");
+            return;
+        };
+        let Some(m) = self.members.get_mut(&id) else { return };
+        match m.group {
+            Some(g) if self.connected => {
+                m.leave_request = Some(request);
+                m.active = false;
+                self.out_dir.push_back(ToDirectory::Leave { group: g, member: id });
+            }
+            _ => {
+                m.leave_request = Some(request);
+                self.finish_leave(id);
+            }
+        }
+    }
+
+    fn finish_leave(&mut self, id: MemberId) {
+        let Some(m) = self.members.remove(&id) else { return };
+        if let Some(req) = m.leave_request {
+            self.out_app.push_back((m.session, FromDaemon::Ok { request: req }));
+        }
+        self.forget_member(id, m.session);
+    }
+
+    fn forget_member(&mut self, id: MemberId, session: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.members.retain(|m| *m != id);
+        }
+    }
+
+    fn app_send(&mut self, session: SessionId, request: u32, group: &str, order: Order, payload: Vec<u8>) {
+        let member = self
+            .session_member(session, group)
+            .and_then(|id| self.members.get(&id).map(|m| (id, m)))
+            .filter(|(_, m)| m.active)
+            .and_then(|(id, m)| m.group.map(|g| (id, g, m.name.clone())));
+        let Some((id, gid, name)) = member else {
+            self.reply_err(session, request, ErrorCode::NoSuchGroup, "join the group before sending to it");
+            return;
+        };
+        let max = self.max_payload(&name);
+        if payload.len() > max {
+            let msg = format!("payload of {} bytes exceeds the limit of {max} bytes", payload.len());
+            self.reply_err(session, request, ErrorCode::TooLarge, &msg);
+            return;
+        }
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        if !g.send.can_accept() {
+            // The edge only feeds us while can_accept() holds; refuse loudly rather than drop.
+            self.reply_err(session, request, ErrorCode::Internal, "send queue full");
+            return;
+        }
+        g.accept_local(order, id, &name, payload);
+        self.stats.messages_accepted += 1;
+        self.out_app.push_back((session, FromDaemon::Ok { request }));
+        self.dirty.insert(gid);
+        self.out_seq.extend(g.arrivals());
+    }
+
+    fn app_members(&mut self, session: SessionId, request: u32, group: &str) {
+        let g = self.group_ids.get(group).and_then(|id| self.groups.get(id));
+        let Some(g) = g else {
+            self.reply_err(session, request, ErrorCode::NoSuchGroup, "this node takes no part in that group");
+            return;
+        };
+        let reply = FromDaemon::Members {
+            request,
+            group: g.name.clone(),
+            view: g.view,
+            members: g
+                .members
+                .iter()
+                .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
+                .collect(),
+            sequencer: self.node_name(g.sequencer),
+        };
+        self.out_app.push_back((session, reply));
+    }
+
+    fn reply_err(&mut self, session: SessionId, request: u32, code: ErrorCode, message: &str) {
+        self.out_app.push_back((
+            session,
+            FromDaemon::Error {
+                request,
+                code,
+                message: message.to_owned(),
+            },
+        ));
+    }
+
+    // ----- network -----
+
+    /// A datagram from the multicast or unicast socket.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
+        let Some(cluster) = self.cluster else { return };
+        self.stats.datagrams_in += 1;
+        let d = match datagram::decode(bytes, cluster) {
+            Ok(d) => d,
+            Err(Rejected::OtherCluster(_)) => return,
+            Err(Rejected::Malformed(e)) => {
+                self.stats.malformed_in += 1;
+                if self.stats.malformed_in.is_power_of_two() {
+                    log::warn!("malformed datagram from {from}: {e} ({} so far)", self.stats.malformed_in);
+                }
+                return;
+            }
+        };
+        let gid = d.group();
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        match d {
+            Datagram::Data(data) => {
+                if g.on_data(&data) {
+                    self.pump(now, gid);
+                }
+            }
+            Datagram::Order(b) => {
+                if g.on_order(&b) {
+                    self.pump(now, gid);
+                } else {
+                    // Stability may still have moved.
+                    self.dirty.insert(gid);
+                }
+            }
+            Datagram::Nak(n) => {
+                if n.sender_incarnation == self.s.incarnation {
+                    // Repair goes to the requester's data address from the
+                    // view; the source address is only a fallback.
+                    let dest = g
+                        .nodes
+                        .get(&n.from)
+                        .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                    self.answer_nak(now, gid, dest, &n.ranges);
+                }
+            }
+            Datagram::OrderAck(_) | Datagram::OrderNak(_) => {}
+        }
+        self.schedule(now);
+    }
+
+    fn answer_nak(&mut self, now: Instant, gid: GroupId, from: SocketAddrV4, ranges: &[(SenderSeq, SenderSeq)]) {
+        let (Some(cluster), Some(g)) = (self.cluster, self.groups.get_mut(&gid)) else {
+            return;
+        };
+        for &(lo, hi) in ranges {
+            let lo = lo.max(SenderSeq(g.next_stream_seq().0.saturating_sub(g.send.len() as u64)));
+            let hi = hi.min(SenderSeq(g.next_stream_seq().0.saturating_sub(1)));
+            if lo <= hi {
+                self.stats.retransmits += 1;
+                g.pack_data(now, cluster, self.s.max_datagram_bytes, lo, hi, from, &mut self.out_dgrams, &mut self.pool);
+            }
+        }
+    }
+
+    /// After new data or order: deliver, report arrivals to the sequencer.
+    fn pump(&mut self, _now: Instant, gid: GroupId) {
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        self.out_seq.extend(g.arrivals());
+        g.deliver();
+        self.dirty.insert(gid);
+        self.route_deliveries(gid);
+    }
+
+    fn route_deliveries(&mut self, gid: GroupId) {
+        let Some(g) = self.groups.get_mut(&gid) else { return };
+        if g.deliveries.is_empty() {
+            return;
+        }
+        let (view, name) = (g.view, g.name.clone());
+        let deliveries: Vec<_> = g.deliveries.drain(..).collect();
+        let targets: Vec<SessionId> = self
+            .members
+            .values()
+            .filter(|m| m.group == Some(gid) && m.active)
+            .map(|m| m.session)
+            .collect();
+        for d in deliveries {
+            self.stats.messages_delivered += 1;
+            let sender = format!("{}:{}", self.node_name(d.node), d.sender_name);
+            let mut payload = Some(d.payload);
+            for (i, s) in targets.iter().enumerate() {
+                // The last member takes the payload; the others get copies.
+                let bytes = if i + 1 == targets.len() {
+                    payload.take().unwrap_or_default()
+                } else {
+                    payload.clone().unwrap_or_default()
+                };
+                self.out_app.push_back((
+                    *s,
+                    FromDaemon::Message {
+                        group: name.clone(),
+                        view,
+                        sender: sender.clone(),
+                        order: d.order,
+                        seq: d.seq,
+                        payload: bytes,
+                    },
+                ));
+            }
+        }
+    }
+
+    // ----- timers -----
+
+    fn schedule(&mut self, now: Instant) {
+        if self.next_tick.is_none() && !self.groups.is_empty() {
+            self.next_tick = Some(now + self.s.ack_interval);
+        }
+    }
+
+    /// Drives timers: acks, naks, retransmission, detaching idle groups.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_tick.is_some_and(|t| t > now) {
+            return;
+        }
+        self.next_tick = None;
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        let mut controls = Vec::new();
+        for gid in ids {
+            let Some(g) = self.groups.get_mut(&gid) else { continue };
+            controls.clear();
+            g.tick(now, &mut controls);
+            let due = g.send.due_for_retransmit(now, self.s.retransmit);
+            if let (Some(cluster), Some(&first)) = (self.cluster, due.first()) {
+                // Resend the run from the first message the sequencer lacks.
+                let last = due.last().copied().unwrap_or(first);
+                self.stats.retransmits += 1;
+                let dest = g.address;
+                g.pack_data(now, cluster, self.s.max_datagram_bytes, first, last, dest, &mut self.out_dgrams, &mut self.pool);
+            }
+            let has_members = self.members.values().any(|m| m.group == Some(gid));
+            if !has_members && g.sends_drained() && !g.detach_sent && self.connected {
+                g.detach_sent = true;
+                self.out_dir.push_back(ToDirectory::Detach { group: gid });
+            }
+            for c in controls.drain(..) {
+                self.send_control(gid, c);
+            }
+        }
+        self.schedule(now);
+    }
+
+    fn send_control(&mut self, gid: GroupId, c: Control) {
+        let (Some(cluster), Some(node)) = (self.cluster, self.node) else { return };
+        let from_incarnation = self.s.incarnation;
+        let seq_inc = self
+            .groups
+            .get(&gid)
+            .and_then(|g| g.nodes.get(&g.sequencer))
+            .map(|n| n.incarnation)
+            .unwrap_or_default();
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        let dest = match c {
+            Control::DataNak(dest, nak) => {
+                self.stats.naks_sent += 1;
+                datagram::encode(&Datagram::Nak(nak), cluster, &mut buf);
+                dest
+            }
+            Control::OrderAck(dest, cumulative) => {
+                let a = OrderAck {
+                    group: gid,
+                    from: node,
+                    from_incarnation,
+                    sequencer_incarnation: seq_inc,
+                    cumulative,
+                };
+                datagram::encode(&Datagram::OrderAck(a), cluster, &mut buf);
+                dest
+            }
+            Control::OrderNak(dest, ranges) => {
+                self.stats.naks_sent += 1;
+                let n = OrderNak {
+                    group: gid,
+                    from: node,
+                    from_incarnation,
+                    sequencer_incarnation: seq_inc,
+                    ranges,
+                };
+                datagram::encode(&Datagram::OrderNak(n), cluster, &mut buf);
+                dest
+            }
+        };
+        self.out_dgrams.push_back((dest, buf));
+    }
+
+    // ----- outputs -----
+
+    /// Multicast memberships to add or drop.
+    pub fn poll_multicast_change(&mut self) -> Option<MulticastChange> {
+        self.out_mcast.pop_front()
+    }
+
+    /// The next datagram, swapped into `buf`; returns its destination.
+    /// Pending sends are packed into as few DATA datagrams as fit.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>, now: Instant) -> Option<SocketAddrV4> {
+        if self.out_dgrams.is_empty() {
+            self.pack_dirty(now);
+        }
+        let (dest, mut bytes) = self.out_dgrams.pop_front()?;
+        std::mem::swap(buf, &mut bytes);
+        if bytes.capacity() > 0 && self.pool.len() < 64 {
+            self.pool.push(bytes);
+        }
+        Some(dest)
+    }
+
+    fn pack_dirty(&mut self, now: Instant) {
+        let Some(cluster) = self.cluster else { return };
+        for gid in std::mem::take(&mut self.dirty) {
+            let Some(g) = self.groups.get_mut(&gid) else { continue };
+            if let Some((lo, hi)) = g.send.sendable() {
+                let dest = g.address;
+                g.pack_data(now, cluster, self.s.max_datagram_bytes, lo, hi, dest, &mut self.out_dgrams, &mut self.pool);
+            }
+        }
+    }
+
+    /// Inputs for this node's sequencer thread.
+    pub fn poll_sequencer(&mut self) -> Option<SequencerInput> {
+        self.out_seq.pop_front()
+    }
+
+    /// Frames for the directory.
+    pub fn poll_directory(&mut self) -> Option<ToDirectory> {
+        self.out_dir.pop_front()
+    }
+
+    /// Replies and events for apps.
+    pub fn poll_app(&mut self) -> Option<(SessionId, FromDaemon)> {
+        self.out_app.pop_front()
+    }
+
+    /// Sessions the edge must close.
+    pub fn poll_close_session(&mut self) -> Option<SessionId> {
+        self.out_close.pop_front()
+    }
+
+    /// When to call [`Host::handle_timeout`]; also "now" if sends are pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Orderly shutdown (SIGTERM): every member leaves, the directory is told.
+    pub fn shutdown(&mut self, now: Instant) {
+        let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for s in sessions {
+            self.handle_app_disconnect(now, s);
+        }
+        self.out_dir.push_back(ToDirectory::Goodbye);
+    }
+}

@@ -1,0 +1,57 @@
+//! Local apps (sessions) and the members they joined.
+
+use crate::ids::GroupId;
+
+/// A connection from a local app, numbered by the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionId(pub u64);
+
+/// Who the app runs as (from SO_PEERCRED), for the groups' allow lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub unix_groups: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Session {
+    pub creds: Credentials,
+    pub members: Vec<crate::ids::MemberId>,
+}
+
+impl Session {
+    pub fn new(creds: Credentials) -> Self {
+        Session {
+            creds,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// A member: one session joined to one group under a name.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub session: SessionId,
+    pub group_name: String,
+    /// Known once a view containing the member arrived.
+    pub group: Option<GroupId>,
+    pub name: String,
+    /// In an installed view: receives deliveries and may send.
+    pub active: bool,
+    pub join_request: Option<u32>,
+    pub leave_request: Option<u32>,
+}
+
+impl Member {
+    pub fn new(session: SessionId, group_name: String, name: String, join_request: u32) -> Self {
+        Member {
+            session,
+            group_name,
+            group: None,
+            name,
+            active: false,
+            join_request: Some(join_request),
+            leave_request: None,
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The receiver's side of one sender's stream.
+
+use crate::ids::{Order, SenderSeq};
+use std::collections::VecDeque;
+
+/// A message received and not yet delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub order: Order,
+    pub sender_name: String,
+    pub payload: Vec<u8>,
+}
+
+/// Outcome of offering a received message to the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// New, stored.
+    Stored,
+    /// Already held or already delivered: dropped.
+    Duplicate,
+    /// Before the position this receiver is responsible for: dropped.
+    BeforeBase,
+    /// Beyond the receive window: dropped (the sender will resend).
+    BeyondWindow,
+}
+
+/// One sender's stream at a receiver.
+///
+/// `slots[i]` holds position `origin + i`. Until the base (first position
+/// this receiver must deliver) is known, `origin` is the lowest position seen
+/// so far; once known, `origin == next_deliver`.
+#[derive(Debug)]
+pub struct RecvStream {
+    base: Option<SenderSeq>,
+    origin: SenderSeq,
+    slots: VecDeque<Option<Held>>,
+    window: usize,
+    /// Highest position known to exist (seen in DATA or named by ORDER).
+    highest_needed: SenderSeq,
+    /// Next position to report to the local sequencer (sequencer node only).
+    pub reported: SenderSeq,
+}
+
+impl RecvStream {
+    /// A stream with unknown base, holding at most `window` positions.
+    pub fn new(window: usize) -> Self {
+        RecvStream {
+            base: None,
+            origin: SenderSeq(0),
+            slots: VecDeque::new(),
+            window: window.max(1),
+            highest_needed: SenderSeq(0),
+            reported: SenderSeq(0),
+        }
+    }
+
+    /// The first position this receiver delivers, once known.
+    pub fn base(&self) -> Option<SenderSeq> {
+        self.base
+    }
+
+    /// Next position to deliver (meaningful once the base is known).
+    pub fn next_deliver(&self) -> SenderSeq {
+        self.origin
+    }
+
+    /// Sets the base; drops anything held before it. Ignored once set.
+    pub fn set_base(&mut self, base: SenderSeq) {
+        if self.base.is_some() {
+            return;
+        }
+        self.base = Some(base);
+        if self.slots.is_empty() {
+            self.origin = base;
+        } else if base > self.origin {
+            let drop = (base.0 - self.origin.0) as usize;
+            for _ in 0..drop.min(self.slots.len()) {
+                self.slots.pop_front();
+            }
+            self.origin = base;
+        } else {
+            for _ in 0..(self.origin.0 - base.0) {
+                self.slots.push_front(None);
+            }
+            self.origin = base;
+        }
+        self.reported = self.reported.max(base);
+    }
+
+    /// Offers a received message.
+    pub fn offer(&mut self, seq: SenderSeq, msg: Held) -> Accept {
+        if self.base.is_none() && self.slots.is_empty() {
+            self.origin = seq;
+        }
+        if seq < self.origin {
+            if self.base.is_some() {
+                return if self.base.is_some_and(|b| seq < b) {
+                    Accept::BeforeBase
+                } else {
+                    Accept::Duplicate
+                };
+            }
+            // Base unknown: extend the holding area backwards, within the window.
+            let grow = (self.origin.0 - seq.0) as usize;
+            if grow + self.slots.len() > self.window {
+                return Accept::BeyondWindow;
+            }
+            for _ in 0..grow {
+                self.slots.push_front(None);
+            }
+            self.origin = seq;
+        }
+        let i = (seq.0 - self.origin.0) as usize;
+        if i >= self.window {
+            return Accept::BeyondWindow;
+        }
+        while self.slots.len() <= i {
+            self.slots.push_back(None);
+        }
+        self.highest_needed = self.highest_needed.max(seq);
+        match &mut self.slots[i] {
+            Some(_) => Accept::Duplicate,
+            slot => {
+                *slot = Some(msg);
+                Accept::Stored
+            }
+        }
+    }
+
+    /// True if `seq` is held (received, not yet delivered).
+    pub fn holds(&self, seq: SenderSeq) -> bool {
+        self.peek(seq).is_some()
+    }
+
+    /// The message at `seq`, if held.
+    pub fn peek(&self, seq: SenderSeq) -> Option<&Held> {
+        let i = seq.0.checked_sub(self.origin.0)?;
+        self.slots.get(usize::try_from(i).ok()?)?.as_ref()
+    }
+
+    /// Takes the next message in stream order (base must be known).
+    pub fn pop_next(&mut self) -> Option<Held> {
+        self.base?;
+        match self.slots.front() {
+            Some(Some(_)) => {
+                let m = self.slots.pop_front().flatten();
+                self.origin = self.origin.next();
+                m
+            }
+            _ => None,
+        }
+    }
+
+    /// Notes that `seq` exists (named by an ORDER record).
+    pub fn need(&mut self, seq: SenderSeq) {
+        self.highest_needed = self.highest_needed.max(seq);
+    }
+
+    /// End (exclusive) of the run of held positions starting at the next
+    /// position to deliver: everything before it is held or delivered.
+    pub fn contiguous_end(&self) -> SenderSeq {
+        let n = self.slots.iter().take_while(|s| s.is_some()).count();
+        SenderSeq(self.origin.0 + n as u64)
+    }
+
+    /// Positions known to exist but not held, from the next to deliver on.
+    pub fn missing(&self, max: usize) -> Vec<u64> {
+        if self.base.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut seq = self.origin.0;
+        while seq <= self.highest_needed.0 && out.len() < max {
+            if !self.holds(SenderSeq(seq)) {
+                out.push(seq);
+            }
+            seq += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(b: u8) -> Held {
+        Held {
+            order: Order::Total,
+            sender_name: "m".into(),
+            payload: vec![b],
+        }
+    }
+
+    #[test]
+    fn out_of_order_arrivals_are_delivered_in_order() {
+        let mut r = RecvStream::new(16);
+        r.set_base(SenderSeq(1));
+        assert_eq!(r.offer(SenderSeq(2), held(2)), Accept::Stored);
+        assert_eq!(r.pop_next(), None);
+        assert_eq!(r.missing(10), vec![1]);
+        assert_eq!(r.offer(SenderSeq(1), held(1)), Accept::Stored);
+        assert_eq!(r.contiguous_end(), SenderSeq(3));
+        assert_eq!(r.pop_next(), Some(held(1)));
+        assert_eq!(r.pop_next(), Some(held(2)));
+        assert_eq!(r.offer(SenderSeq(2), held(2)), Accept::Duplicate);
+    }
+
+    #[test]
+    fn a_joiner_holds_early_data_until_its_base_is_known() {
+        let mut r = RecvStream::new(16);
+        assert_eq!(r.offer(SenderSeq(7), held(7)), Accept::Stored);
+        assert_eq!(r.offer(SenderSeq(5), held(5)), Accept::Stored);
+        assert_eq!(r.pop_next(), None, "no delivery before the base is known");
+        r.set_base(SenderSeq(6));
+        assert_eq!(r.missing(10), vec![6]);
+        assert_eq!(r.offer(SenderSeq(5), held(5)), Accept::BeforeBase);
+        assert_eq!(r.offer(SenderSeq(6), held(6)), Accept::Stored);
+        assert_eq!(r.pop_next(), Some(held(6)));
+        assert_eq!(r.pop_next(), Some(held(7)));
+    }
+
+    #[test]
+    fn the_window_bounds_memory() {
+        let mut r = RecvStream::new(4);
+        r.set_base(SenderSeq(1));
+        assert_eq!(r.offer(SenderSeq(5), held(5)), Accept::BeyondWindow);
+        assert_eq!(r.offer(SenderSeq(4), held(4)), Accept::Stored);
+    }
+}

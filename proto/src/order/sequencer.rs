@@ -1,0 +1,586 @@
+//! The sequencer: assigns each group's total order and multicasts it reliably.
+//!
+//! Driver call order (chorusd's sequencer thread and the simulator alike):
+//! feed [`Sequencer::handle_input`] (from the host), [`Sequencer::handle_datagram`]
+//! (acks and naks on the sequencer's socket) and [`Sequencer::handle_timeout`];
+//! after each batch drain [`Sequencer::poll_transmit`], then wait until
+//! [`Sequencer::poll_timeout`].
+
+use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
+use crate::multicast::{to_ranges, StreamKey};
+use crate::time::{Duration, Instant};
+use crate::wire::datagram::{
+    self, Datagram, OrderBatch, OrderEntry, Rejected, NAK_RANGES_MAX, ORDER_ENTRY_BYTES,
+    ORDER_PREFIX_BYTES,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddrV4;
+
+/// Bounds and timers of the sequencer.
+#[derive(Debug, Clone)]
+pub struct SequencerSettings {
+    pub node: NodeId,
+    pub incarnation: Incarnation,
+    pub cluster: ClusterId,
+    pub max_datagram_bytes: usize,
+    /// How often to announce stability and check retransmission.
+    pub tick: Duration,
+    /// Records unacked this long are multicast again.
+    pub retransmit: Duration,
+    /// An empty ORDER at least this often, so members see where the order ends.
+    pub heartbeat: Duration,
+}
+
+/// What the host tells its sequencer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequencerInput {
+    /// This node sequences `group` in `view`. For a group new to this
+    /// sequencer, `next` is the first position to assign and `streams` where
+    /// each known sender's next unordered message is.
+    View {
+        group: GroupId,
+        view: ViewId,
+        address: SocketAddrV4,
+        members: Vec<(NodeId, Incarnation)>,
+        next: GlobalSeq,
+        streams: Vec<(StreamKey, SenderSeq)>,
+    },
+    /// Messages `first..end` of a stream are held by this node, in order.
+    Arrived {
+        group: GroupId,
+        stream: StreamKey,
+        first: SenderSeq,
+        end: SenderSeq,
+    },
+    /// This node no longer sequences `group`.
+    Stop { group: GroupId },
+}
+
+#[derive(Debug)]
+struct LogEntry {
+    stream: StreamKey,
+    seq: SenderSeq,
+    sent_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct SeqGroup {
+    view: ViewId,
+    view_start: GlobalSeq,
+    address: SocketAddrV4,
+    /// Each member's cumulative ack.
+    acked: BTreeMap<NodeId, (Incarnation, GlobalSeq)>,
+    /// Next position each stream's next message gets ordered at.
+    ordered: BTreeMap<StreamKey, SenderSeq>,
+    /// Records from `log_base` to `next - 1` (not yet stable).
+    log: VecDeque<LogEntry>,
+    log_base: GlobalSeq,
+    next: GlobalSeq,
+    unsent: GlobalSeq,
+    stable: GlobalSeq,
+    announced_stable: GlobalSeq,
+    last_sent: Option<Instant>,
+}
+
+impl SeqGroup {
+    fn entry(&self, g: GlobalSeq) -> Option<&LogEntry> {
+        let i = g.0.checked_sub(self.log_base.0)?;
+        self.log.get(usize::try_from(i).ok()?)
+    }
+
+    fn recompute_stable(&mut self) {
+        let min = self.acked.values().map(|(_, a)| *a).min();
+        let stable = min.unwrap_or(GlobalSeq(self.next.0 - 1));
+        if stable > self.stable {
+            self.stable = stable;
+        }
+        while self.log_base <= self.stable && !self.log.is_empty() {
+            self.log.pop_front();
+            self.log_base = self.log_base.next();
+        }
+        if self.log.is_empty() {
+            self.log_base = self.next;
+        }
+    }
+}
+
+/// The sequencer of every group this node sequences.
+#[derive(Debug)]
+pub struct Sequencer {
+    settings: SequencerSettings,
+    groups: BTreeMap<GroupId, SeqGroup>,
+    out: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    next_tick: Option<Instant>,
+}
+
+impl Sequencer {
+    /// A sequencer with no groups yet.
+    pub fn new(settings: SequencerSettings) -> Self {
+        Sequencer {
+            settings,
+            groups: BTreeMap::new(),
+            out: VecDeque::new(),
+            next_tick: None,
+        }
+    }
+
+    /// Groups currently sequenced here.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// The next position `group` would assign.
+    pub fn next_position(&self, group: GroupId) -> Option<GlobalSeq> {
+        self.groups.get(&group).map(|g| g.next)
+    }
+
+    /// The stability point of `group` and the last one announced.
+    pub fn stability(&self, group: GroupId) -> Option<(GlobalSeq, GlobalSeq)> {
+        self.groups.get(&group).map(|g| (g.stable, g.announced_stable))
+    }
+
+    /// Records held for retransmission in `group` (bounded by stability).
+    pub fn log_len(&self, group: GroupId) -> usize {
+        self.groups.get(&group).map_or(0, |g| g.log.len())
+    }
+
+    /// Takes an input from the host.
+    pub fn handle_input(&mut self, now: Instant, input: SequencerInput) {
+        match input {
+            SequencerInput::View {
+                group,
+                view,
+                address,
+                members,
+                next,
+                streams,
+            } => self.install_view(now, group, view, address, members, next, streams),
+            SequencerInput::Arrived {
+                group,
+                stream,
+                first,
+                end,
+            } => self.arrived(now, group, stream, first, end),
+            SequencerInput::Stop { group } => {
+                self.groups.remove(&group);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install_view(
+        &mut self,
+        now: Instant,
+        group: GroupId,
+        view: ViewId,
+        address: SocketAddrV4,
+        members: Vec<(NodeId, Incarnation)>,
+        next: GlobalSeq,
+        streams: Vec<(StreamKey, SenderSeq)>,
+    ) {
+        let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
+            view,
+            view_start: next,
+            address,
+            acked: BTreeMap::new(),
+            ordered: streams.into_iter().collect(),
+            log: VecDeque::new(),
+            log_base: next,
+            next,
+            unsent: next,
+            stable: GlobalSeq(next.0 - 1),
+            announced_stable: GlobalSeq(0),
+            last_sent: None,
+        });
+        g.view = view;
+        g.view_start = g.next;
+        g.address = address;
+        let before = GlobalSeq(g.next.0 - 1);
+        let old = std::mem::take(&mut g.acked);
+        for (node, inc) in members {
+            let acked = match old.get(&node) {
+                Some((i, a)) if *i == inc => *a,
+                // A new member is responsible from this view's start on.
+                _ => before,
+            };
+            g.acked.insert(node, (inc, acked));
+        }
+        g.recompute_stable();
+        // Announce the view start at once so joiners learn where they begin.
+        self.emit(now, group, true);
+        self.schedule(now);
+    }
+
+    fn arrived(
+        &mut self,
+        now: Instant,
+        group: GroupId,
+        stream: StreamKey,
+        first: SenderSeq,
+        end: SenderSeq,
+    ) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let next_seq = g.ordered.entry(stream).or_insert(first);
+        if first > *next_seq {
+            log::warn!(
+                "sequencer: group {group}: gap in stream {}/{}: got {first}, expected {}",
+                stream.node,
+                stream.incarnation,
+                *next_seq
+            );
+            return;
+        }
+        while *next_seq < end {
+            g.log.push_back(LogEntry {
+                stream,
+                seq: *next_seq,
+                sent_at: None,
+            });
+            *next_seq = next_seq.next();
+            g.next = g.next.next();
+        }
+        self.emit(now, group, false);
+        self.schedule(now);
+    }
+
+    /// Takes an ORDER_ACK or ORDER_NAK from a member.
+    pub fn handle_datagram(&mut self, now: Instant, bytes: &[u8]) {
+        let d = match datagram::decode(bytes, self.settings.cluster) {
+            Ok(d) => d,
+            Err(Rejected::OtherCluster(_)) => return,
+            Err(Rejected::Malformed(e)) => {
+                log::debug!("sequencer: malformed datagram: {e}");
+                return;
+            }
+        };
+        match d {
+            Datagram::OrderAck(a) if a.sequencer_incarnation == self.settings.incarnation => {
+                if let Some(g) = self.groups.get_mut(&a.group) {
+                    if let Some((inc, acked)) = g.acked.get_mut(&a.from) {
+                        if *inc == a.from_incarnation && a.cumulative > *acked {
+                            *acked = a.cumulative.min(GlobalSeq(g.next.0 - 1));
+                            g.recompute_stable();
+                        }
+                    }
+                }
+            }
+            Datagram::OrderNak(n) if n.sequencer_incarnation == self.settings.incarnation => {
+                let ranges: Vec<(GlobalSeq, GlobalSeq)> = n.ranges;
+                self.resend(now, n.group, &ranges);
+            }
+            _ => {}
+        }
+    }
+
+    fn resend(&mut self, now: Instant, group: GroupId, ranges: &[(GlobalSeq, GlobalSeq)]) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        for &(lo, hi) in ranges {
+            let lo = lo.max(g.log_base);
+            let hi = hi.min(GlobalSeq(g.unsent.0.saturating_sub(1)));
+            if lo <= hi {
+                Self::pack(&self.settings, g, group, lo, hi, now, &mut self.out);
+            }
+        }
+    }
+
+    /// Drives timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_tick.is_some_and(|t| t > now) {
+            return;
+        }
+        let groups: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in groups {
+            let Some(g) = self.groups.get_mut(&id) else {
+                continue;
+            };
+            // Backup retransmission: the oldest unstable records, if old.
+            let rto = self.settings.retransmit;
+            let first_unacked = g.stable.next();
+            let stale = g
+                .entry(first_unacked)
+                .and_then(|e| e.sent_at)
+                .is_some_and(|t| t + rto <= now);
+            if stale {
+                let per_dgram = Self::entries_per_datagram(&self.settings) as u64;
+                let hi = GlobalSeq((first_unacked.0 + per_dgram - 1).min(g.unsent.0 - 1));
+                Self::pack(&self.settings, g, id, first_unacked, hi, now, &mut self.out);
+            }
+            let heartbeat_due = g
+                .last_sent
+                .is_none_or(|t| t + self.settings.heartbeat <= now);
+            let announce = g.stable > g.announced_stable || heartbeat_due;
+            self.emit(now, id, announce);
+        }
+        self.next_tick = None;
+        self.schedule(now);
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        if !self.groups.is_empty() && self.next_tick.is_none() {
+            self.next_tick = Some(now + self.settings.tick);
+        }
+    }
+
+    /// The next datagram to send, written into `buf` (cleared first).
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<SocketAddrV4> {
+        let (dest, mut bytes) = self.out.pop_front()?;
+        std::mem::swap(buf, &mut bytes);
+        Some(dest)
+    }
+
+    /// When to call [`Sequencer::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    fn entries_per_datagram(s: &SequencerSettings) -> usize {
+        (s.max_datagram_bytes.saturating_sub(ORDER_PREFIX_BYTES) / ORDER_ENTRY_BYTES).max(1)
+    }
+
+    /// Multicasts unsent records; with `force`, an empty heartbeat if none.
+    fn emit(&mut self, now: Instant, group: GroupId, force: bool) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        if g.unsent < g.next {
+            let hi = GlobalSeq(g.next.0 - 1);
+            let lo = g.unsent.max(g.log_base);
+            g.unsent = g.next;
+            if lo <= hi {
+                Self::pack(&self.settings, g, group, lo, hi, now, &mut self.out);
+                return;
+            }
+        }
+        if force {
+            let batch = Self::batch(&self.settings, g, group, g.next, Vec::new());
+            g.announced_stable = g.stable;
+            g.last_sent = Some(now);
+            let mut bytes = Vec::with_capacity(ORDER_PREFIX_BYTES);
+            datagram::encode(&Datagram::Order(batch), self.settings.cluster, &mut bytes);
+            self.out.push_back((g.address, bytes));
+        }
+    }
+
+    fn batch(
+        s: &SequencerSettings,
+        g: &SeqGroup,
+        group: GroupId,
+        first: GlobalSeq,
+        entries: Vec<OrderEntry>,
+    ) -> OrderBatch {
+        OrderBatch {
+            group,
+            sequencer: s.node,
+            sequencer_incarnation: s.incarnation,
+            view: g.view,
+            view_start: g.view_start,
+            stable: g.stable.min(GlobalSeq(first.0 - 1)),
+            first,
+            entries,
+        }
+    }
+
+    /// Multicasts records `lo..=hi` in as few datagrams as fit.
+    fn pack(
+        s: &SequencerSettings,
+        g: &mut SeqGroup,
+        group: GroupId,
+        lo: GlobalSeq,
+        hi: GlobalSeq,
+        now: Instant,
+        out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
+    ) {
+        let max_entries = Self::entries_per_datagram(s);
+        let mut pos = lo;
+        while pos <= hi {
+            let first = pos;
+            let mut entries: Vec<OrderEntry> = Vec::new();
+            while pos <= hi {
+                let Some(e) = g.entry(pos) else { break };
+                let (stream, seq) = (e.stream, e.seq);
+                let extends = entries.last().is_some_and(|l| {
+                    l.sender == stream.node
+                        && l.sender_incarnation == stream.incarnation
+                        && l.first.0 + u64::from(l.count) == seq.0
+                        && l.count < u16::MAX
+                });
+                if extends {
+                    if let Some(l) = entries.last_mut() {
+                        l.count += 1;
+                    }
+                } else if entries.len() == max_entries {
+                    break;
+                } else {
+                    entries.push(OrderEntry {
+                        sender: stream.node,
+                        sender_incarnation: stream.incarnation,
+                        first: seq,
+                        count: 1,
+                    });
+                }
+                let i = (pos.0 - g.log_base.0) as usize;
+                if let Some(e) = g.log.get_mut(i) {
+                    e.sent_at = Some(now);
+                }
+                pos = pos.next();
+            }
+            if entries.is_empty() {
+                break;
+            }
+            let batch = Self::batch(s, g, group, first, entries);
+            g.announced_stable = g.announced_stable.max(batch.stable);
+            g.last_sent = Some(now);
+            let mut bytes = Vec::with_capacity(s.max_datagram_bytes);
+            datagram::encode(&Datagram::Order(batch), s.cluster, &mut bytes);
+            out.push_back((g.address, bytes));
+        }
+    }
+}
+
+/// Builds the NAK ranges a member sends for missing positions.
+pub fn order_nak_ranges(missing: &[u64]) -> Vec<(GlobalSeq, GlobalSeq)> {
+    to_ranges(missing.iter().copied(), NAK_RANGES_MAX)
+        .into_iter()
+        .map(|(a, b)| (GlobalSeq(a), GlobalSeq(b)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::datagram::{OrderAck, OrderNak};
+    use std::net::Ipv4Addr;
+
+    const C: ClusterId = ClusterId(1);
+    const G: GroupId = GroupId(1);
+
+    fn seq() -> Sequencer {
+        Sequencer::new(SequencerSettings {
+            node: NodeId(1),
+            incarnation: Incarnation(9),
+            cluster: C,
+            max_datagram_bytes: 1400,
+            tick: Duration::from_millis(10),
+            retransmit: Duration::from_millis(50),
+            heartbeat: Duration::from_millis(100),
+        })
+    }
+
+    fn key(n: u32) -> StreamKey {
+        StreamKey {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    fn drain(s: &mut Sequencer) -> Vec<OrderBatch> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        while s.poll_transmit(&mut buf).is_some() {
+            match datagram::decode(&buf, C) {
+                Ok(Datagram::Order(b)) => out.push(b),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    fn view(s: &mut Sequencer, now: Instant, v: u64, members: &[u32]) {
+        s.handle_input(
+            now,
+            SequencerInput::View {
+                group: G,
+                view: ViewId(v),
+                address: SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 7000),
+                members: members.iter().map(|&n| (NodeId(n), Incarnation(1))).collect(),
+                next: GlobalSeq(1),
+                streams: Vec::new(),
+            },
+        );
+    }
+
+    fn ack(s: &mut Sequencer, now: Instant, from: u32, g: u64) {
+        let mut b = Vec::new();
+        datagram::encode(
+            &Datagram::OrderAck(OrderAck {
+                group: G,
+                from: NodeId(from),
+                from_incarnation: Incarnation(1),
+                sequencer_incarnation: Incarnation(9),
+                cumulative: GlobalSeq(g),
+            }),
+            C,
+            &mut b,
+        );
+        s.handle_datagram(now, &b);
+    }
+
+    #[test]
+    fn arrivals_are_ordered_in_runs_and_stability_follows_acks() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        view(&mut s, t, 1, &[1, 2]);
+        drain(&mut s);
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(4) });
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(1), first: SenderSeq(1), end: SenderSeq(2) });
+        let b = drain(&mut s);
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].first, GlobalSeq(1));
+        assert_eq!((b[0].entries[0].sender, b[0].entries[0].count), (NodeId(2), 3));
+        assert_eq!(b[1].first, GlobalSeq(4));
+        // A duplicate report orders nothing twice.
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(4) });
+        assert!(drain(&mut s).is_empty());
+        ack(&mut s, t, 1, 4);
+        assert_eq!(s.log_len(G), 4, "not stable until every member acks");
+        ack(&mut s, t, 2, 3);
+        assert_eq!(s.log_len(G), 1);
+        s.handle_timeout(t + Duration::from_millis(10));
+        let hb = drain(&mut s);
+        assert_eq!(hb.last().map(|b| b.stable), Some(GlobalSeq(3)));
+    }
+
+    #[test]
+    fn naks_are_answered_and_stale_records_resent() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        view(&mut s, t, 1, &[1, 2]);
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(3) });
+        drain(&mut s);
+        let mut b = Vec::new();
+        datagram::encode(
+            &Datagram::OrderNak(OrderNak {
+                group: G,
+                from: NodeId(2),
+                from_incarnation: Incarnation(1),
+                sequencer_incarnation: Incarnation(9),
+                ranges: vec![(GlobalSeq(2), GlobalSeq(2))],
+            }),
+            C,
+            &mut b,
+        );
+        s.handle_datagram(t, &b);
+        let r = drain(&mut s);
+        assert_eq!((r[0].first, r[0].entries[0].first), (GlobalSeq(2), SenderSeq(2)));
+        s.handle_timeout(t + Duration::from_millis(60));
+        let r = drain(&mut s);
+        assert!(r.iter().any(|b| b.first == GlobalSeq(1) && !b.entries.is_empty()));
+    }
+
+    #[test]
+    fn a_new_member_counts_from_its_views_start() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        view(&mut s, t, 1, &[1]);
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(1), first: SenderSeq(1), end: SenderSeq(3) });
+        ack(&mut s, t, 1, 2);
+        view(&mut s, t, 2, &[1, 2]);
+        let b = drain(&mut s);
+        let last = b.last().map(|b| (b.view, b.view_start, b.stable));
+        assert_eq!(last, Some((ViewId(2), GlobalSeq(3), GlobalSeq(2))));
+    }
+}
