@@ -71,7 +71,6 @@ pub struct GroupState {
     is_sequencer: bool,
     limits: GroupLimits,
     pub deliveries: VecDeque<Delivery>,
-    pub detach_sent: bool,
 }
 
 impl GroupState {
@@ -98,7 +97,6 @@ impl GroupState {
             is_sequencer: false,
             limits,
             deliveries: VecDeque::new(),
-            detach_sent: false,
         }
     }
 

@@ -292,7 +292,6 @@ impl Host {
             self.out_mcast.push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
             GroupState::new(&v, key, start, limits)
         });
-        g.detach_sent = false;
         if let Some(cmd) = g.install(&v) {
             self.out_seq.push_back(cmd);
         }
@@ -736,12 +735,16 @@ impl Host {
                 g.pack_data(now, cluster, self.s.max_datagram_bytes, first, last, dest, &mut self.out_dgrams, &mut self.pool);
             }
             let has_members = self.members.values().any(|m| m.group == Some(gid));
-            if !has_members && g.sends_drained() && !g.detach_sent && self.connected {
-                g.detach_sent = true;
-                self.out_dir.push_back(ToDirectory::Detach { group: gid });
-            }
+            let detach = !has_members && g.sends_drained() && self.connected;
             for c in controls.drain(..) {
                 self.send_control(gid, c);
+            }
+            if detach {
+                // The directory sends no view to a node that detached: end
+                // the group here. A later join attaches afresh, and our
+                // stream continues where it stopped.
+                self.out_dir.push_back(ToDirectory::Detach { group: gid });
+                self.end_group(gid);
             }
         }
         self.schedule(now);

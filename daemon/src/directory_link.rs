@@ -1,0 +1,221 @@
+//! The TCP link to the directory: connect (trying each configured address),
+//! frame in and out, reconnect with backoff when it drops.
+
+use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
+use chorus_proto::wire::frame::{write_frame, FrameBuffer};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Output kept for the directory before the link is considered stuck.
+const OUT_MAX_BYTES: usize = 16 << 20;
+
+/// Where the link stands.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum LinkState {
+    Down,
+    Connecting,
+    Up,
+}
+
+/// What happened on the link during one readiness event.
+#[derive(Debug, Default)]
+pub struct LinkEvents {
+    pub connected: bool,
+    pub frames: Vec<FromDirectory>,
+    pub lost: bool,
+}
+
+/// The link.
+#[derive(Debug)]
+pub struct DirectoryLink {
+    addrs: Vec<SocketAddr>,
+    next_addr: usize,
+    token: Token,
+    stream: Option<TcpStream>,
+    state: LinkState,
+    frames: FrameBuffer,
+    out: Vec<u8>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    pub current: Option<SocketAddr>,
+}
+
+impl DirectoryLink {
+    pub fn new(addrs: Vec<SocketAddr>, token: Token) -> Self {
+        DirectoryLink {
+            addrs,
+            next_addr: 0,
+            token,
+            stream: None,
+            state: LinkState::Down,
+            frames: FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES),
+            out: Vec::new(),
+            retry_at: Some(Instant::now()),
+            backoff: BACKOFF_MIN,
+            current: None,
+        }
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// When the link wants attention without IO (a reconnect).
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.state == LinkState::Down).then_some(self.retry_at).flatten()
+    }
+
+    /// Starts a connection attempt if one is due.
+    pub fn maybe_connect(&mut self, registry: &Registry, now: Instant) {
+        if self.state != LinkState::Down || self.retry_at.is_some_and(|t| t > now) {
+            return;
+        }
+        if self.addrs.is_empty() {
+            return;
+        }
+        let addr = self.addrs[self.next_addr % self.addrs.len()];
+        self.next_addr += 1;
+        match TcpStream::connect(addr) {
+            Ok(mut s) => {
+                if let Err(e) = registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE) {
+                    log::warn!("directory {addr}: register: {e}");
+                    self.fail(now);
+                    return;
+                }
+                self.stream = Some(s);
+                self.state = LinkState::Connecting;
+                self.current = Some(addr);
+            }
+            Err(e) => {
+                log::warn!("directory {addr}: {e}");
+                self.fail(now);
+            }
+        }
+    }
+
+    fn fail(&mut self, now: Instant) {
+        self.stream = None;
+        self.state = LinkState::Down;
+        self.frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+        self.out.clear();
+        self.retry_at = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Queues a frame.
+    pub fn send(&mut self, frame: &ToDirectory) {
+        if self.state != LinkState::Up {
+            return;
+        }
+        if self.out.len() > OUT_MAX_BYTES {
+            log::warn!("directory link: output backlog over {OUT_MAX_BYTES} bytes; dropping the link");
+            self.state = LinkState::Down;
+            return;
+        }
+        write_frame(&mut self.out, |b| frame.encode(b));
+    }
+
+    /// Handles readiness; returns what happened.
+    pub fn on_ready(&mut self, registry: &Registry, now: Instant) -> LinkEvents {
+        let mut ev = LinkEvents::default();
+        let Some(stream) = self.stream.as_mut() else {
+            return ev;
+        };
+        if self.state == LinkState::Connecting {
+            match (stream.take_error(), stream.peer_addr()) {
+                (Ok(None), Ok(_)) => {
+                    log::info!("connected to the directory at {:?}", self.current);
+                    self.state = LinkState::Up;
+                    self.backoff = BACKOFF_MIN;
+                    ev.connected = true;
+                }
+                (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return ev,
+                (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
+                    log::warn!("directory {:?}: {e}", self.current);
+                    let _ = registry.deregister(stream);
+                    self.fail(now);
+                    return ev;
+                }
+            }
+        }
+        if let Err(e) = self.read(&mut ev) {
+            log::warn!("directory link lost: {e}");
+            self.drop_link(registry, now, &mut ev);
+        }
+        ev
+    }
+
+    fn read(&mut self, ev: &mut LinkEvents) -> io::Result<()> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut chunk = [0u8; 16384];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the directory")),
+                Ok(n) => self.frames.extend(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        while let Some(body) = self
+            .frames
+            .next_frame()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        {
+            let frame = FromDirectory::decode(body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame from the directory: {e}")))?;
+            ev.frames.push(frame);
+        }
+        Ok(())
+    }
+
+    fn drop_link(&mut self, registry: &Registry, now: Instant, ev: &mut LinkEvents) {
+        if let Some(s) = self.stream.as_mut() {
+            let _ = registry.deregister(s);
+        }
+        self.fail(now);
+        ev.lost = true;
+    }
+
+    /// Writes queued frames; reports a lost link.
+    pub fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
+        if self.state == LinkState::Down && self.stream.is_some() {
+            let mut ev = LinkEvents::default();
+            self.drop_link(registry, now, &mut ev);
+            return true;
+        }
+        if self.state != LinkState::Up || self.out.is_empty() {
+            return false;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let mut pos = 0;
+        let result = loop {
+            if pos == self.out.len() {
+                break Ok(());
+            }
+            match stream.write(&self.out[pos..]) {
+                Ok(n) => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.out.drain(..pos);
+        if let Err(e) = result {
+            log::warn!("directory link lost: {e}");
+            let mut ev = LinkEvents::default();
+            self.drop_link(registry, now, &mut ev);
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,515 @@
+//! The IO thread: one mio loop owning the [`Host`] state machine and every
+//! socket but the sequencer's. It follows the host's documented call order:
+//! feed inputs as they come, then drain outputs once per wake, so a burst of
+//! app sends leaves as a few full datagrams.
+
+use crate::directory_link::{DirectoryLink, LinkState};
+use crate::sequencer_thread::{SequencerThread, ToSequencer};
+use crate::session::{peer_credentials, AppConn};
+use crate::sockets;
+use chorus_proto::host::{Host, MulticastChange, SessionId};
+use chorus_proto::order::sequencer::SequencerSettings;
+use chorus_proto::wire::app::{FromDaemon, ToDaemon};
+use chorus_proto::wire::directory::FromDirectory;
+use chorus_proto::wire::frame::write_frame;
+use chorus_proto::{Duration as CoreDuration, Instant as CoreInstant};
+use mio::net::{UdpSocket, UnixListener};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const DATA: Token = Token(1);
+const DIRECTORY: Token = Token(2);
+const SIGNALS: Token = Token(3);
+const MCAST_BASE: usize = 1 << 20;
+const SESSION_BASE: usize = 1 << 32;
+/// Datagrams read from one socket per wake before others get a turn.
+const DATAGRAM_BUDGET: usize = 512;
+/// Read calls per session per wake.
+const SESSION_READ_BUDGET: usize = 16;
+/// How long SIGTERM waits for accepted messages to become stable.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything the IO loop needs that does not come from the host.
+#[derive(Debug)]
+pub struct EdgeSettings {
+    pub interface: Ipv4Addr,
+    pub session_queue_bytes: usize,
+    pub max_datagram_bytes: usize,
+    pub retransmit: CoreDuration,
+    pub ack_interval: CoreDuration,
+}
+
+/// The daemon's IO side.
+pub struct Daemon {
+    poll: Poll,
+    host: Host,
+    epoch: Instant,
+    edge: EdgeSettings,
+    listener: UnixListener,
+    data: UdpSocket,
+    mcast: BTreeMap<SocketAddrV4, (Token, UdpSocket)>,
+    mcast_tokens: BTreeMap<Token, SocketAddrV4>,
+    next_mcast: usize,
+    sessions: BTreeMap<u64, AppConn>,
+    next_session: u64,
+    link: DirectoryLink,
+    sequencer: SequencerThread,
+    signals: Signals,
+    heartbeat: Duration,
+    next_heartbeat: Option<Instant>,
+    ready_sent: bool,
+    readable: BTreeSet<Token>,
+    blocked: BTreeSet<u64>,
+    shutdown_by: Option<Instant>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("sessions", &self.sessions.len()).finish()
+    }
+}
+
+impl Daemon {
+    /// Wires the sockets to a poll. The data and order sockets are bound by
+    /// the caller (their ports are part of the host's settings).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        host: Host,
+        epoch: Instant,
+        edge: EdgeSettings,
+        listener: std::os::unix::net::UnixListener,
+        data: std::net::UdpSocket,
+        order: std::net::UdpSocket,
+        directories: Vec<SocketAddr>,
+    ) -> io::Result<Daemon> {
+        let poll = Poll::new()?;
+        listener.set_nonblocking(true)?;
+        let mut listener = UnixListener::from_std(listener);
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut data = UdpSocket::from_std(data);
+        poll.registry().register(&mut data, DATA, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let sequencer = SequencerThread::spawn(order, epoch)?;
+        Ok(Daemon {
+            poll,
+            host,
+            epoch,
+            edge,
+            listener,
+            data,
+            mcast: BTreeMap::new(),
+            mcast_tokens: BTreeMap::new(),
+            next_mcast: MCAST_BASE,
+            sessions: BTreeMap::new(),
+            next_session: 1,
+            link: DirectoryLink::new(directories, DIRECTORY),
+            sequencer,
+            signals,
+            heartbeat: Duration::from_millis(250),
+            next_heartbeat: None,
+            ready_sent: false,
+            readable: BTreeSet::new(),
+            blocked: BTreeSet::new(),
+            shutdown_by: None,
+            buf: Vec::with_capacity(65536),
+        })
+    }
+
+    fn core_now(&self) -> CoreInstant {
+        CoreInstant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    fn to_std(&self, t: CoreInstant) -> Instant {
+        self.epoch + Duration::from_micros(t.as_micros())
+    }
+
+    /// Serves until SIGTERM/SIGINT; then drains and leaves cleanly.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            for ev in events.iter() {
+                self.on_event(ev.token(), ev.is_writable());
+            }
+            self.service();
+            if self.finish_shutdown()? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        if !self.readable.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let mut t: Option<Instant> = self.host.poll_timeout().map(|c| self.to_std(c));
+        for d in [self.link.deadline(), self.next_heartbeat] {
+            t = match (t, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if self.shutdown_by.is_some() {
+            t = Some(t.map_or(now + Duration::from_millis(20), |x| x.min(now + Duration::from_millis(20))));
+        }
+        t.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn on_event(&mut self, token: Token, writable: bool) {
+        match token {
+            LISTENER => self.accept(),
+            DATA => {
+                self.readable.insert(DATA);
+            }
+            DIRECTORY => self.on_directory_ready(),
+            SIGNALS => self.on_signals(),
+            t if t.0 >= SESSION_BASE => {
+                let id = (t.0 - SESSION_BASE) as u64;
+                self.readable.insert(t);
+                if writable {
+                    if let Some(c) = self.sessions.get_mut(&id) {
+                        if let Err(e) = c.write_out() {
+                            log::info!("app session {id}: write: {e}");
+                            self.close_session(id);
+                        }
+                    }
+                }
+            }
+            t => {
+                self.readable.insert(t);
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        for sig in self.signals.pending() {
+            if self.shutdown_by.is_none() {
+                log::info!("signal {sig}: leaving every group and stopping");
+                self.shutdown_by = Some(Instant::now() + DRAIN_TIMEOUT);
+                let _ = self.poll.registry().deregister(&mut self.listener);
+            }
+        }
+    }
+
+    fn finish_shutdown(&mut self) -> io::Result<bool> {
+        let Some(by) = self.shutdown_by else { return Ok(false) };
+        if !self.host.is_drained() && Instant::now() < by {
+            return Ok(false);
+        }
+        if !self.host.is_drained() {
+            log::warn!("stopping with messages not yet stable at every member");
+        }
+        let now = self.core_now();
+        self.host.shutdown(now);
+        self.drain_outputs();
+        let _ = self.link.flush(self.poll.registry(), Instant::now());
+        Ok(true)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let id = self.next_session;
+                    self.next_session += 1;
+                    let token = Token(SESSION_BASE + id as usize);
+                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+                        log::warn!("app session: register: {e}");
+                        continue;
+                    }
+                    let (creds, pid) = peer_credentials(&stream);
+                    log::debug!("app session {id}: connected (user {}, pid {pid:?})", creds.user);
+                    let now = self.core_now();
+                    self.host.handle_app_connect(now, SessionId(id), creds);
+                    self.sessions.insert(id, AppConn::new(stream, pid));
+                    self.readable.insert(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_directory_ready(&mut self) {
+        let now = Instant::now();
+        let ev = self.link.on_ready(self.poll.registry(), now);
+        let cnow = self.core_now();
+        if ev.connected {
+            self.host.handle_directory_connected(cnow);
+        }
+        for frame in ev.frames {
+            self.on_directory_frame(cnow, frame);
+        }
+        if ev.lost {
+            self.host.handle_directory_lost(cnow);
+            self.next_heartbeat = None;
+        }
+    }
+
+    fn on_directory_frame(&mut self, cnow: CoreInstant, frame: FromDirectory) {
+        if let FromDirectory::Welcome { node, cluster, heartbeat_ms, .. } = &frame {
+            self.heartbeat = Duration::from_millis(u64::from(*heartbeat_ms).max(10));
+            self.next_heartbeat = Some(Instant::now() + self.heartbeat);
+            let s = self.host.settings();
+            self.sequencer.send(ToSequencer::Configure(SequencerSettings {
+                node: *node,
+                incarnation: s.incarnation,
+                cluster: *cluster,
+                max_datagram_bytes: self.edge.max_datagram_bytes,
+                tick: self.edge.ack_interval,
+                retransmit: self.edge.retransmit,
+                heartbeat: CoreDuration::from_millis(100),
+            }));
+        }
+        let welcomed = matches!(frame, FromDirectory::Welcome { .. });
+        self.host.handle_directory(cnow, frame);
+        if welcomed && !self.ready_sent {
+            self.ready_sent = true;
+            crate::notify::notify("READY=1");
+        }
+    }
+
+    /// One pass over everything that may have work: sockets, sessions,
+    /// timers; then the outputs.
+    fn service(&mut self) {
+        let tokens: Vec<Token> = std::mem::take(&mut self.readable).into_iter().collect();
+        for t in tokens {
+            if t.0 >= SESSION_BASE {
+                self.read_session((t.0 - SESSION_BASE) as u64);
+            } else {
+                self.read_datagrams(t);
+            }
+        }
+        let blocked: Vec<u64> = self.blocked.iter().copied().collect();
+        for id in blocked {
+            if self.host.can_accept(SessionId(id)) {
+                self.read_session(id);
+            }
+        }
+        let now = Instant::now();
+        self.link.maybe_connect(self.poll.registry(), now);
+        if self.link.state() == LinkState::Up && self.next_heartbeat.is_some_and(|t| t <= now) {
+            self.link.send(&chorus_proto::wire::directory::ToDirectory::Heartbeat);
+            self.next_heartbeat = Some(now + self.heartbeat);
+        }
+        let cnow = self.core_now();
+        if self.host.poll_timeout().is_some_and(|t| t <= cnow) {
+            self.host.handle_timeout(cnow);
+        }
+        self.drain_outputs();
+    }
+
+    fn read_datagrams(&mut self, token: Token) {
+        let now = self.core_now();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(65536, 0);
+        let socket = if token == DATA {
+            Some(&self.data)
+        } else {
+            self.mcast_tokens
+                .get(&token)
+                .and_then(|a| self.mcast.get(a))
+                .map(|(_, s)| s)
+        };
+        let Some(socket) = socket else {
+            self.buf = buf;
+            return;
+        };
+        let mut exhausted = true;
+        let mut got: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
+        for _ in 0..DATAGRAM_BUDGET {
+            match socket.recv_from(&mut buf) {
+                Ok((n, SocketAddr::V4(from))) => got.push((from, buf[..n].to_vec())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    exhausted = false;
+                    break;
+                }
+                Err(e) => {
+                    log::debug!("recv: {e}");
+                    exhausted = false;
+                    break;
+                }
+            }
+        }
+        for (from, bytes) in got {
+            self.host.handle_datagram(now, from, &bytes);
+        }
+        if exhausted {
+            self.readable.insert(token);
+        }
+        self.buf = buf;
+    }
+
+    fn read_session(&mut self, id: u64) {
+        let Some(conn) = self.sessions.get_mut(&id) else { return };
+        let more = if self.host.can_accept(SessionId(id)) {
+            match conn.read_some(SESSION_READ_BUDGET) {
+                Ok(more) => more,
+                Err(e) => {
+                    log::info!("app session {id}: read: {e}");
+                    self.close_session(id);
+                    return;
+                }
+            }
+        } else {
+            false
+        };
+        if more {
+            self.readable.insert(Token(SESSION_BASE + id as usize));
+        }
+        self.process_frames(id);
+    }
+
+    fn process_frames(&mut self, id: u64) {
+        let now = self.core_now();
+        let sid = SessionId(id);
+        let Some(conn) = self.sessions.get_mut(&id) else { return };
+        loop {
+            if !self.host.can_accept(sid) {
+                self.blocked.insert(id);
+                return;
+            }
+            match conn.frames.next_frame() {
+                Ok(Some(body)) => match ToDaemon::decode(body) {
+                    Ok(req) => self.host.handle_app(now, sid, req),
+                    Err(e) => {
+                        log::warn!("app session {id} (pid {:?}): bad frame: {e}; disconnecting it", conn.pid);
+                        self.close_session(id);
+                        return;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("app session {id} (pid {:?}): {e}; disconnecting it", conn.pid);
+                    self.close_session(id);
+                    return;
+                }
+            }
+        }
+        self.blocked.remove(&id);
+        if conn.eof {
+            if conn.frames.pending_bytes() > 0 {
+                log::warn!("app session {id}: disconnected in the middle of a frame");
+            }
+            self.close_session(id);
+        }
+    }
+
+    fn close_session(&mut self, id: u64) {
+        if let Some(mut c) = self.sessions.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            log::debug!("app session {id}: closed");
+        }
+        self.blocked.remove(&id);
+        let now = self.core_now();
+        self.host.handle_app_disconnect(now, SessionId(id));
+    }
+
+    /// Drains the host's outputs in its documented order.
+    fn drain_outputs(&mut self) {
+        let now = self.core_now();
+        while let Some(c) = self.host.poll_multicast_change() {
+            self.apply_multicast(c);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(dest) = self.host.poll_transmit(&mut buf, now) {
+            if let Err(e) = self.data.send_to(&buf, dest.into()) {
+                // A datagram lost here is repaired like one lost on the wire.
+                log::debug!("send to {dest}: {e}");
+            }
+        }
+        self.buf = buf;
+        while let Some(i) = self.host.poll_sequencer() {
+            self.sequencer.send(ToSequencer::Input(i));
+        }
+        while let Some(f) = self.host.poll_directory() {
+            self.link.send(&f);
+        }
+        if self.link.flush(self.poll.registry(), Instant::now()) {
+            let cnow = self.core_now();
+            self.host.handle_directory_lost(cnow);
+        }
+        self.drain_app_outputs();
+    }
+
+    fn drain_app_outputs(&mut self) {
+        let mut touched = BTreeSet::new();
+        while let Some((sid, ev)) = self.host.poll_app() {
+            if let Some(c) = self.sessions.get_mut(&sid.0) {
+                write_frame(&mut c.out, |b| ev.encode(b));
+                touched.insert(sid.0);
+            }
+            drop::<FromDaemon>(ev);
+        }
+        while let Some(sid) = self.host.poll_close_session() {
+            self.close_session(sid.0);
+        }
+        for id in touched {
+            let Some(c) = self.sessions.get_mut(&id) else { continue };
+            if let Err(e) = c.write_out() {
+                log::info!("app session {id}: write: {e}");
+                self.close_session(id);
+                continue;
+            }
+            if c.pending_out() > self.edge.session_queue_bytes {
+                log::warn!(
+                    "app session {id} (pid {:?}) is not reading: {} bytes undelivered exceed session_queue_bytes; disconnecting it",
+                    c.pid,
+                    c.pending_out()
+                );
+                self.close_session(id);
+            }
+        }
+    }
+
+    fn apply_multicast(&mut self, c: MulticastChange) {
+        match c {
+            MulticastChange::Join(addr) => {
+                if self.mcast.contains_key(&addr) {
+                    return;
+                }
+                match sockets::multicast_socket(addr, self.edge.interface) {
+                    Ok(s) => {
+                        let mut s = UdpSocket::from_std(s);
+                        let token = Token(self.next_mcast);
+                        self.next_mcast += 1;
+                        if let Err(e) = self.poll.registry().register(&mut s, token, Interest::READABLE) {
+                            log::error!("multicast {addr}: register: {e}");
+                            return;
+                        }
+                        log::info!("joined multicast {addr} on {}", self.edge.interface);
+                        self.mcast_tokens.insert(token, addr);
+                        self.mcast.insert(addr, (token, s));
+                        self.readable.insert(token);
+                    }
+                    Err(e) => log::error!("cannot join multicast {addr} on {}: {e}", self.edge.interface),
+                }
+            }
+            MulticastChange::Leave(addr) => {
+                if let Some((token, mut s)) = self.mcast.remove(&addr) {
+                    let _ = self.poll.registry().deregister(&mut s);
+                    self.mcast_tokens.remove(&token);
+                    log::info!("left multicast {addr}");
+                }
+            }
+        }
+    }
+}
