@@ -7,7 +7,10 @@ use crate::directory_link::{DirectoryLink, LinkState};
 use crate::sequencer_thread::{SequencerThread, ToSequencer};
 use crate::session::{peer_credentials, AppConn};
 use crate::sockets;
+use chorus_proto::host::drive::{self, HostSink};
 use chorus_proto::host::{Host, MulticastChange, SessionId};
+use chorus_proto::order::sequencer::SequencerInput;
+use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::order::sequencer::SequencerSettings;
 use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
@@ -423,45 +426,36 @@ impl Daemon {
         self.host.handle_app_disconnect(now, SessionId(id));
     }
 
-    /// Drains the host's outputs in its documented order.
+    /// Drains the host's outputs in its documented order ([`drive::drain`]).
     fn drain_outputs(&mut self) {
         let now = self.core_now();
-        while let Some(c) = self.host.poll_multicast_change() {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut sink = Outputs {
+            changes: Vec::new(),
+            data: &self.data,
+            sequencer: &self.sequencer,
+            link: &mut self.link,
+            sessions: &mut self.sessions,
+            touched: BTreeSet::new(),
+            close: Vec::new(),
+        };
+        drive::drain(&mut self.host, now, &mut buf, &mut sink);
+        let Outputs { changes, touched, close, .. } = sink;
+        self.buf = buf;
+        for c in changes {
             self.apply_multicast(c);
         }
-        let mut buf = std::mem::take(&mut self.buf);
-        while let Some(dest) = self.host.poll_transmit(&mut buf, now) {
-            if let Err(e) = self.data.send_to(&buf, dest.into()) {
-                // A datagram lost here is repaired like one lost on the wire.
-                log::debug!("send to {dest}: {e}");
-            }
-        }
-        self.buf = buf;
-        while let Some(i) = self.host.poll_sequencer() {
-            self.sequencer.send(ToSequencer::Input(i));
-        }
-        while let Some(f) = self.host.poll_directory() {
-            self.link.send(&f);
-        }
-        if self.link.flush(self.poll.registry(), Instant::now()) {
+        if !link_still_up(&mut self.link, self.poll.registry()) {
             let cnow = self.core_now();
             self.host.handle_directory_lost(cnow);
         }
-        self.drain_app_outputs();
+        for id in close {
+            self.close_session(id);
+        }
+        self.flush_sessions(touched);
     }
 
-    fn drain_app_outputs(&mut self) {
-        let mut touched = BTreeSet::new();
-        while let Some((sid, ev)) = self.host.poll_app() {
-            if let Some(c) = self.sessions.get_mut(&sid.0) {
-                write_frame(&mut c.out, |b| ev.encode(b));
-                touched.insert(sid.0);
-            }
-            drop::<FromDaemon>(ev);
-        }
-        while let Some(sid) = self.host.poll_close_session() {
-            self.close_session(sid.0);
-        }
+    fn flush_sessions(&mut self, touched: BTreeSet<u64>) {
         for id in touched {
             let Some(c) = self.sessions.get_mut(&id) else { continue };
             if let Err(e) = c.write_out() {
@@ -511,5 +505,55 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+/// Flushes the directory link; false if the link was found lost.
+fn link_still_up(link: &mut DirectoryLink, registry: &mio::Registry) -> bool {
+    !link.flush(registry, Instant::now())
+}
+
+/// The daemon's side of [`HostSink`]: datagrams go straight out, frames
+/// into the link's and sessions' buffers; socket changes wait until the
+/// host is released.
+struct Outputs<'a> {
+    changes: Vec<MulticastChange>,
+    data: &'a UdpSocket,
+    sequencer: &'a SequencerThread,
+    link: &'a mut DirectoryLink,
+    sessions: &'a mut BTreeMap<u64, AppConn>,
+    touched: BTreeSet<u64>,
+    close: Vec<u64>,
+}
+
+impl HostSink for Outputs<'_> {
+    fn multicast(&mut self, change: MulticastChange) {
+        self.changes.push(change);
+    }
+
+    fn transmit(&mut self, dest: SocketAddrV4, bytes: &[u8]) {
+        if let Err(e) = self.data.send_to(bytes, dest.into()) {
+            // A datagram lost here is repaired like one lost on the wire.
+            log::debug!("send to {dest}: {e}");
+        }
+    }
+
+    fn sequencer(&mut self, input: SequencerInput) {
+        self.sequencer.send(ToSequencer::Input(input));
+    }
+
+    fn directory(&mut self, frame: ToDirectory) {
+        self.link.send(&frame);
+    }
+
+    fn app(&mut self, session: SessionId, event: FromDaemon) {
+        if let Some(c) = self.sessions.get_mut(&session.0) {
+            write_frame(&mut c.out, |b| event.encode(b));
+            self.touched.insert(session.0);
+        }
+    }
+
+    fn close_session(&mut self, session: SessionId) {
+        self.close.push(session.0);
     }
 }

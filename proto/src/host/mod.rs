@@ -12,15 +12,17 @@
 //!    [`Host::can_accept`] is true for that session, which is the
 //!    back-pressure), [`Host::handle_app_disconnect`],
 //!    [`Host::handle_datagram`], [`Host::handle_timeout`].
-//! 2. After each batch of inputs, drain the outputs in this order:
-//!    [`Host::poll_multicast_change`] (join/leave multicast groups before
-//!    sending to them), [`Host::poll_transmit`], [`Host::poll_sequencer`],
-//!    [`Host::poll_directory`], [`Host::poll_app`], [`Host::poll_close_session`].
+//! 2. After each batch of inputs, drain the outputs with [`drive::drain`],
+//!    which fixes the order: [`Host::poll_multicast_change`] (join/leave
+//!    multicast groups before sending to them), [`Host::poll_transmit`],
+//!    [`Host::poll_sequencer`], [`Host::poll_directory`], [`Host::poll_app`],
+//!    [`Host::poll_close_session`].
 //! 3. Sleep until [`Host::poll_timeout`] or the next input.
 //!
 //! Draining after a batch rather than after each input is what batches many
 //! small messages into one datagram.
 
+pub mod drive;
 pub mod group;
 mod session;
 
