@@ -1,1 +1,541 @@
+//! chorus-directory: the membership server daemons connect to.
+//!
+//! [`Server`] is a single-threaded mio loop around the sans-IO
+//! [`chorus_proto::directory::Directory`]: it accepts TCP connections, cuts
+//! the byte streams into frames, feeds them to the core with the time, and
+//! writes back what the core produces. The binary `chorus-directory` runs it
+//! with a configuration file and signals; `chorusd --dev` runs it in-process
+//! through [`Server::spawn`].
+//!
+//! After every batch of inputs the loop drains the core's output frames into
+//! per-connection buffers and writes them, then closes what the core asked to
+//! close (after its output is flushed), then sleeps until the core's next
+//! deadline (at most [`TICK`]).
 #![forbid(unsafe_code)]
+
+mod conn;
+
+pub use conn::OUTPUT_BUFFER_MAX_BYTES;
+
+use chorus_config::DirectoryConfig;
+use chorus_proto::directory::{ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl};
+use chorus_proto::{cluster_id_from_name, Duration, Instant};
+use conn::{Connection, ReadOutcome};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Longest sleep of the loop: how often stop and reload flags set from
+/// signal handlers are looked at.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// Most connections served at once; more are accepted and closed at once.
+pub const CONNECTIONS_MAX: usize = 4096;
+/// Most addresses of the dynamic pool handed to the core (a /8 pool holds
+/// 16 million; far more than groups the directory would ever hold).
+pub const DYNAMIC_ADDRESSES_MAX: usize = 1 << 16;
+/// Bytes read from one connection per wake before others get their turn.
+const READ_BUDGET_BYTES: usize = 1 << 20;
+/// Connections accepted per wake before others get their turn.
+const ACCEPT_BUDGET: usize = 256;
+/// How long a connection the core closed may take to flush its last frames.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Size of the read buffer.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Malformed-input warnings logged per window; the rest are counted.
+const WARNS_PER_WINDOW: u32 = 10;
+const WARN_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Connection ids (and their tokens) start here.
+const FIRST_CONN: u64 = 2;
+
+/// Converts the configuration file's view of the directory into the core's.
+pub fn settings_from_config(cfg: &DirectoryConfig) -> DirectorySettings {
+    DirectorySettings {
+        cluster: cluster_id_from_name(&cfg.cluster),
+        lease: Duration::from_millis(cfg.lease_ms),
+        groups: cfg
+            .groups
+            .iter()
+            .map(|g| GroupDecl {
+                name: g.name.clone(),
+                address: g.address,
+                port: g.port,
+                max_members: g.max_members,
+                allow_users: g.allow_users.clone(),
+                allow_groups: g.allow_groups.clone(),
+            })
+            .collect(),
+        dynamic: cfg.dynamic.as_ref().map(|d| DynamicDecl {
+            addresses: d
+                .address_pool
+                .addresses()
+                .take(DYNAMIC_ADDRESSES_MAX)
+                .collect(),
+            port: d.port,
+        }),
+    }
+}
+
+/// Where to re-read the configuration from when asked (SIGHUP).
+#[derive(Debug)]
+struct Reload {
+    path: PathBuf,
+    requested: Arc<AtomicBool>,
+}
+
+/// Logs at most [`WARNS_PER_WINDOW`] warnings per window, so that a peer
+/// sending garbage cannot flood the log.
+#[derive(Debug)]
+struct WarnLimiter {
+    window_start: std::time::Instant,
+    in_window: u32,
+    suppressed: u32,
+}
+
+impl WarnLimiter {
+    fn new() -> Self {
+        WarnLimiter {
+            window_start: std::time::Instant::now(),
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether a warning may be logged now.
+    fn allow(&mut self) -> bool {
+        if self.window_start.elapsed() >= WARN_WINDOW {
+            if self.suppressed > 0 {
+                log::warn!("{} similar warnings suppressed", self.suppressed);
+            }
+            *self = WarnLimiter::new();
+        }
+        if self.in_window < WARNS_PER_WINDOW {
+            self.in_window += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
+/// The directory's TCP server.
+#[derive(Debug)]
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    waker: Arc<Waker>,
+    core: Directory,
+    conns: BTreeMap<ConnId, Connection>,
+    next_conn: u64,
+    /// The core's time origin.
+    origin: std::time::Instant,
+    reload: Option<Reload>,
+    /// Connections whose read budget ran out: read again without an event.
+    read_again: BTreeSet<ConnId>,
+    /// The accept budget ran out: accept again without an event.
+    accept_again: bool,
+    /// Accepting failed (e.g. out of descriptors): retry on the next tick
+    /// rather than spinning.
+    accept_backoff: bool,
+    warnings: WarnLimiter,
+    scratch: Vec<u8>,
+}
+
+/// A server running on its own thread. Dropping it stops the server too.
+#[derive(Debug)]
+pub struct ServerHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    local_addr: SocketAddr,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops the server and waits for its thread; returns how it ended.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        // If waking fails the loop still sees the flag within one TICK.
+        let _ = self.waker.wake();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("the directory thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            log::error!("directory server: {e}");
+        }
+    }
+}
+
+impl Server {
+    /// Binds `cfg.listen` (port 0 picks a free port) and prepares the core.
+    pub fn bind(cfg: &DirectoryConfig) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            waker,
+            core: Directory::new(settings_from_config(cfg)),
+            conns: BTreeMap::new(),
+            next_conn: FIRST_CONN,
+            origin: std::time::Instant::now(),
+            reload: None,
+            read_again: BTreeSet::new(),
+            accept_again: false,
+            accept_backoff: false,
+            warnings: WarnLimiter::new(),
+            scratch: vec![0; READ_CHUNK_BYTES],
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Re-read `path` whenever `requested` is set (by a SIGHUP handler):
+    /// a valid file is applied with `Directory::handle_reload`, an invalid
+    /// one is logged and the running configuration stays. Changes of
+    /// `listen`, `cluster` and `log_level` take a restart.
+    pub fn reload_on(mut self, path: PathBuf, requested: Arc<AtomicBool>) -> Server {
+        self.reload = Some(Reload { path, requested });
+        self
+    }
+
+    /// Serves until `stop` is set (looked at least every [`TICK`]).
+    pub fn run(mut self, stop: Arc<AtomicBool>) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        log::info!("directory listening on {}", self.local_addr);
+        while !stop.load(Ordering::SeqCst) {
+            self.maybe_reload();
+            let timeout = self.next_wait();
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.dispatch(&events);
+            self.after_batch();
+        }
+        log::info!("directory stopping");
+        Ok(())
+    }
+
+    /// Runs the server on a thread of its own.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let waker = Arc::clone(&self.waker);
+        let local_addr = self.local_addr;
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("chorus-directory".into())
+            .spawn(move || self.run(flag))?;
+        Ok(ServerHandle {
+            stop,
+            waker,
+            local_addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// The core's clock: microseconds since the server started.
+    fn now(&self) -> Instant {
+        Instant::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// How long the next poll may sleep.
+    fn next_wait(&self) -> std::time::Duration {
+        if !self.read_again.is_empty() || (self.accept_again && !self.accept_backoff) {
+            return std::time::Duration::ZERO;
+        }
+        match self.core.poll_timeout() {
+            Some(deadline) => {
+                let left = deadline.saturating_since(self.now()).as_micros();
+                TICK.min(std::time::Duration::from_micros(left))
+            }
+            None => TICK,
+        }
+    }
+
+    fn dispatch(&mut self, events: &Events) {
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_again = true,
+                WAKER => {}
+                Token(t) => {
+                    let id = ConnId(t as u64);
+                    if event.is_writable() {
+                        self.write(id);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.read_again.insert(id);
+                    }
+                }
+            }
+        }
+        if self.accept_again {
+            self.accept();
+        }
+        let ready = std::mem::take(&mut self.read_again);
+        for id in ready {
+            self.read(id);
+        }
+    }
+
+    /// Lets time pass in the core, then hands out its outputs.
+    fn after_batch(&mut self) {
+        let now = self.now();
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+        self.flush_core();
+        let overdue: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.closing_deadline
+                    .is_some_and(|d| d <= std::time::Instant::now())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overdue {
+            log::info!("{id}: closing without flushing its last frames");
+            self.drop_conn(id, false);
+        }
+    }
+
+    fn maybe_reload(&mut self) {
+        let Some(reload) = &self.reload else {
+            return;
+        };
+        if !reload.requested.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let path = reload.path.clone();
+        match DirectoryConfig::load(&path) {
+            Err(e) => log::error!("reload: {e}; the running configuration stays"),
+            Ok(cfg) => {
+                log::info!("reloaded {}", path.display());
+                let now = self.now();
+                self.core.handle_reload(now, settings_from_config(&cfg));
+                self.flush_core();
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        self.accept_backoff = false;
+        for _ in 0..ACCEPT_BUDGET {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.add_conn(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_again = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if self.warnings.allow() {
+                        log::warn!("accept failed: {e}");
+                    }
+                    self.accept_backoff = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= CONNECTIONS_MAX {
+            if self.warnings.allow() {
+                log::warn!("{peer}: already {CONNECTIONS_MAX} connections; refused");
+            }
+            return;
+        }
+        let id = ConnId(self.next_conn);
+        let Ok(token) = usize::try_from(id.0).map(Token) else {
+            log::error!("{peer}: connection ids exhausted; refused");
+            return;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("{peer}: TCP_NODELAY: {e}");
+        }
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("{peer}: cannot register the connection: {e}");
+            return;
+        }
+        self.next_conn += 1;
+        log::debug!("{id} from {peer}");
+        self.conns.insert(id, Connection::new(stream, peer));
+        let now = self.now();
+        self.core.handle_connect(now, id);
+    }
+
+    /// Reads what `id` sent and feeds the frames to the core.
+    fn read(&mut self, id: ConnId) {
+        let now = self.now();
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.closing_deadline.is_some() {
+            return;
+        }
+        let outcome = c.read(&mut self.scratch, READ_BUDGET_BYTES);
+        let malformed = loop {
+            match c.next_frame() {
+                Ok(Some(frame)) => self.core.handle_frame(now, id, frame),
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        let peer = c.peer;
+        if let Some(e) = malformed {
+            if self.warnings.allow() {
+                log::warn!("{peer} ({id}): malformed frame: {e}; closing the connection");
+            }
+            return self.drop_conn(id, true);
+        }
+        match outcome {
+            ReadOutcome::Drained => {}
+            ReadOutcome::BudgetSpent => {
+                self.read_again.insert(id);
+            }
+            ReadOutcome::Closed => {
+                log::debug!("{peer} ({id}) closed the connection");
+                self.drop_conn(id, true);
+            }
+            ReadOutcome::Failed(e) => {
+                log::info!("{peer} ({id}): read failed: {e}");
+                self.drop_conn(id, true);
+            }
+        }
+    }
+
+    /// Hands the core's output to the connections, then closes what it
+    /// asked to close. Dropping a peer (full buffer, write error) is an input
+    /// to the core that may produce more output, hence the loop.
+    fn flush_core(&mut self) {
+        loop {
+            let mut written = BTreeSet::new();
+            while let Some((id, frame)) = self.core.poll_output() {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                if c.queue(&frame).is_err() {
+                    log::warn!(
+                        "{} ({id}): more than {OUTPUT_BUFFER_MAX_BYTES} bytes of output pending; dropping it",
+                        c.peer
+                    );
+                    self.drop_conn(id, true);
+                    continue;
+                }
+                written.insert(id);
+            }
+            if written.is_empty() {
+                break;
+            }
+            for id in written {
+                self.write(id);
+            }
+        }
+        while let Some(id) = self.core.poll_close() {
+            self.begin_close(id);
+        }
+    }
+
+    /// The core is done with `id`: close it once its output is flushed.
+    fn begin_close(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.pending_output() == 0 {
+            return self.drop_conn(id, false);
+        }
+        c.closing_deadline = Some(std::time::Instant::now() + CLOSE_LINGER);
+        self.read_again.remove(&id);
+    }
+
+    /// Writes what is pending for `id` and keeps its interest in step.
+    fn write(&mut self, id: ConnId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = c.flush() {
+            log::info!("{} ({id}): write failed: {e}", c.peer);
+            return self.drop_conn(id, true);
+        }
+        let pending = c.pending_output() > 0;
+        if !pending && c.closing_deadline.is_some() {
+            return self.drop_conn(id, false);
+        }
+        if pending != c.write_interest {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(id.0 as usize);
+            match self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, token, interest)
+            {
+                Ok(()) => c.write_interest = pending,
+                Err(e) => {
+                    log::warn!("{} ({id}): cannot reregister: {e}", c.peer);
+                    self.drop_conn(id, true);
+                }
+            }
+        }
+    }
+
+    /// Closes `id` now. `tell_core`: report the disconnect to the core
+    /// (not needed when the core asked for the close).
+    fn drop_conn(&mut self, id: ConnId, tell_core: bool) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        self.read_again.remove(&id);
+        if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
+            log::debug!("{id}: deregister: {e}");
+        }
+        if tell_core && c.closing_deadline.is_none() {
+            let now = self.now();
+            self.core.handle_disconnect(now, id);
+        }
+    }
+}

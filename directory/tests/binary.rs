@@ -1,0 +1,233 @@
+//! The `chorus-directory` binary: --check, exit codes, readiness, signals.
+
+use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
+use chorus_proto::wire::frame::{write_frame, FrameBuffer};
+use chorus_proto::Incarnation;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chorus-directory");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A valid file. It says port 7400; tests that serve pass
+/// `--listen 127.0.0.1:0` (a file may not name port 0) so that parallel runs
+/// never collide.
+const VALID: &str = r#"
+listen = "127.0.0.1:7400"
+lease_ms = 60000
+log_level = "info"
+
+[[group]]
+name = "chat"
+address = "239.192.0.10"
+port = 7410
+"#;
+
+/// A scratch directory unique to this test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-directory-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write config");
+}
+
+#[test]
+fn check_accepts_a_valid_file() {
+    let dir = scratch("check-ok");
+    let file = dir.join("directory.toml");
+    write(&file, VALID);
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("ok: {}", file.display())
+    );
+}
+
+#[test]
+fn check_rejects_an_invalid_file_with_78_and_the_line() {
+    let dir = scratch("check-bad");
+    let file = dir.join("directory.toml");
+    write(&file, &format!("{VALID}\nbogus = 1\n"));
+    let out = Command::new(BIN)
+        .arg("--check")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    // Without --check an invalid file is the same configuration error.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("missing.toml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn help_and_version_exit_0_and_bad_usage_exits_2() {
+    for flag in ["--help", "--version"] {
+        let out = Command::new(BIN).arg(flag).output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+    }
+    let out = Command::new(BIN)
+        .arg("--no-such-flag")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_listen_address_in_use_exits_1() {
+    let dir = scratch("in-use");
+    let file = dir.join("directory.toml");
+    write(&file, VALID);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
+
+/// Forwards the child's stderr lines to a channel.
+fn stderr_lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a stderr line containing `needle` and returns it.
+fn wait_line(lines: &Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no line with `{needle}`"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(sig)
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+/// Asks for the group list over a fresh link and returns the names.
+fn group_names(addr: SocketAddr, node: &str) -> Vec<String> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut out = Vec::new();
+    let hello = ToDirectory::Hello {
+        name: node.into(),
+        incarnation: Incarnation(1),
+        ip: Ipv4Addr::LOCALHOST,
+        data_port: 1,
+        order_port: 2,
+    };
+    write_frame(&mut out, |b| hello.encode(b));
+    write_frame(&mut out, |b| {
+        ToDirectory::ListGroups { request: 1 }.encode(b)
+    });
+    s.write_all(&out).expect("send");
+    let mut frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Some(body) = frames.next_frame().expect("frame") {
+            got.push(FromDirectory::decode(body).expect("decode"));
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        frames.extend(&buf[..n]);
+    }
+    match &got[1] {
+        FromDirectory::Groups { groups, .. } => groups.iter().map(|g| g.name.clone()).collect(),
+        other => panic!("expected Groups, got {other:?}"),
+    }
+}
+
+#[test]
+fn serves_notifies_reloads_on_sighup_and_stops_on_sigterm() {
+    let dir = scratch("serve");
+    let file = dir.join("directory.toml");
+    write(&file, VALID);
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = stderr_lines(&mut child);
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    let line = wait_line(&lines, "listening on ");
+    let addr: SocketAddr = line
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("address in log");
+    assert_eq!(group_names(addr, "n1"), vec!["chat"]);
+
+    // A valid new file: the added group appears.
+    write(
+        &file,
+        &format!("{VALID}\n[[group]]\nname = \"news\"\naddress = \"239.192.0.11\"\nport = 7410\n"),
+    );
+    signal(&child, "-HUP");
+    wait_line(&lines, "reloaded");
+    assert_eq!(group_names(addr, "n2"), vec!["chat", "news"]);
+
+    // A broken file: rejected whole, the running configuration stays.
+    write(&file, "listen = \n");
+    signal(&child, "-HUP");
+    wait_line(&lines, "running configuration stays");
+    assert_eq!(group_names(addr, "n3"), vec!["chat", "news"]);
+
+    signal(&child, "-TERM");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
