@@ -13,6 +13,24 @@ use crate::wire::directory::{MemberInfo, NodeInfo, View};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 
+/// The stream key that marks a view change in the order: the sequencer
+/// puts one at the position where view `v` begins (node 0 is never a node).
+pub fn view_marker(view: ViewId) -> StreamKey {
+    StreamKey {
+        node: NodeId(0),
+        incarnation: crate::ids::Incarnation(view.0),
+    }
+}
+
+/// What the delivery engine hands to the host, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A message for the local members.
+    Message(Delivery),
+    /// The next view is installed here (at the same position at every member).
+    View(ViewId),
+}
+
 /// A message ready for the group's local members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -70,7 +88,14 @@ pub struct GroupState {
     order_nak_sent_at: Option<Instant>,
     is_sequencer: bool,
     limits: GroupLimits,
-    pub deliveries: VecDeque<Delivery>,
+    pub deliveries: VecDeque<Delivered>,
+    /// Views announced by the directory, installed when the order reaches
+    /// their marker.
+    pending_views: BTreeMap<ViewId, View>,
+    /// Delivered messages kept until stable, to repair peers whose sender
+    /// is gone.
+    retained: BTreeMap<(StreamKey, SenderSeq), (GlobalSeq, Held)>,
+    retained_order: VecDeque<(GlobalSeq, StreamKey, SenderSeq)>,
 }
 
 impl GroupState {
@@ -97,6 +122,9 @@ impl GroupState {
             is_sequencer: false,
             limits,
             deliveries: VecDeque::new(),
+            pending_views: BTreeMap::new(),
+            retained: BTreeMap::new(),
+            retained_order: VecDeque::new(),
         }
     }
 
@@ -105,8 +133,19 @@ impl GroupState {
         self.is_sequencer
     }
 
-    /// Installs a new view; returns what the local sequencer must be told.
+    /// A view from the directory for a group we already take part in: it is
+    /// installed when the order reaches its marker. Returns what our
+    /// sequencer must be told (it places the marker).
+    pub fn propose(&mut self, v: View) -> Option<SequencerInput> {
+        let cmd = (v.sequencer == self.me.node && self.is_sequencer).then(|| self.sequencer_view(&v));
+        self.pending_views.insert(v.view, v);
+        cmd
+    }
+
+    /// Installs a view now (the first view we see of a group, or a marker
+    /// reached); returns what the local sequencer must be told.
     pub fn install(&mut self, v: &View) -> Option<SequencerInput> {
+        self.pending_views.retain(|id, _| *id > v.view);
         self.view = v.view;
         self.members = v.members.clone();
         self.nodes = v.nodes.iter().map(|n| (n.node, n.clone())).collect();
@@ -133,14 +172,23 @@ impl GroupState {
         let me = self.me;
         let start = self.send.stream_start();
         self.stream(me).set_base(start);
-        Some(SequencerInput::View {
+        Some(self.sequencer_view(v))
+    }
+
+    fn sequencer_view(&self, v: &View) -> SequencerInput {
+        SequencerInput::View {
             group: self.id,
             view: v.view,
-            address: self.address,
+            address: SocketAddrV4::new(v.address, v.port),
             members: v.nodes.iter().map(|n| (n.node, n.incarnation)).collect(),
             next: GlobalSeq(self.order.highest_known().0 + 1).max(self.order.next()),
             streams: self.takeover_streams(),
-        })
+        }
+    }
+
+    /// The view proposed by the directory with this id, if any.
+    pub fn pending_view(&self, id: ViewId) -> Option<&View> {
+        self.pending_views.get(&id)
     }
 
     /// Where each stream's next unordered message is, from what this node
@@ -154,7 +202,7 @@ impl GroupState {
         }
         let mut g = self.order.next();
         while g <= self.order.highest_known() {
-            if let Some((k, seq)) = self.order.entry(g) {
+            if let Some((k, seq)) = self.order.entry(g).filter(|(k, _)| k.node.0 != 0) {
                 let e = next.entry(k).or_insert(seq.next());
                 *e = (*e).max(seq.next());
             }
@@ -239,6 +287,10 @@ impl GroupState {
         }
         while let Some((key, seq)) = self.order.entry(self.scanned) {
             let g = self.scanned;
+            if key.node.0 == 0 {
+                self.scanned = g.next();
+                continue;
+            }
             if key == self.me {
                 self.send.mark_ordered(seq, g);
             }
@@ -256,8 +308,16 @@ impl GroupState {
         if !self.is_sequencer {
             return out;
         }
+        let latest = self
+            .pending_views
+            .values()
+            .next_back()
+            .map(|v| v.nodes.iter().map(|n| (n.node, n.incarnation)).collect::<Vec<_>>())
+            .unwrap_or_else(|| self.nodes.values().map(|n| (n.node, n.incarnation)).collect());
         for (key, s) in &mut self.streams {
-            if s.base().is_none() {
+            // A departed node's later messages are not ordered; a joiner's
+            // wait until its view is known here.
+            if s.base().is_none() || !latest.contains(&(key.node, key.incarnation)) {
                 continue;
             }
             let end = s.contiguous_end();
@@ -274,68 +334,73 @@ impl GroupState {
         out
     }
 
-    /// Delivers everything deliverable, in order, into `deliveries`.
+    /// Delivers everything deliverable, in order, into `deliveries`. Every
+    /// order (fifo too) is delivered at its position in the group's order, so
+    /// all members deliver the same sequence and a view marker cuts it at
+    /// the same place everywhere.
     pub fn deliver(&mut self) {
         self.scan();
-        loop {
-            let mut progress = self.deliver_fifo_heads();
-            if let Some((key, seq)) = self.order.front() {
-                let g = self.order.next();
-                let stable = self.order.stable();
-                let Some(s) = self.streams.get_mut(&key) else {
-                    break;
-                };
-                if seq < s.next_deliver() {
-                    self.order.advance();
-                    progress = true;
-                } else if seq == s.next_deliver() {
-                    let ready = s
-                        .peek(seq)
-                        .is_some_and(|m| m.order != Order::Safe || g <= stable);
-                    if ready {
-                        if let Some(m) = s.pop_next() {
-                            self.deliveries.push_back(Delivery {
-                                node: key.node,
-                                sender_name: m.sender_name,
-                                order: m.order,
-                                seq: g.0,
-                                payload: m.payload,
-                            });
-                        }
-                        self.order.advance();
-                        progress = true;
-                    }
+        while let Some((key, seq)) = self.order.front() {
+            let g = self.order.next();
+            if key.node.0 == 0 {
+                let view = ViewId(key.incarnation.0);
+                if view > self.view && !self.pending_views.contains_key(&view) {
+                    break; // the directory's view has not reached us yet
                 }
+                self.order.advance();
+                if view > self.view {
+                    self.deliveries.push_back(Delivered::View(view));
+                    break; // the host installs it before going on
+                }
+                continue;
             }
-            if !progress {
+            let stable = self.order.stable();
+            let Some(s) = self.streams.get_mut(&key) else {
+                break;
+            };
+            if seq < s.next_deliver() {
+                self.order.advance();
+                continue;
+            }
+            let ready = seq == s.next_deliver()
+                && s.peek(seq)
+                    .is_some_and(|m| m.order != Order::Safe || g <= stable);
+            if !ready {
                 break;
             }
+            let Some(m) = s.pop_next() else { break };
+            self.order.advance();
+            self.retained.insert((key, seq), (g, m.clone()));
+            self.retained_order.push_back((g, key, seq));
+            self.deliveries.push_back(Delivered::Message(Delivery {
+                node: key.node,
+                sender_name: m.sender_name,
+                order: m.order,
+                seq: g.0,
+                payload: m.payload,
+            }));
         }
+        self.release_retained();
         self.advance_held_through();
     }
 
-    /// FIFO messages at the head of their stream go out at once.
-    fn deliver_fifo_heads(&mut self) -> bool {
-        let mut progress = false;
-        for (key, s) in &mut self.streams {
-            while s
-                .peek(s.next_deliver())
-                .is_some_and(|m| m.order == Order::Fifo && s.base().is_some())
-            {
-                let seq = s.next_deliver();
-                if let Some(m) = s.pop_next() {
-                    self.deliveries.push_back(Delivery {
-                        node: key.node,
-                        sender_name: m.sender_name,
-                        order: m.order,
-                        seq: seq.0,
-                        payload: m.payload,
-                    });
-                    progress = true;
-                }
+    fn release_retained(&mut self) {
+        let stable = self.order.stable();
+        while let Some(&(g, key, seq)) = self.retained_order.front() {
+            if g > stable {
+                break;
             }
+            self.retained_order.pop_front();
+            self.retained.remove(&(key, seq));
         }
-        progress
+    }
+
+    /// A message of any stream this node holds (for repairing a peer).
+    pub fn held_message(&self, key: StreamKey, seq: SenderSeq) -> Option<&Held> {
+        self.retained
+            .get(&(key, seq))
+            .map(|(_, h)| h)
+            .or_else(|| self.streams.get(&key).and_then(|s| s.peek(seq)))
     }
 
     fn advance_held_through(&mut self) {
@@ -348,10 +413,11 @@ impl GroupState {
             self.held_through = GlobalSeq(self.order.next().0 - 1);
         }
         while let Some((key, seq)) = self.order.entry(g) {
-            let held = self
-                .streams
-                .get(&key)
-                .is_some_and(|s| seq < s.next_deliver() || s.holds(seq));
+            let held = key.node.0 == 0
+                || self
+                    .streams
+                    .get(&key)
+                    .is_some_and(|s| seq < s.next_deliver() || s.holds(seq));
             if !held {
                 break;
             }
@@ -399,7 +465,17 @@ impl GroupState {
                 continue;
             }
             let due = self.nak_sent_at.get(key).is_none_or(|t| *t + rto <= now);
-            let Some(node) = self.nodes.get(&key.node) else {
+            // A sender the directory has removed cannot repair: the
+            // sequencer's host holds everything it ordered.
+            let latest = self.pending_views.values().next_back();
+            let alive = latest.map_or_else(
+                || self.nodes.get(&key.node).cloned(),
+                |v| v.nodes.iter().find(|n| n.node == key.node).cloned(),
+            );
+            let node = alive
+                .filter(|n| n.incarnation == key.incarnation)
+                .or_else(|| self.nodes.get(&self.sequencer).cloned());
+            let Some(node) = node else {
                 continue;
             };
             if due {
@@ -410,6 +486,7 @@ impl GroupState {
                         group: self.id,
                         from: self.me.node,
                         from_incarnation: self.me.incarnation,
+                        sender: key.node,
                         sender_incarnation: key.incarnation,
                         ranges: to_ranges(missing, NAK_RANGES_MAX)
                             .into_iter()
@@ -468,6 +545,43 @@ impl GroupState {
             }
             for q in first.0..seq.0 {
                 self.send.mark_sent(SenderSeq(q), now);
+            }
+            out.push_back((dest, buf));
+        }
+    }
+
+    /// Repairs a peer with messages of another node's stream that this node
+    /// holds (the sender is gone). Consecutive held positions share a DATA.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pack_repair(
+        &self,
+        cluster: crate::ids::ClusterId,
+        max_bytes: usize,
+        key: StreamKey,
+        lo: SenderSeq,
+        hi: SenderSeq,
+        dest: SocketAddrV4,
+        out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
+    ) {
+        let mut seq = lo;
+        let limit = SenderSeq(hi.0.min(lo.0 + self.limits.receive_window as u64));
+        while seq <= limit {
+            if self.held_message(key, seq).is_none() {
+                seq = seq.next();
+                continue;
+            }
+            let mut buf = Vec::with_capacity(max_bytes);
+            let mut w = DataWriter::new(&mut buf, cluster, self.id, key.node, key.incarnation, seq, seq, max_bytes);
+            while seq <= limit {
+                let Some(m) = self.held_message(key, seq) else { break };
+                if !w.push(m.order, &m.sender_name, &m.payload) {
+                    break;
+                }
+                seq = seq.next();
+            }
+            if w.finish() == 0 {
+                seq = seq.next();
+                continue;
             }
             out.push_back((dest, buf));
         }

@@ -26,7 +26,7 @@ pub mod drive;
 pub mod group;
 mod session;
 
-use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, Order};
+use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, Order, ViewId};
 use crate::multicast::StreamKey;
 use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
@@ -36,7 +36,7 @@ use crate::wire::datagram::{
 };
 use crate::wire::directory::{FromDirectory, ToDirectory, View};
 use crate::SenderSeq;
-use group::{Control, GroupLimits, GroupState};
+use group::{Control, Delivered, GroupLimits, GroupState};
 use session::{Member, Session};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -289,22 +289,30 @@ impl Host {
             ack_refresh: Duration::from_millis(200),
         };
         let start = self.stream_next.get(&v.group).copied().unwrap_or(SenderSeq(1));
-        let g = self.groups.entry(v.group).or_insert_with(|| {
-            log::info!("group {} ({}): taking part from view {}", v.group_name, v.group, v.view);
-            self.out_mcast.push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
-            GroupState::new(&v, key, start, limits)
-        });
-        if let Some(cmd) = g.install(&v) {
-            self.out_seq.push_back(cmd);
-        }
-        self.out_seq.extend(g.arrivals());
         log::debug!(
-            "group {}: view {} members={} sequencer={}",
+            "group {}: view {} proposed: members={} sequencer={}",
             v.group_name,
             v.view,
             v.members.len(),
             v.sequencer
         );
+        if let Some(g) = self.groups.get_mut(&v.group) {
+            // Installed where the order reaches the view's marker.
+            if v.view > g.view {
+                if let Some(cmd) = g.propose(v.clone()) {
+                    self.out_seq.push_back(cmd);
+                }
+            }
+            self.pump(now, v.group);
+            return;
+        }
+        log::info!("group {} ({}): taking part from view {}", v.group_name, v.group, v.view);
+        self.out_mcast.push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
+        let mut g = GroupState::new(&v, key, start, limits);
+        if let Some(cmd) = g.install(&v) {
+            self.out_seq.push_back(cmd);
+        }
+        self.groups.insert(v.group, g);
         self.announce_view(v.group);
         self.pump(now, v.group);
     }
@@ -631,14 +639,23 @@ impl Host {
                 }
             }
             Datagram::Nak(n) => {
-                if n.sender_incarnation == self.s.incarnation {
-                    // Repair goes to the requester's data address from the
-                    // view; the source address is only a fallback.
-                    let dest = g
-                        .nodes
-                        .get(&n.from)
-                        .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                // Repair goes to the requester's data address from the
+                // view; the source address is only a fallback.
+                let dest = g
+                    .nodes
+                    .get(&n.from)
+                    .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                if n.sender == self.node.unwrap_or_default() && n.sender_incarnation == self.s.incarnation {
                     self.answer_nak(now, gid, dest, &n.ranges);
+                } else if let Some(cluster) = self.cluster {
+                    let key = StreamKey {
+                        node: n.sender,
+                        incarnation: n.sender_incarnation,
+                    };
+                    for &(lo, hi) in &n.ranges {
+                        self.stats.retransmits += 1;
+                        g.pack_repair(cluster, self.s.max_datagram_bytes, key, lo, hi, dest, &mut self.out_dgrams);
+                    }
                 }
             }
             Datagram::OrderAck(_) | Datagram::OrderNak(_) => {}
@@ -662,20 +679,37 @@ impl Host {
 
     /// After new data or order: deliver, report arrivals to the sequencer.
     fn pump(&mut self, _now: Instant, gid: GroupId) {
-        let Some(g) = self.groups.get_mut(&gid) else { return };
-        self.out_seq.extend(g.arrivals());
-        g.deliver();
-        self.dirty.insert(gid);
-        self.route_deliveries(gid);
+        loop {
+            let Some(g) = self.groups.get_mut(&gid) else { return };
+            self.out_seq.extend(g.arrivals());
+            g.deliver();
+            self.dirty.insert(gid);
+            let Some(view) = self.route_deliveries(gid) else { return };
+            // The order reached a view marker: install that view here, tell
+            // the members, and go on delivering in the new view.
+            let Some(g) = self.groups.get_mut(&gid) else { return };
+            let Some(v) = g.pending_view(view).cloned() else { return };
+            if let Some(cmd) = g.install(&v) {
+                self.out_seq.push_back(cmd);
+            }
+            log::debug!("group {}: view {} installed", v.group_name, v.view);
+            self.announce_view(gid);
+        }
     }
 
-    fn route_deliveries(&mut self, gid: GroupId) {
-        let Some(g) = self.groups.get_mut(&gid) else { return };
-        if g.deliveries.is_empty() {
-            return;
-        }
+    /// Hands delivered messages to the local members; returns a view to
+    /// install if the order reached one (it is always last).
+    fn route_deliveries(&mut self, gid: GroupId) -> Option<ViewId> {
+        let g = self.groups.get_mut(&gid)?;
         let (view, name) = (g.view, g.name.clone());
-        let deliveries: Vec<_> = g.deliveries.drain(..).collect();
+        let mut next_view = None;
+        let mut deliveries = Vec::with_capacity(g.deliveries.len());
+        for d in g.deliveries.drain(..) {
+            match d {
+                Delivered::Message(m) => deliveries.push(m),
+                Delivered::View(v) => next_view = Some(v),
+            }
+        }
         let targets: Vec<SessionId> = self
             .members
             .values()
@@ -706,6 +740,7 @@ impl Host {
                 ));
             }
         }
+        next_view
     }
 
     // ----- timers -----

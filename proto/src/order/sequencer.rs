@@ -7,6 +7,7 @@
 //! [`Sequencer::poll_timeout`].
 
 use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
+use crate::host::group::view_marker;
 use crate::multicast::{to_ranges, StreamKey};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{
@@ -178,6 +179,7 @@ impl Sequencer {
         next: GlobalSeq,
         streams: Vec<(StreamKey, SenderSeq)>,
     ) {
+        let known = self.groups.contains_key(&group);
         let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
             view,
             view_start: next,
@@ -192,9 +194,25 @@ impl Sequencer {
             announced_stable: GlobalSeq(0),
             last_sent: None,
         });
+        if known && view > g.view {
+            // The view begins here for everyone: a marker takes the next
+            // position, and the members install the view when they reach it.
+            g.log.push_back(LogEntry {
+                stream: view_marker(view),
+                seq: SenderSeq(1),
+                sent_at: None,
+            });
+            g.next = g.next.next();
+        }
+        if view < g.view {
+            return;
+        }
         g.view = view;
         g.view_start = g.next;
         g.address = address;
+        // A departed node's stream is ordered no further.
+        g.ordered
+            .retain(|k, _| members.iter().any(|(n, i)| *n == k.node && *i == k.incarnation));
         let before = GlobalSeq(g.next.0 - 1);
         let old = std::mem::take(&mut g.acked);
         for (node, inc) in members {
@@ -581,6 +599,9 @@ mod tests {
         view(&mut s, t, 2, &[1, 2]);
         let b = drain(&mut s);
         let last = b.last().map(|b| (b.view, b.view_start, b.stable));
-        assert_eq!(last, Some((ViewId(2), GlobalSeq(3), GlobalSeq(2))));
+        // The marker of view 2 takes position 3; the new member starts at 4.
+        assert_eq!(last, Some((ViewId(2), GlobalSeq(4), GlobalSeq(2))));
+        let marker = b.iter().find(|b| b.first == GlobalSeq(3)).map(|b| b.entries[0]);
+        assert_eq!(marker.map(|e| (e.sender, e.sender_incarnation)), Some((NodeId(0), Incarnation(2))));
     }
 }

@@ -9,7 +9,8 @@
 //! each with exactly one reply carrying the same number ([`FromDaemon::Ok`],
 //! [`FromDaemon::Error`] or a typed reply). Views and messages arrive unasked.
 
-use super::DecodeError;
+use super::codec::{Put, Reader};
+use super::{DecodeError, MAGIC, VERSION};
 use crate::ids::{Order, ViewId};
 
 /// Longest app frame accepted (payload up to 1 MiB plus headers).
@@ -145,7 +146,10 @@ pub enum FromDaemon {
     },
     /// Reply to Groups. kind 106: request u32, groups (u16 count; name str8,
     /// address str8, view u64, members u32, local bool).
-    Groups { request: u32, groups: Vec<GroupLine> },
+    Groups {
+        request: u32,
+        groups: Vec<GroupLine>,
+    },
     /// Reply to Members: the same fields as View after the request number.
     /// kind 107: request u32, group str8, view u64, members, sequencer str8.
     Members {
@@ -157,30 +161,630 @@ pub enum FromDaemon {
     },
 }
 
+const KIND_JOIN: u8 = 1;
+const KIND_LEAVE: u8 = 2;
+const KIND_SEND: u8 = 3;
+const KIND_STATUS: u8 = 4;
+const KIND_GROUPS: u8 = 5;
+const KIND_MEMBERS: u8 = 6;
+
+const KIND_OK: u8 = 101;
+const KIND_ERROR: u8 = 102;
+const KIND_VIEW: u8 = 103;
+const KIND_MESSAGE: u8 = 104;
+const KIND_STATUS_REPLY: u8 = 105;
+const KIND_GROUPS_REPLY: u8 = 106;
+const KIND_MEMBERS_REPLY: u8 = 107;
+
+/// Smallest encoding of one [`GroupLine`]: two empty str8, view, members, local.
+const GROUP_LINE_MIN_BYTES: usize = 1 + 1 + 8 + 4 + 1;
+
+fn put_header(out: &mut Vec<u8>, kind: u8) {
+    out.put_u16(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+}
+
+/// Reads magic and version and returns the kind.
+fn header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
+    let magic = r.u16()?;
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic(magic));
+    }
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(DecodeError::BadVersion(version));
+    }
+    r.u8()
+}
+
+fn order(r: &mut Reader<'_>) -> Result<Order, DecodeError> {
+    Order::from_code(r.u8()?).ok_or(DecodeError::Invalid("order"))
+}
+
+/// Writes a u16 count and at most `u16::MAX` items: a longer list cannot be
+/// expressed, and a member list that long is far beyond any group's bound.
+fn put_list<T>(out: &mut Vec<u8>, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
+    let n = items.len().min(u16::MAX as usize);
+    out.put_u16(n as u16);
+    for item in &items[..n] {
+        put(out, item);
+    }
+}
+
+/// Reads a u16 count, then that many items of at least `min_bytes` each; the
+/// count is checked against the input left before anything is allocated.
+fn list<'a, T>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    min_bytes: usize,
+    mut item: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let n = r.u16()? as usize;
+    if n * min_bytes > r.remaining() {
+        return Err(DecodeError::Invalid(what));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(item(r)?);
+    }
+    Ok(out)
+}
+
+fn put_members(out: &mut Vec<u8>, members: &[String]) {
+    put_list(out, members, |o, m| o.put_str8(m));
+}
+
+fn members(r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
+    list(r, "member count", 1, |r| Ok(r.str8("member")?.to_owned()))
+}
+
+fn put_group_line(out: &mut Vec<u8>, g: &GroupLine) {
+    out.put_str8(&g.name);
+    out.put_str8(&g.address);
+    out.put_u64(g.view.0);
+    out.put_u32(g.members);
+    out.put_u8(u8::from(g.local));
+}
+
+fn group_line(r: &mut Reader<'_>) -> Result<GroupLine, DecodeError> {
+    Ok(GroupLine {
+        name: r.str8("group")?.to_owned(),
+        address: r.str8("address")?.to_owned(),
+        view: ViewId(r.u64()?),
+        members: r.u32()?,
+        local: r.bool("local")?,
+    })
+}
+
 impl ToDaemon {
     /// Appends the frame body (without the length prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let _ = out;
-        todo!("ToDaemon::encode")
+        match self {
+            ToDaemon::Join {
+                request,
+                group,
+                name,
+            } => {
+                put_header(out, KIND_JOIN);
+                out.put_u32(*request);
+                out.put_str8(group);
+                out.put_str8(name);
+            }
+            ToDaemon::Leave { request, group } => {
+                put_header(out, KIND_LEAVE);
+                out.put_u32(*request);
+                out.put_str8(group);
+            }
+            ToDaemon::Send {
+                request,
+                group,
+                order,
+                payload,
+            } => {
+                put_header(out, KIND_SEND);
+                out.put_u32(*request);
+                out.put_str8(group);
+                out.put_u8(order.code());
+                out.put_bytes32(payload);
+            }
+            ToDaemon::Status { request } => {
+                put_header(out, KIND_STATUS);
+                out.put_u32(*request);
+            }
+            ToDaemon::Groups { request } => {
+                put_header(out, KIND_GROUPS);
+                out.put_u32(*request);
+            }
+            ToDaemon::Members { request, group } => {
+                put_header(out, KIND_MEMBERS);
+                out.put_u32(*request);
+                out.put_str8(group);
+            }
+        }
     }
 
     /// Decodes a frame body; every byte must be consumed.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        let _ = body;
-        todo!("ToDaemon::decode")
+        let mut r = Reader::new(body);
+        let kind = header(&mut r)?;
+        let msg = Self::decode_body(&mut r, kind)?;
+        r.finish()?;
+        Ok(msg)
+    }
+
+    fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Self, DecodeError> {
+        if !(KIND_JOIN..=KIND_MEMBERS).contains(&kind) {
+            return Err(DecodeError::UnknownKind(kind));
+        }
+        let request = r.u32()?;
+        Ok(match kind {
+            KIND_JOIN => ToDaemon::Join {
+                request,
+                group: r.str8("group")?.to_owned(),
+                name: r.str8("name")?.to_owned(),
+            },
+            KIND_LEAVE => ToDaemon::Leave {
+                request,
+                group: r.str8("group")?.to_owned(),
+            },
+            KIND_SEND => ToDaemon::Send {
+                request,
+                group: r.str8("group")?.to_owned(),
+                order: order(r)?,
+                payload: r.bytes32()?.to_vec(),
+            },
+            KIND_STATUS => ToDaemon::Status { request },
+            KIND_GROUPS => ToDaemon::Groups { request },
+            KIND_MEMBERS => ToDaemon::Members {
+                request,
+                group: r.str8("group")?.to_owned(),
+            },
+            _ => return Err(DecodeError::UnknownKind(kind)),
+        })
     }
 }
 
 impl FromDaemon {
     /// Appends the frame body (without the length prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let _ = out;
-        todo!("FromDaemon::encode")
+        match self {
+            FromDaemon::Ok { request } => {
+                put_header(out, KIND_OK);
+                out.put_u32(*request);
+            }
+            FromDaemon::Error {
+                request,
+                code,
+                message,
+            } => {
+                put_header(out, KIND_ERROR);
+                out.put_u32(*request);
+                out.put_u16(code.code());
+                out.put_str16(message);
+            }
+            FromDaemon::View {
+                group,
+                view,
+                members,
+                sequencer,
+            } => {
+                put_header(out, KIND_VIEW);
+                put_view(out, group, *view, members, sequencer);
+            }
+            FromDaemon::Message {
+                group,
+                view,
+                sender,
+                order,
+                seq,
+                payload,
+            } => {
+                put_header(out, KIND_MESSAGE);
+                out.put_str8(group);
+                out.put_u64(view.0);
+                out.put_str8(sender);
+                out.put_u8(order.code());
+                out.put_u64(*seq);
+                out.put_bytes32(payload);
+            }
+            FromDaemon::Status {
+                request,
+                node,
+                node_id,
+                incarnation,
+                directory,
+                connected,
+                groups,
+                members,
+                version,
+            } => {
+                put_header(out, KIND_STATUS_REPLY);
+                out.put_u32(*request);
+                out.put_str8(node);
+                out.put_u32(*node_id);
+                out.put_u64(*incarnation);
+                out.put_str8(directory);
+                out.put_u8(u8::from(*connected));
+                out.put_u32(*groups);
+                out.put_u32(*members);
+                out.put_str8(version);
+            }
+            FromDaemon::Groups { request, groups } => {
+                put_header(out, KIND_GROUPS_REPLY);
+                out.put_u32(*request);
+                put_list(out, groups, put_group_line);
+            }
+            FromDaemon::Members {
+                request,
+                group,
+                view,
+                members,
+                sequencer,
+            } => {
+                put_header(out, KIND_MEMBERS_REPLY);
+                out.put_u32(*request);
+                put_view(out, group, *view, members, sequencer);
+            }
+        }
     }
 
     /// Decodes a frame body; every byte must be consumed.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        let _ = body;
-        todo!("FromDaemon::decode")
+        let mut r = Reader::new(body);
+        let kind = header(&mut r)?;
+        let msg = Self::decode_body(&mut r, kind)?;
+        r.finish()?;
+        Ok(msg)
+    }
+
+    fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Self, DecodeError> {
+        Ok(match kind {
+            KIND_OK => FromDaemon::Ok { request: r.u32()? },
+            KIND_ERROR => FromDaemon::Error {
+                request: r.u32()?,
+                code: ErrorCode::from_code(r.u16()?).ok_or(DecodeError::Invalid("error code"))?,
+                message: r.str16("message")?.to_owned(),
+            },
+            KIND_VIEW => {
+                let (group, view, members, sequencer) = view_fields(r)?;
+                FromDaemon::View {
+                    group,
+                    view,
+                    members,
+                    sequencer,
+                }
+            }
+            KIND_MESSAGE => FromDaemon::Message {
+                group: r.str8("group")?.to_owned(),
+                view: ViewId(r.u64()?),
+                sender: r.str8("sender")?.to_owned(),
+                order: order(r)?,
+                seq: r.u64()?,
+                payload: r.bytes32()?.to_vec(),
+            },
+            KIND_STATUS_REPLY => FromDaemon::Status {
+                request: r.u32()?,
+                node: r.str8("node")?.to_owned(),
+                node_id: r.u32()?,
+                incarnation: r.u64()?,
+                directory: r.str8("directory")?.to_owned(),
+                connected: r.bool("connected")?,
+                groups: r.u32()?,
+                members: r.u32()?,
+                version: r.str8("version")?.to_owned(),
+            },
+            KIND_GROUPS_REPLY => FromDaemon::Groups {
+                request: r.u32()?,
+                groups: list(r, "group count", GROUP_LINE_MIN_BYTES, group_line)?,
+            },
+            KIND_MEMBERS_REPLY => {
+                let request = r.u32()?;
+                let (group, view, members, sequencer) = view_fields(r)?;
+                FromDaemon::Members {
+                    request,
+                    group,
+                    view,
+                    members,
+                    sequencer,
+                }
+            }
+            _ => return Err(DecodeError::UnknownKind(kind)),
+        })
+    }
+}
+
+fn put_view(out: &mut Vec<u8>, group: &str, view: ViewId, members: &[String], sequencer: &str) {
+    out.put_str8(group);
+    out.put_u64(view.0);
+    put_members(out, members);
+    out.put_str8(sequencer);
+}
+
+/// Group, view, members and sequencer: the body shared by View and Members.
+fn view_fields(r: &mut Reader<'_>) -> Result<(String, ViewId, Vec<String>, String), DecodeError> {
+    Ok((
+        r.str8("group")?.to_owned(),
+        ViewId(r.u64()?),
+        members(r)?,
+        r.str8("sequencer")?.to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn order() -> impl Strategy<Value = Order> {
+        prop_oneof![Just(Order::Fifo), Just(Order::Total), Just(Order::Safe)]
+    }
+
+    fn code() -> impl Strategy<Value = ErrorCode> {
+        (1u16..=6).prop_map(|c| ErrorCode::from_code(c).expect("code in range"))
+    }
+
+    /// Any str8 that survives encoding unclipped (at most 255 bytes).
+    fn name() -> impl Strategy<Value = String> {
+        "\\PC{0,60}"
+    }
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..300)
+    }
+
+    fn to_daemon() -> impl Strategy<Value = ToDaemon> {
+        prop_oneof![
+            (any::<u32>(), name(), name()).prop_map(|(request, group, name)| ToDaemon::Join {
+                request,
+                group,
+                name
+            }),
+            (any::<u32>(), name()).prop_map(|(request, group)| ToDaemon::Leave { request, group }),
+            (any::<u32>(), name(), order(), payload()).prop_map(
+                |(request, group, order, payload)| {
+                    ToDaemon::Send {
+                        request,
+                        group,
+                        order,
+                        payload,
+                    }
+                }
+            ),
+            any::<u32>().prop_map(|request| ToDaemon::Status { request }),
+            any::<u32>().prop_map(|request| ToDaemon::Groups { request }),
+            (any::<u32>(), name())
+                .prop_map(|(request, group)| ToDaemon::Members { request, group }),
+        ]
+    }
+
+    fn group_line() -> impl Strategy<Value = GroupLine> {
+        (name(), name(), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
+            |(name, address, view, members, local)| GroupLine {
+                name,
+                address,
+                view: ViewId(view),
+                members,
+                local,
+            },
+        )
+    }
+
+    fn members() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(name(), 0..20)
+    }
+
+    fn from_daemon() -> impl Strategy<Value = FromDaemon> {
+        prop_oneof![
+            any::<u32>().prop_map(|request| FromDaemon::Ok { request }),
+            (any::<u32>(), code(), "\\PC{0,400}").prop_map(|(request, code, message)| {
+                FromDaemon::Error {
+                    request,
+                    code,
+                    message,
+                }
+            }),
+            (name(), any::<u64>(), members(), name()).prop_map(|(group, v, members, sequencer)| {
+                FromDaemon::View {
+                    group,
+                    view: ViewId(v),
+                    members,
+                    sequencer,
+                }
+            }),
+            (
+                name(),
+                any::<u64>(),
+                name(),
+                order(),
+                any::<u64>(),
+                payload()
+            )
+                .prop_map(|(group, v, sender, order, seq, payload)| {
+                    FromDaemon::Message {
+                        group,
+                        view: ViewId(v),
+                        sender,
+                        order,
+                        seq,
+                        payload,
+                    }
+                }),
+            (
+                (any::<u32>(), name(), any::<u32>(), any::<u64>(), name()),
+                (any::<bool>(), any::<u32>(), any::<u32>(), name())
+            )
+                .prop_map(
+                    |(
+                        (request, node, node_id, incarnation, directory),
+                        (connected, groups, members, version),
+                    )| {
+                        FromDaemon::Status {
+                            request,
+                            node,
+                            node_id,
+                            incarnation,
+                            directory,
+                            connected,
+                            groups,
+                            members,
+                            version,
+                        }
+                    }
+                ),
+            (any::<u32>(), proptest::collection::vec(group_line(), 0..10))
+                .prop_map(|(request, groups)| FromDaemon::Groups { request, groups }),
+            (any::<u32>(), name(), any::<u64>(), members(), name()).prop_map(
+                |(request, group, v, members, sequencer)| FromDaemon::Members {
+                    request,
+                    group,
+                    view: ViewId(v),
+                    members,
+                    sequencer,
+                }
+            ),
+        ]
+    }
+
+    fn encode_to(m: &ToDaemon) -> Vec<u8> {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        out
+    }
+
+    fn encode_from(m: &FromDaemon) -> Vec<u8> {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn to_daemon_round_trips(m in to_daemon()) {
+            prop_assert_eq!(ToDaemon::decode(&encode_to(&m)), Ok(m));
+        }
+
+        #[test]
+        fn from_daemon_round_trips(m in from_daemon()) {
+            prop_assert_eq!(FromDaemon::decode(&encode_from(&m)), Ok(m));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = ToDaemon::decode(&bytes);
+            let _ = FromDaemon::decode(&bytes);
+        }
+
+        /// Random bodies behind a valid header reach every field decoder.
+        #[test]
+        fn decode_never_panics_behind_a_valid_header(
+            kind in prop_oneof![1u8..=7, 100u8..=108],
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        ) {
+            let mut body = vec![0xC0, 0xC5, VERSION, kind];
+            body.extend_from_slice(&bytes);
+            let _ = ToDaemon::decode(&body);
+            let _ = FromDaemon::decode(&body);
+        }
+
+        #[test]
+        fn every_truncation_of_to_daemon_is_rejected(m in to_daemon()) {
+            let bytes = encode_to(&m);
+            for cut in 0..bytes.len() {
+                prop_assert!(ToDaemon::decode(&bytes[..cut]).is_err(), "cut {}", cut);
+            }
+        }
+
+        #[test]
+        fn every_truncation_of_from_daemon_is_rejected(m in from_daemon()) {
+            let bytes = encode_from(&m);
+            for cut in 0..bytes.len() {
+                prop_assert!(FromDaemon::decode(&bytes[..cut]).is_err(), "cut {}", cut);
+            }
+        }
+
+        #[test]
+        fn trailing_bytes_are_rejected(a in to_daemon(), b in from_daemon(), extra in 1usize..10) {
+            let mut bytes = encode_to(&a);
+            bytes.resize(bytes.len() + extra, 0);
+            prop_assert_eq!(ToDaemon::decode(&bytes), Err(DecodeError::Trailing(extra)));
+            let mut bytes = encode_from(&b);
+            bytes.resize(bytes.len() + extra, 0);
+            prop_assert_eq!(FromDaemon::decode(&bytes), Err(DecodeError::Trailing(extra)));
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_documented_field_order() {
+        let m = ToDaemon::Send {
+            request: 7,
+            group: "g".into(),
+            order: Order::Safe,
+            payload: b"hi".to_vec(),
+        };
+        assert_eq!(
+            encode_to(&m),
+            [0xC0, 0xC5, 1, 3, 0, 0, 0, 7, 1, b'g', 3, 0, 0, 0, 2, b'h', b'i']
+        );
+        let e = FromDaemon::Error {
+            request: 9,
+            code: ErrorCode::TooLarge,
+            message: "x".into(),
+        };
+        assert_eq!(
+            encode_from(&e),
+            [0xC0, 0xC5, 1, 102, 0, 0, 0, 9, 0, 5, 0, 1, b'x']
+        );
+    }
+
+    #[test]
+    fn each_direction_rejects_the_other_directions_kinds() {
+        let to = encode_to(&ToDaemon::Status { request: 1 });
+        assert_eq!(FromDaemon::decode(&to), Err(DecodeError::UnknownKind(4)));
+        let from = encode_from(&FromDaemon::Ok { request: 1 });
+        assert_eq!(ToDaemon::decode(&from), Err(DecodeError::UnknownKind(101)));
+    }
+
+    #[test]
+    fn bad_header_fields_are_named() {
+        let mut b = encode_to(&ToDaemon::Groups { request: 1 });
+        b[2] = 2;
+        assert_eq!(ToDaemon::decode(&b), Err(DecodeError::BadVersion(2)));
+        b[0] = 0;
+        assert_eq!(ToDaemon::decode(&b), Err(DecodeError::BadMagic(0x00C5)));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let mut send = encode_to(&ToDaemon::Send {
+            request: 1,
+            group: "g".into(),
+            order: Order::Total,
+            payload: vec![],
+        });
+        send[10] = 9;
+        assert_eq!(ToDaemon::decode(&send), Err(DecodeError::Invalid("order")));
+        let mut err = encode_from(&FromDaemon::Error {
+            request: 1,
+            code: ErrorCode::Internal,
+            message: String::new(),
+        });
+        err[9] = 0;
+        assert_eq!(
+            FromDaemon::decode(&err),
+            Err(DecodeError::Invalid("error code"))
+        );
+    }
+
+    #[test]
+    fn a_huge_member_count_is_rejected_before_allocating() {
+        // View of group "" in view 0 claiming 65535 members with nothing after.
+        let mut b = vec![0xC0, 0xC5, 1, 103, 0];
+        b.extend_from_slice(&0u64.to_be_bytes());
+        b.extend_from_slice(&[0xFF, 0xFF]);
+        assert_eq!(
+            FromDaemon::decode(&b),
+            Err(DecodeError::Invalid("member count"))
+        );
     }
 }

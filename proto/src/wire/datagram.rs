@@ -6,7 +6,7 @@
 //! | kind | name | sent | body |
 //! |---|---|---|---|
 //! | 1 | DATA | multicast by a sender (retransmissions too) | group, sender, incarnation, stream start, first seq, count, messages |
-//! | 3 | NAK | unicast receiver → sender | group, from, from inc, sender inc, missing ranges |
+//! | 3 | NAK | unicast receiver → sender (or, for a departed sender, → the sequencer's host) | group, from, from inc, sender, sender inc, missing ranges |
 //! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, stable, first global seq, entries |
 //! | 5 | ORDER_ACK | unicast member → sequencer | group, from, from inc, sequencer inc, cumulative global seq |
 //! | 6 | ORDER_NAK | unicast member → sequencer | group, from, from inc, sequencer inc, missing ranges |
@@ -76,6 +76,8 @@ pub struct Nak {
     pub group: GroupId,
     pub from: NodeId,
     pub from_incarnation: Incarnation,
+    /// The stream whose messages are missing.
+    pub sender: NodeId,
     pub sender_incarnation: Incarnation,
     pub ranges: Vec<(SenderSeq, SenderSeq)>,
 }
@@ -264,6 +266,7 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
             group,
             from: NodeId(r.u32()?),
             from_incarnation: Incarnation(r.u64()?),
+            sender: NodeId(r.u32()?),
             sender_incarnation: Incarnation(r.u64()?),
             ranges: seq_ranges(r)?
                 .into_iter()
@@ -419,6 +422,7 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u32(n.group.0);
             out.put_u32(n.from.0);
             out.put_u64(n.from_incarnation.0);
+            out.put_u32(n.sender.0);
             out.put_u64(n.sender_incarnation.0);
             put_seq_ranges(out, n.ranges.iter().map(|(a, b)| (a.0, b.0)));
         }
@@ -523,7 +527,7 @@ mod tests {
             ranges in proptest::collection::vec((1u64..1000, 0u64..1000), 0..10)) {
             let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(x, y)| (x, x + y)).collect();
             let all = vec![
-                Datagram::Nak(Nak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (SenderSeq(*x), SenderSeq(*y))).collect() }),
+                Datagram::Nak(Nak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender: NodeId(a ^ 1), sender_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (SenderSeq(*x), SenderSeq(*y))).collect() }),
                 Datagram::OrderAck(OrderAck { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), cumulative: GlobalSeq(d) }),
                 Datagram::OrderNak(OrderNak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (GlobalSeq(*x), GlobalSeq(*y))).collect() }),
             ];
