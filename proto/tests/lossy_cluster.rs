@@ -31,7 +31,7 @@ fn ip(i: usize) -> Ipv4Addr {
 
 struct Net {
     hosts: Vec<Host>,
-    seq: Sequencer,
+    seqs: Vec<Sequencer>,
     /// (deliver at, counter, destination address, bytes)
     queue: BTreeMap<(u64, u64), (SocketAddrV4, Vec<u8>)>,
     counter: u64,
@@ -64,18 +64,22 @@ impl Net {
                 })
             })
             .collect();
-        let seq = Sequencer::new(SequencerSettings {
-            node: NodeId(1),
-            incarnation: Incarnation(100),
-            cluster: ClusterId(5),
-            max_datagram_bytes: 1400,
-            tick: Duration::from_millis(5),
-            retransmit: Duration::from_millis(30),
-            heartbeat: Duration::from_millis(50),
-        });
+        let seqs = (0..n)
+            .map(|i| {
+                Sequencer::new(SequencerSettings {
+                    node: NodeId(i as u32 + 1),
+                    incarnation: Incarnation(100 + i as u64),
+                    cluster: ClusterId(5),
+                    max_datagram_bytes: 1400,
+                    tick: Duration::from_millis(5),
+                    retransmit: Duration::from_millis(30),
+                    heartbeat: Duration::from_millis(50),
+                })
+            })
+            .collect();
         Net {
             hosts,
-            seq,
+            seqs,
             queue: BTreeMap::new(),
             counter: 0,
             rng: Rng(seed.max(1)),
@@ -118,8 +122,7 @@ impl Net {
                 self.send_dgram(dest, buf.clone());
             }
             while let Some(cmd) = self.hosts[i].poll_sequencer() {
-                assert_eq!(i, 0, "only node 1 sequences");
-                self.seq.handle_input(now, cmd);
+                self.seqs[i].handle_input(now, cmd);
             }
             while self.hosts[i].poll_directory().is_some() {}
             while let Some((_, ev)) = self.hosts[i].poll_app() {
@@ -133,8 +136,13 @@ impl Net {
             }
         }
         let mut buf = Vec::new();
-        while let Some(dest) = self.seq.poll_transmit(&mut buf) {
-            self.send_dgram(dest, buf.clone());
+        for i in 0..self.seqs.len() {
+            if self.dead[i] {
+                continue;
+            }
+            while let Some(dest) = self.seqs[i].poll_transmit(&mut buf) {
+                self.send_dgram(dest, buf.clone());
+            }
         }
     }
 
@@ -159,7 +167,7 @@ impl Net {
             } else if let Some(i) = (0..self.hosts.len()).find(|&i| ip(i) == *dest.ip() && !self.dead[i]) {
                 if !self.rng.chance(lossy) {
                     if dest.port() == 7002 {
-                        self.seq.handle_datagram(now, &bytes);
+                        self.seqs[i].handle_datagram(now, &bytes);
                     } else {
                         self.hosts[i].handle_datagram(now, SocketAddrV4::new(ip(0), 1), &bytes);
                     }
@@ -182,8 +190,10 @@ impl Net {
                 h.handle_timeout(now);
             }
         }
-        if self.seq.poll_timeout().is_some_and(|t| t <= now) {
-            self.seq.handle_timeout(now);
+        for (i, s) in self.seqs.iter_mut().enumerate() {
+            if !self.dead[i] && s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
         }
         self.flush();
     }
@@ -193,6 +203,10 @@ fn view_without(n: usize, v: u64, gone: usize) -> View {
     let mut view = view(n, v);
     view.members.retain(|m| m.node != NodeId(gone as u32 + 1));
     view.nodes.retain(|m| m.node != NodeId(gone as u32 + 1));
+    if gone == 0 {
+        // The directory's rule: the node of the earliest member left.
+        view.sequencer = view.nodes[0].node;
+    }
     view
 }
 
@@ -295,7 +309,7 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
             for (j, h) in net.hosts.iter().enumerate() {
                 eprintln!("host {j}: {}", h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
             }
-            eprintln!("sequencer log len {} stability {:?} next tick {:?} now {}", net.seq.log_len(GroupId(1)), net.seq.stability(GroupId(1)), net.seq.poll_timeout(), net.now);
+            eprintln!("sequencer log len {} stability {:?}", net.seqs[0].log_len(GroupId(1)), net.seqs[0].stability(GroupId(1)));
             panic!("seed {seed}: host {i} still holds unstable sends");
         }
     }
@@ -382,13 +396,27 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
     }
     let survivors: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
     let reference = &net.delivered[survivors[0]];
-    assert!(reference.iter().any(|(s, v, _)| s == "VIEW" && *v == 2), "seed {seed}: view 2 not delivered");
+    if !reference.iter().any(|(s, v, _)| s == "VIEW" && *v == 2) {
+        for (j, h) in net.hosts.iter().enumerate() {
+            eprintln!("host {j}: {} events; {}", net.delivered[j].len(), h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
+        }
+        panic!("seed {seed}: view 2 not delivered");
+    }
     for &i in &survivors {
         let d = &net.delivered[i];
         if d != reference {
             let at = d.iter().zip(reference.iter()).position(|(a, b)| a != b).unwrap_or(d.len().min(reference.len()));
             for (j, h) in net.hosts.iter().enumerate() {
                 eprintln!("host {j}: {}", h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
+                if let Some(g) = h.group(GroupId(1)) {
+                    let n = g.debug_next().0;
+                    let recs: Vec<_> = (n.saturating_sub(3)..n + 4).map(|x| (x, g.record(GlobalSeq(x)).map(|(k, q)| (k.node.0, q.0)))).collect();
+                    eprintln!("   records {recs:?}");
+                }
+            }
+            for &j in &survivors {
+                let ev: Vec<_> = net.delivered[j].iter().filter(|e| e.1 >= 110 && e.1 <= 135 || e.0 == "VIEW").map(|e| (e.0.clone(), e.1, String::from_utf8_lossy(&e.2).to_string())).collect();
+                eprintln!("   delivered at {j}: {ev:?}");
             }
             panic!(
                 "seed {seed}: survivors {} ({} events) and {i} ({} events) differ at event {at}: {:?} vs {:?}",
@@ -403,8 +431,24 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
 }
 
 #[test]
+fn sequencer_crash_mid_stream() {
+    for seed in 1..=20 {
+        run_crash(seed, 5, 4, 150, 0);
+    }
+}
+
+#[test]
 fn member_crash_mid_stream() {
     for seed in 1..=20 {
         run_crash(seed, 5, 4, 150, 2);
+    }
+}
+
+#[test]
+#[ignore = "long sweep: cargo test -- --ignored"]
+fn crash_sweep() {
+    let from: u64 = std::env::var("SWEEP_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    for seed in from..=150 {
+        run_crash(seed, 10, 4, 150, (seed % 4) as usize);
     }
 }

@@ -32,7 +32,7 @@ use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
 use crate::wire::app::{ErrorCode, FromDaemon, GroupLine, ToDaemon};
 use crate::wire::datagram::{
-    self, Datagram, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES, DATA_PREFIX_BYTES,
+    self, Datagram, FlushReport, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES, DATA_PREFIX_BYTES,
 };
 use crate::wire::directory::{FromDirectory, ToDirectory, View};
 use crate::SenderSeq;
@@ -658,7 +658,20 @@ impl Host {
                     }
                 }
             }
-            Datagram::OrderAck(_) | Datagram::OrderNak(_) => {}
+            Datagram::OrderNak(n) => {
+                let dest = g
+                    .nodes
+                    .get(&n.from)
+                    .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                if let Some(cluster) = self.cluster {
+                    g.pack_order_repair(cluster, self.s.max_datagram_bytes, &n.ranges, dest, &mut self.out_dgrams);
+                }
+            }
+            Datagram::FlushReport(r) => {
+                g.on_flush_report(&r);
+                self.pump(now, gid);
+            }
+            Datagram::OrderAck(_) => {}
         }
         self.schedule(now);
     }
@@ -681,6 +694,9 @@ impl Host {
     fn pump(&mut self, _now: Instant, gid: GroupId) {
         loop {
             let Some(g) = self.groups.get_mut(&gid) else { return };
+            if let Some(cmd) = g.flush_progress() {
+                self.out_seq.push_back(cmd);
+            }
             self.out_seq.extend(g.arrivals());
             g.deliver();
             self.dirty.insert(gid);
@@ -813,6 +829,17 @@ impl Host {
                     cumulative,
                 };
                 datagram::encode(&Datagram::OrderAck(a), cluster, &mut buf);
+                dest
+            }
+            Control::FlushReport(dest, view, held) => {
+                let r = FlushReport {
+                    group: gid,
+                    view,
+                    from: node,
+                    from_incarnation,
+                    held,
+                };
+                datagram::encode(&Datagram::FlushReport(r), cluster, &mut buf);
                 dest
             }
             Control::OrderNak(dest, ranges) => {

@@ -120,6 +120,15 @@ impl SendStream {
         }
     }
 
+    /// Forgets positions past `cut` (a new sequencer orders those again).
+    pub fn unmark_ordered_after(&mut self, cut: GlobalSeq) {
+        for m in &mut self.msgs {
+            if m.gseq.is_some_and(|g| g > cut) {
+                m.gseq = None;
+            }
+        }
+    }
+
     /// Frees every message whose position is at or below `stable`. They form
     /// a prefix: the sequencer orders a stream in stream order.
     pub fn release_stable(&mut self, stable: GlobalSeq) -> usize {

@@ -66,6 +66,18 @@ impl OrderLog {
         self.stable
     }
 
+    /// Positions up to `g` exist (a flush cut): missing ones get naked.
+    pub fn expect_through(&mut self, g: GlobalSeq) {
+        self.highest_known = self.highest_known.max(g);
+    }
+
+    /// Forgets every record past `cut` (a new sequencer reassigns them).
+    pub fn truncate_after(&mut self, cut: GlobalSeq) {
+        let keep = cut.0.saturating_add(1).saturating_sub(self.next.0) as usize;
+        self.slots.truncate(keep);
+        self.highest_known = self.highest_known.min(cut).max(GlobalSeq(self.next.0 - 1));
+    }
+
     /// Takes in an ORDER batch. Returns false if it taught nothing new.
     pub fn absorb(&mut self, batch: &OrderBatch) -> bool {
         self.stable = self.stable.max(batch.stable);

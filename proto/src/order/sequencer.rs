@@ -45,6 +45,9 @@ pub enum SequencerInput {
         members: Vec<(NodeId, Incarnation)>,
         next: GlobalSeq,
         streams: Vec<(StreamKey, SenderSeq)>,
+        /// What is known stable already (a takeover must not assume more:
+        /// members count as holding only this much until they ack).
+        stable: GlobalSeq,
     },
     /// Messages `first..end` of a stream are held by this node, in order.
     Arrived {
@@ -155,7 +158,8 @@ impl Sequencer {
                 members,
                 next,
                 streams,
-            } => self.install_view(now, group, view, address, members, next, streams),
+                stable,
+            } => self.install_view(now, group, view, address, members, next, streams, stable),
             SequencerInput::Arrived {
                 group,
                 stream,
@@ -178,6 +182,7 @@ impl Sequencer {
         members: Vec<(NodeId, Incarnation)>,
         next: GlobalSeq,
         streams: Vec<(StreamKey, SenderSeq)>,
+        stable: GlobalSeq,
     ) {
         let known = self.groups.contains_key(&group);
         let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
@@ -190,11 +195,13 @@ impl Sequencer {
             log_base: next,
             next,
             unsent: next,
-            stable: GlobalSeq(next.0 - 1),
+            stable: stable.min(GlobalSeq(next.0 - 1)),
             announced_stable: GlobalSeq(0),
             last_sent: None,
         });
-        if known && view > g.view {
+        // A takeover (a group new here whose order already ran) starts the
+        // view with a marker too: it tells the survivors where the cut is.
+        if (known && view > g.view) || (!known && next.0 > 1) {
             // The view begins here for everyone: a marker takes the next
             // position, and the members install the view when they reach it.
             g.log.push_back(LogEntry {
@@ -207,18 +214,24 @@ impl Sequencer {
         if view < g.view {
             return;
         }
+        if view > g.view || !known {
+            // Only a new view moves the start: the same view told again
+            // (the host installing it at its marker) changes nothing.
+            g.view_start = g.next;
+        }
         g.view = view;
-        g.view_start = g.next;
         g.address = address;
         // A departed node's stream is ordered no further.
         g.ordered
             .retain(|k, _| members.iter().any(|(n, i)| *n == k.node && *i == k.incarnation));
-        let before = GlobalSeq(g.next.0 - 1);
+        // A member new to a running sequencer is responsible from this
+        // view's start on; in a group new here, everyone starts at what is
+        // known stable.
+        let before = if known { GlobalSeq(g.next.0 - 1) } else { g.stable };
         let old = std::mem::take(&mut g.acked);
         for (node, inc) in members {
             let acked = match old.get(&node) {
                 Some((i, a)) if *i == inc => *a,
-                // A new member is responsible from this view's start on.
                 _ => before,
             };
             g.acked.insert(node, (inc, acked));
@@ -517,6 +530,7 @@ mod tests {
                 members: members.iter().map(|&n| (NodeId(n), Incarnation(1))).collect(),
                 next: GlobalSeq(1),
                 streams: Vec::new(),
+                stable: GlobalSeq(0),
             },
         );
     }
@@ -603,5 +617,20 @@ mod tests {
         assert_eq!(last, Some((ViewId(2), GlobalSeq(4), GlobalSeq(2))));
         let marker = b.iter().find(|b| b.first == GlobalSeq(3)).map(|b| b.entries[0]);
         assert_eq!(marker.map(|e| (e.sender, e.sender_incarnation)), Some((NodeId(0), Incarnation(2))));
+    }
+
+    /// Regression (crash sweep seed 108): the host tells its sequencer the
+    /// same view again when it installs it at the marker; that must not move
+    /// the view's start, or survivors of a flush read a wrong cut from it.
+    #[test]
+    fn the_same_view_again_keeps_its_start() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        view(&mut s, t, 1, &[1, 2]);
+        view(&mut s, t, 2, &[1, 2]);
+        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(5) });
+        view(&mut s, t, 2, &[1, 2]);
+        let b = drain(&mut s);
+        assert!(b.iter().filter(|b| b.view == ViewId(2)).all(|b| b.view_start == GlobalSeq(2)));
     }
 }

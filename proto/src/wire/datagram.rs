@@ -9,7 +9,8 @@
 //! | 3 | NAK | unicast receiver → sender (or, for a departed sender, → the sequencer's host) | group, from, from inc, sender, sender inc, missing ranges |
 //! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, stable, first global seq, entries |
 //! | 5 | ORDER_ACK | unicast member → sequencer | group, from, from inc, sequencer inc, cumulative global seq |
-//! | 6 | ORDER_NAK | unicast member → sequencer | group, from, from inc, sequencer inc, missing ranges |
+//! | 6 | ORDER_NAK | unicast member → the sequencer's host (or, in a flush, a peer's host) | group, from, from inc, sequencer inc, missing ranges |
+//! | 7 | FLUSH_REPORT | unicast survivor → the new sequencer's host | group, view, from, from inc, held through |
 //!
 //! One DATA datagram carries many small messages; each message is its order
 //! code, its sender member name and its payload. Messages in one DATA are
@@ -44,6 +45,7 @@ const KIND_NAK: u8 = 3;
 const KIND_ORDER: u8 = 4;
 const KIND_ORDER_ACK: u8 = 5;
 const KIND_ORDER_NAK: u8 = 6;
+const KIND_FLUSH_REPORT: u8 = 7;
 
 /// One application message inside a DATA datagram, borrowed from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +133,19 @@ pub struct OrderNak {
     pub ranges: Vec<(GlobalSeq, GlobalSeq)>,
 }
 
+/// A survivor's state when the sequencer changes: it holds ORDER and DATA
+/// for every position up to `held`, and delivers nothing past it until the
+/// new sequencer announces the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushReport {
+    pub group: GroupId,
+    /// The view whose sequencer collects the reports.
+    pub view: ViewId,
+    pub from: NodeId,
+    pub from_incarnation: Incarnation,
+    pub held: GlobalSeq,
+}
+
 /// Any datagram, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datagram<'a> {
@@ -139,6 +154,7 @@ pub enum Datagram<'a> {
     Order(OrderBatch),
     OrderAck(OrderAck),
     OrderNak(OrderNak),
+    FlushReport(FlushReport),
 }
 
 impl Datagram<'_> {
@@ -150,6 +166,7 @@ impl Datagram<'_> {
             Datagram::Order(o) => o.group,
             Datagram::OrderAck(a) => a.group,
             Datagram::OrderNak(n) => n.group,
+            Datagram::FlushReport(f) => f.group,
         }
     }
 }
@@ -328,6 +345,13 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
                 .map(|(a, b)| (GlobalSeq(a), GlobalSeq(b)))
                 .collect(),
         })),
+        KIND_FLUSH_REPORT => Ok(Datagram::FlushReport(FlushReport {
+            group,
+            view: ViewId(r.u64()?),
+            from: NodeId(r.u32()?),
+            from_incarnation: Incarnation(r.u64()?),
+            held: GlobalSeq(r.u64()?),
+        })),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -451,6 +475,14 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u64(a.sequencer_incarnation.0);
             out.put_u64(a.cumulative.0);
         }
+        Datagram::FlushReport(f) => {
+            put_header(out, KIND_FLUSH_REPORT, cluster);
+            out.put_u32(f.group.0);
+            out.put_u64(f.view.0);
+            out.put_u32(f.from.0);
+            out.put_u64(f.from_incarnation.0);
+            out.put_u64(f.held.0);
+        }
         Datagram::OrderNak(n) => {
             put_header(out, KIND_ORDER_NAK, cluster);
             out.put_u32(n.group.0);
@@ -529,6 +561,7 @@ mod tests {
             let all = vec![
                 Datagram::Nak(Nak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender: NodeId(a ^ 1), sender_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (SenderSeq(*x), SenderSeq(*y))).collect() }),
                 Datagram::OrderAck(OrderAck { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), cumulative: GlobalSeq(d) }),
+                Datagram::FlushReport(FlushReport { group: GroupId(group), view: ViewId(d), from: NodeId(a), from_incarnation: Incarnation(b), held: GlobalSeq(c) }),
                 Datagram::OrderNak(OrderNak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (GlobalSeq(*x), GlobalSeq(*y))).collect() }),
             ];
             for dg in all {

@@ -8,10 +8,15 @@ use crate::multicast::{to_ranges, StreamKey};
 use crate::order::log::OrderLog;
 use crate::order::sequencer::{order_nak_ranges, SequencerInput};
 use crate::time::{Duration, Instant};
-use crate::wire::datagram::{Data, DataWriter, Nak, OrderBatch, NAK_RANGES_MAX};
+use crate::wire::datagram::{Data, Nak, OrderBatch, NAK_RANGES_MAX};
 use crate::wire::directory::{MemberInfo, NodeInfo, View};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
+
+mod flush;
+mod repair;
+
+pub use flush::Flush;
 
 /// The stream key that marks a view change in the order: the sequencer
 /// puts one at the position where view `v` begins (node 0 is never a node).
@@ -64,6 +69,8 @@ pub enum Control {
     OrderAck(SocketAddrV4, GlobalSeq),
     /// ORDER_NAK to the sequencer.
     OrderNak(SocketAddrV4, Vec<(GlobalSeq, GlobalSeq)>),
+    /// FLUSH_REPORT to the new sequencer's host: (view, held).
+    FlushReport(SocketAddrV4, ViewId, GlobalSeq),
 }
 
 /// A group this host takes part in.
@@ -96,6 +103,11 @@ pub struct GroupState {
     /// is gone.
     retained: BTreeMap<(StreamKey, SenderSeq), (GlobalSeq, Held)>,
     retained_order: VecDeque<(GlobalSeq, StreamKey, SenderSeq)>,
+    flush: Option<Flush>,
+    /// First position of the installed view (its marker's next), once known.
+    view_start: Option<GlobalSeq>,
+    /// Where the view whose marker was just delivered starts.
+    marker_next: Option<GlobalSeq>,
 }
 
 impl GroupState {
@@ -125,6 +137,9 @@ impl GroupState {
             pending_views: BTreeMap::new(),
             retained: BTreeMap::new(),
             retained_order: VecDeque::new(),
+            flush: None,
+            view_start: None,
+            marker_next: None,
         }
     }
 
@@ -137,7 +152,11 @@ impl GroupState {
     /// installed when the order reaches its marker. Returns what our
     /// sequencer must be told (it places the marker).
     pub fn propose(&mut self, v: View) -> Option<SequencerInput> {
-        let cmd = (v.sequencer == self.me.node && self.is_sequencer).then(|| self.sequencer_view(&v));
+        let cmd = if v.sequencer != self.sequencer || self.flush.is_some() {
+            self.begin_flush(&v)
+        } else {
+            (v.sequencer == self.me.node && self.is_sequencer).then(|| self.sequencer_view(&v))
+        };
         self.pending_views.insert(v.view, v);
         cmd
     }
@@ -147,6 +166,7 @@ impl GroupState {
     pub fn install(&mut self, v: &View) -> Option<SequencerInput> {
         self.pending_views.retain(|id, _| *id > v.view);
         self.view = v.view;
+        self.view_start = self.marker_next.take();
         self.members = v.members.clone();
         self.nodes = v.nodes.iter().map(|n| (n.node, n.clone())).collect();
         self.sequencer = v.sequencer;
@@ -183,6 +203,7 @@ impl GroupState {
             members: v.nodes.iter().map(|n| (n.node, n.incarnation)).collect(),
             next: GlobalSeq(self.order.highest_known().0 + 1).max(self.order.next()),
             streams: self.takeover_streams(),
+            stable: self.order.stable(),
         }
     }
 
@@ -265,7 +286,7 @@ impl GroupState {
 
     /// Takes in an ORDER batch from the group's sequencer.
     pub fn on_order(&mut self, b: &OrderBatch) -> bool {
-        if b.sequencer != self.sequencer {
+        if b.sequencer != self.sequencer && !self.maybe_switch(b.sequencer, b.view, b.view_start) {
             return false;
         }
         let stable_before = self.order.stable();
@@ -340,15 +361,21 @@ impl GroupState {
     /// the same place everywhere.
     pub fn deliver(&mut self) {
         self.scan();
+        let limit = self.delivery_limit();
         while let Some((key, seq)) = self.order.front() {
             let g = self.order.next();
+            if limit.is_some_and(|l| g > l) {
+                break; // a flush: nothing past our report until the cut is known
+            }
             if key.node.0 == 0 {
                 let view = ViewId(key.incarnation.0);
                 if view > self.view && !self.pending_views.contains_key(&view) {
                     break; // the directory's view has not reached us yet
                 }
                 self.order.advance();
+                self.retained_order.push_back((g, key, seq));
                 if view > self.view {
+                    self.marker_next = Some(g.next());
                     self.deliveries.push_back(Delivered::View(view));
                     break; // the host installs it before going on
                 }
@@ -360,6 +387,7 @@ impl GroupState {
             };
             if seq < s.next_deliver() {
                 self.order.advance();
+                self.retained_order.push_back((g, key, seq));
                 continue;
             }
             let ready = seq == s.next_deliver()
@@ -427,8 +455,22 @@ impl GroupState {
     }
 
     /// Periodic work: acks and naks due now.
+    /// The host that repairs what a departed sender or the order lacks:
+    /// the sequencer's, or during a flush at the new sequencer, the donor's.
+    fn repair_node(&self) -> Option<crate::wire::directory::NodeInfo> {
+        let id = self.flush_donor().unwrap_or(self.sequencer);
+        self.nodes
+            .get(&id)
+            .cloned()
+            .or_else(|| self.pending_views.values().next_back()?.nodes.iter().find(|n| n.node == id).cloned())
+    }
+
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Control>) {
         let rto = self.limits.retransmit;
+        if let Some((addr, view, held)) = self.flush_report_due(now) {
+            out.push(Control::FlushReport(addr, view, held));
+        }
+        let repair = self.repair_node();
         let seq_addr = self
             .nodes
             .get(&self.sequencer)
@@ -450,10 +492,15 @@ impl GroupState {
                     out.push(Control::OrderAck(addr, self.held_through));
                 }
             }
-            let missing = self.order.missing(NAK_RANGES_MAX * 8);
+        }
+        let missing = self.order.missing(NAK_RANGES_MAX * 8);
+        if let Some(r) = repair.as_ref() {
             if !missing.is_empty() && self.order_nak_sent_at.is_none_or(|t| t + rto <= now) {
                 self.order_nak_sent_at = Some(now);
-                out.push(Control::OrderNak(addr, order_nak_ranges(&missing)));
+                // Peers' hosts answer from what they know; our own
+                // sequencer's records we lost come from its thread.
+                let port = if r.node == self.me.node { r.order_port } else { r.data_port };
+                out.push(Control::OrderNak(SocketAddrV4::new(r.ip, port), order_nak_ranges(&missing)));
             }
         }
         for (key, s) in &self.streams {
@@ -473,8 +520,8 @@ impl GroupState {
                 |v| v.nodes.iter().find(|n| n.node == key.node).cloned(),
             );
             let node = alive
-                .filter(|n| n.incarnation == key.incarnation)
-                .or_else(|| self.nodes.get(&self.sequencer).cloned());
+                .filter(|n| n.incarnation == key.incarnation && self.flush_donor().is_none())
+                .or_else(|| repair.clone());
             let Some(node) = node else {
                 continue;
             };
@@ -498,95 +545,6 @@ impl GroupState {
         }
     }
 
-    /// Packs messages of our stream into DATA datagrams: `seqs` runs of
-    /// positions, each datagram of consecutive positions.
-    #[allow(clippy::too_many_arguments)]
-    pub fn pack_data(
-        &mut self,
-        now: Instant,
-        cluster: crate::ids::ClusterId,
-        max_bytes: usize,
-        lo: SenderSeq,
-        hi: SenderSeq,
-        dest: SocketAddrV4,
-        out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
-        pool: &mut Vec<Vec<u8>>,
-    ) {
-        let mut seq = lo;
-        while seq <= hi {
-            let mut buf = pool.pop().unwrap_or_default();
-            buf.clear();
-            let mut w = DataWriter::new(
-                &mut buf,
-                cluster,
-                self.id,
-                self.me.node,
-                self.me.incarnation,
-                self.send.stream_start(),
-                seq,
-                max_bytes,
-            );
-            let first = seq;
-            while seq <= hi {
-                let Some(m) = self.send.get(seq) else { break };
-                if !w.push(m.order, &m.sender_name, &m.payload) {
-                    break;
-                }
-                seq = seq.next();
-            }
-            let n = w.finish();
-            if n == 0 {
-                // Too big for a datagram even alone: cannot happen for
-                // messages the host accepted (it checks the size).
-                log::error!("group {}: message {first} does not fit a datagram", self.id);
-                seq = seq.next();
-                pool.push(buf);
-                continue;
-            }
-            for q in first.0..seq.0 {
-                self.send.mark_sent(SenderSeq(q), now);
-            }
-            out.push_back((dest, buf));
-        }
-    }
-
-    /// Repairs a peer with messages of another node's stream that this node
-    /// holds (the sender is gone). Consecutive held positions share a DATA.
-    #[allow(clippy::too_many_arguments)]
-    pub fn pack_repair(
-        &self,
-        cluster: crate::ids::ClusterId,
-        max_bytes: usize,
-        key: StreamKey,
-        lo: SenderSeq,
-        hi: SenderSeq,
-        dest: SocketAddrV4,
-        out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
-    ) {
-        let mut seq = lo;
-        let limit = SenderSeq(hi.0.min(lo.0 + self.limits.receive_window as u64));
-        while seq <= limit {
-            if self.held_message(key, seq).is_none() {
-                seq = seq.next();
-                continue;
-            }
-            let mut buf = Vec::with_capacity(max_bytes);
-            let mut w = DataWriter::new(&mut buf, cluster, self.id, key.node, key.incarnation, seq, seq, max_bytes);
-            while seq <= limit {
-                let Some(m) = self.held_message(key, seq) else { break };
-                if !w.push(m.order, &m.sender_name, &m.payload) {
-                    break;
-                }
-                seq = seq.next();
-            }
-            if w.finish() == 0 {
-                seq = seq.next();
-                continue;
-            }
-            out.push_back((dest, buf));
-        }
-    }
-
     /// True when nothing of ours awaits stability.
     pub fn sends_drained(&self) -> bool {
         self.send.is_empty()
@@ -600,6 +558,18 @@ impl GroupState {
     /// The group's announced stability.
     pub fn stable(&self) -> GlobalSeq {
         self.order.stable()
+    }
+
+    /// Where the installed view's positions begin, as its ORDER batches say.
+    pub fn view_start(&self) -> GlobalSeq {
+        self.view_start
+            .or(self.order.start())
+            .unwrap_or(GlobalSeq(1))
+    }
+
+    /// The next position to deliver (tests and debug logs).
+    pub fn debug_next(&self) -> GlobalSeq {
+        self.order.next()
     }
 
     /// One line of internal state, for test failures and debug logs.

@@ -1,0 +1,205 @@
+//! Sequencer failover: the flush that agrees on where the old sequencer's
+//! order ends.
+//!
+//! When the directory names a new sequencer (the old one crashed or left),
+//! every survivor freezes delivery at what it holds (`held`: ORDER and DATA
+//! for every position up to there) and reports that to the new sequencer's
+//! host. The new sequencer waits for every survivor, takes the cut
+//! `C = max(held)` — no survivor delivered past its own `held`, so nobody
+//! delivered past `C` — catches up to `C` from the survivor that reported
+//! it, and then orders on from `C + 1` with the new view's marker. A
+//! survivor that sees the new sequencer's first ORDER learns `C` from it
+//! (`view_start = C + 2`), drops any old record past `C`, and fetches what
+//! it misses up to `C` from the new sequencer's host. Messages the old
+//! sequencer ordered past `C` are ordered again (their senders' streams
+//! still hold them), so none is lost or delivered twice. If a survivor dies
+//! meanwhile, the next view restarts the collection with the same frozen
+//! values; if the new sequencer dies, the reports go to the next one.
+
+use super::GroupState;
+use crate::ids::{GlobalSeq, NodeId, ViewId};
+use crate::order::sequencer::SequencerInput;
+use crate::time::Instant;
+use crate::wire::datagram::FlushReport;
+use crate::wire::directory::View;
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+
+/// A flush in progress at this member.
+#[derive(Debug, Clone)]
+pub struct Flush {
+    /// The latest proposed view with the new sequencer.
+    pub view: ViewId,
+    pub new_sequencer: NodeId,
+    /// Delivery stops here until the cut is known (our report).
+    pub limit: GlobalSeq,
+    pub report_sent_at: Option<Instant>,
+    /// At the new sequencer: each survivor's report.
+    pub reports: BTreeMap<NodeId, GlobalSeq>,
+    /// At the new sequencer: the cut and who holds everything up to it.
+    pub cut: Option<(GlobalSeq, NodeId)>,
+}
+
+impl GroupState {
+    /// A view naming another sequencer was proposed: start (or retarget) a flush.
+    pub(super) fn begin_flush(&mut self, v: &View) -> Option<SequencerInput> {
+        match &mut self.flush {
+            Some(f) => {
+                f.view = v.view;
+                f.new_sequencer = v.sequencer;
+                f.report_sent_at = None;
+                if f.new_sequencer != self.me.node {
+                    f.cut = None;
+                }
+            }
+            None => {
+                log::info!(
+                    "group {}: sequencer {} is gone; flushing to {} at {}",
+                    self.name,
+                    self.sequencer,
+                    v.sequencer,
+                    self.held_through
+                );
+                self.flush = Some(Flush {
+                    view: v.view,
+                    new_sequencer: v.sequencer,
+                    limit: self.held_through,
+                    report_sent_at: None,
+                    reports: BTreeMap::new(),
+                    cut: None,
+                });
+            }
+        }
+        if self.is_sequencer {
+            self.is_sequencer = false;
+            return Some(SequencerInput::Stop { group: self.id });
+        }
+        None
+    }
+
+    /// Where delivery must stop for now.
+    pub(super) fn delivery_limit(&self) -> Option<GlobalSeq> {
+        self.flush.as_ref().map(|f| f.limit)
+    }
+
+    /// A survivor's report reached us (we are the new sequencer).
+    pub fn on_flush_report(&mut self, r: &FlushReport) {
+        if let Some(f) = self.flush.as_mut().filter(|f| f.new_sequencer == self.me.node) {
+            f.reports.insert(r.from, r.held);
+        }
+    }
+
+    fn latest_view(&self) -> Option<&View> {
+        self.pending_views.values().next_back()
+    }
+
+    /// The report to send now, if due (survivors only).
+    pub(super) fn flush_report_due(&mut self, now: Instant) -> Option<(SocketAddrV4, ViewId, GlobalSeq)> {
+        let rto = self.limits.retransmit;
+        let me = self.me.node;
+        let f = self.flush.as_ref()?;
+        if f.new_sequencer == me || f.report_sent_at.is_some_and(|t| t + rto > now) {
+            return None;
+        }
+        let (view, limit, target) = (f.view, f.limit, f.new_sequencer);
+        let n = self.latest_view()?.nodes.iter().find(|n| n.node == target)?;
+        let addr = SocketAddrV4::new(n.ip, n.data_port);
+        if let Some(f) = self.flush.as_mut() {
+            f.report_sent_at = Some(now);
+        }
+        Some((addr, view, limit))
+    }
+
+    /// Where to fetch what we miss during a flush at the new sequencer: the
+    /// survivor that reported the cut.
+    pub(super) fn flush_donor(&self) -> Option<NodeId> {
+        let f = self.flush.as_ref()?;
+        f.cut.map(|(_, d)| d).filter(|d| *d != self.me.node)
+    }
+
+    /// At the new sequencer: once every survivor has reported, fix the cut;
+    /// once we hold everything up to it, take over. Returns the input that
+    /// starts our sequencer.
+    pub fn flush_progress(&mut self) -> Option<SequencerInput> {
+        let me = self.me.node;
+        let latest = self.latest_view()?.clone();
+        let f = self.flush.as_mut().filter(|f| f.new_sequencer == me)?;
+        if f.cut.is_none() {
+            let survivors: Vec<NodeId> = latest
+                .nodes
+                .iter()
+                .map(|n| n.node)
+                .filter(|n| *n != me && self.nodes.contains_key(n))
+                .collect();
+            if !survivors.iter().all(|n| f.reports.contains_key(n)) {
+                return None;
+            }
+            let (mut cut, mut donor) = (f.limit, me);
+            for n in &survivors {
+                if let Some(&h) = f.reports.get(n) {
+                    if h > cut {
+                        (cut, donor) = (h, *n);
+                    }
+                }
+            }
+            log::info!("group {}: flush cut at {cut} (from node {donor})", self.name);
+            f.cut = Some((cut, donor));
+            f.limit = cut;
+            self.order.expect_through(cut);
+        }
+        let (cut, _) = f.cut?;
+        if self.held_through < cut {
+            return None;
+        }
+        self.take_over(cut, &latest)
+    }
+
+    fn take_over(&mut self, cut: GlobalSeq, v: &View) -> Option<SequencerInput> {
+        log::info!("group {}: sequencing from {} in view {}", self.name, cut.next(), v.view);
+        self.switch_sequencer(self.me.node, cut);
+        self.is_sequencer = true;
+        self.marker_next = Some(GlobalSeq(cut.0 + 2));
+        let streams = self.takeover_streams();
+        for (key, next) in &streams {
+            if let Some(s) = self.streams.get_mut(key) {
+                s.reported = *next;
+            }
+        }
+        Some(SequencerInput::View {
+            group: self.id,
+            view: v.view,
+            address: SocketAddrV4::new(v.address, v.port),
+            members: v.nodes.iter().map(|n| (n.node, n.incarnation)).collect(),
+            next: cut.next(),
+            streams,
+            stable: self.order.stable(),
+        })
+    }
+
+    /// The order is `sequencer`'s from `cut + 1` on: forget old records past
+    /// the cut, and let our own messages ordered past it be ordered again.
+    pub(super) fn switch_sequencer(&mut self, sequencer: NodeId, cut: GlobalSeq) {
+        self.order.truncate_after(cut);
+        self.sequencer = sequencer;
+        self.send.unmark_ordered_after(cut);
+        if self.held_through > cut {
+            self.held_through = cut;
+        }
+        if self.scanned > cut.next() {
+            self.scanned = cut.next();
+        }
+        self.flush = None;
+    }
+
+    /// A survivor sees the new sequencer's ORDER: the cut is in it.
+    pub(super) fn maybe_switch(&mut self, sequencer: NodeId, view: ViewId, view_start: GlobalSeq) -> bool {
+        let Some(f) = self.flush.as_ref() else { return false };
+        if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
+            return false;
+        }
+        let cut = GlobalSeq(view_start.0.saturating_sub(2));
+        log::info!("group {}: new sequencer {sequencer} cuts the old order at {cut}", self.name);
+        self.switch_sequencer(sequencer, cut);
+        true
+    }
+}
