@@ -63,7 +63,10 @@ pub fn run() -> ExitCode {
         let _ = writeln!(out, "socket: {}", path.display());
         let _ = writeln!(out, "try, in another terminal:");
         let _ = writeln!(out, "  export CHORUS_SOCKET={}", path.display());
-        let _ = writeln!(out, "  chorusctl listen demo        # and in a third: chorusctl send demo hello");
+        let _ = writeln!(
+            out,
+            "  chorusctl listen demo        # and in a third: chorusctl send demo hello"
+        );
         let _ = out.flush();
     };
     let result = crate::serve(&cfg, Some(&announce));

@@ -67,7 +67,9 @@ impl DirectoryLink {
 
     /// When the link wants attention without IO (a reconnect).
     pub fn deadline(&self) -> Option<Instant> {
-        (self.state == LinkState::Down).then_some(self.retry_at).flatten()
+        (self.state == LinkState::Down)
+            .then_some(self.retry_at)
+            .flatten()
     }
 
     /// Starts a connection attempt if one is due.
@@ -82,7 +84,9 @@ impl DirectoryLink {
         self.next_addr += 1;
         match TcpStream::connect(addr) {
             Ok(mut s) => {
-                if let Err(e) = registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE) {
+                if let Err(e) =
+                    registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)
+                {
                     log::warn!("directory {addr}: register: {e}");
                     self.fail(now);
                     return;
@@ -113,7 +117,9 @@ impl DirectoryLink {
             return;
         }
         if self.out.len() > OUT_MAX_BYTES {
-            log::warn!("directory link: output backlog over {OUT_MAX_BYTES} bytes; dropping the link");
+            log::warn!(
+                "directory link: output backlog over {OUT_MAX_BYTES} bytes; dropping the link"
+            );
             self.state = LinkState::Down;
             return;
         }
@@ -157,7 +163,12 @@ impl DirectoryLink {
         let mut chunk = [0u8; 16384];
         loop {
             match stream.read(&mut chunk) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the directory")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "closed by the directory",
+                    ))
+                }
                 Ok(n) => self.frames.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -169,8 +180,12 @@ impl DirectoryLink {
             .next_frame()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
         {
-            let frame = FromDirectory::decode(body)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame from the directory: {e}")))?;
+            let frame = FromDirectory::decode(body).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad frame from the directory: {e}"),
+                )
+            })?;
             ev.frames.push(frame);
         }
         Ok(())

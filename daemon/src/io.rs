@@ -10,10 +10,10 @@ use crate::sockets;
 use chorus_proto::host::drive::{self, HostSink};
 use chorus_proto::host::{Host, MulticastChange, SessionId};
 use chorus_proto::order::sequencer::SequencerInput;
-use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::order::sequencer::SequencerSettings;
 use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
+use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::wire::frame::write_frame;
 use chorus_proto::{Duration as CoreDuration, Instant as CoreInstant};
 use mio::net::{UdpSocket, UnixListener};
@@ -75,7 +75,9 @@ pub struct Daemon {
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("sessions", &self.sessions.len()).finish()
+        f.debug_struct("Daemon")
+            .field("sessions", &self.sessions.len())
+            .finish()
     }
 }
 
@@ -95,11 +97,14 @@ impl Daemon {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
         let mut listener = UnixListener::from_std(listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut data = UdpSocket::from_std(data);
-        poll.registry().register(&mut data, DATA, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut data, DATA, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let sequencer = SequencerThread::spawn(order, epoch)?;
         Ok(Daemon {
             poll,
@@ -167,7 +172,9 @@ impl Daemon {
             };
         }
         if self.shutdown_by.is_some() {
-            t = Some(t.map_or(now + Duration::from_millis(20), |x| x.min(now + Duration::from_millis(20))));
+            t = Some(t.map_or(now + Duration::from_millis(20), |x| {
+                x.min(now + Duration::from_millis(20))
+            }));
         }
         t.map(|t| t.saturating_duration_since(now))
     }
@@ -209,7 +216,9 @@ impl Daemon {
     }
 
     fn finish_shutdown(&mut self) -> io::Result<bool> {
-        let Some(by) = self.shutdown_by else { return Ok(false) };
+        let Some(by) = self.shutdown_by else {
+            return Ok(false);
+        };
         if !self.host.is_drained() && Instant::now() < by {
             return Ok(false);
         }
@@ -230,12 +239,19 @@ impl Daemon {
                     let id = self.next_session;
                     self.next_session += 1;
                     let token = Token(SESSION_BASE + id as usize);
-                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         log::warn!("app session: register: {e}");
                         continue;
                     }
                     let (creds, pid) = peer_credentials(&stream);
-                    log::debug!("app session {id}: connected (user {}, pid {pid:?})", creds.user);
+                    log::debug!(
+                        "app session {id}: connected (user {}, pid {pid:?})",
+                        creds.user
+                    );
                     let now = self.core_now();
                     self.host.handle_app_connect(now, SessionId(id), creds);
                     self.sessions.insert(id, AppConn::new(stream, pid));
@@ -267,19 +283,26 @@ impl Daemon {
     }
 
     fn on_directory_frame(&mut self, cnow: CoreInstant, frame: FromDirectory) {
-        if let FromDirectory::Welcome { node, cluster, heartbeat_ms, .. } = &frame {
+        if let FromDirectory::Welcome {
+            node,
+            cluster,
+            heartbeat_ms,
+            ..
+        } = &frame
+        {
             self.heartbeat = Duration::from_millis(u64::from(*heartbeat_ms).max(10));
             self.next_heartbeat = Some(Instant::now() + self.heartbeat);
             let s = self.host.settings();
-            self.sequencer.send(ToSequencer::Configure(SequencerSettings {
-                node: *node,
-                incarnation: s.incarnation,
-                cluster: *cluster,
-                max_datagram_bytes: self.edge.max_datagram_bytes,
-                tick: self.edge.ack_interval,
-                retransmit: self.edge.retransmit,
-                heartbeat: CoreDuration::from_millis(100),
-            }));
+            self.sequencer
+                .send(ToSequencer::Configure(SequencerSettings {
+                    node: *node,
+                    incarnation: s.incarnation,
+                    cluster: *cluster,
+                    max_datagram_bytes: self.edge.max_datagram_bytes,
+                    tick: self.edge.ack_interval,
+                    retransmit: self.edge.retransmit,
+                    heartbeat: CoreDuration::from_millis(100),
+                }));
         }
         let welcomed = matches!(frame, FromDirectory::Welcome { .. });
         self.host.handle_directory(cnow, frame);
@@ -309,7 +332,8 @@ impl Daemon {
         let now = Instant::now();
         self.link.maybe_connect(self.poll.registry(), now);
         if self.link.state() == LinkState::Up && self.next_heartbeat.is_some_and(|t| t <= now) {
-            self.link.send(&chorus_proto::wire::directory::ToDirectory::Heartbeat);
+            self.link
+                .send(&chorus_proto::wire::directory::ToDirectory::Heartbeat);
             self.next_heartbeat = Some(now + self.heartbeat);
         }
         let cnow = self.core_now();
@@ -362,7 +386,9 @@ impl Daemon {
     }
 
     fn read_session(&mut self, id: u64) {
-        let Some(conn) = self.sessions.get_mut(&id) else { return };
+        let Some(conn) = self.sessions.get_mut(&id) else {
+            return;
+        };
         let more = if self.host.can_accept(SessionId(id)) {
             match conn.read_some(SESSION_READ_BUDGET) {
                 Ok(more) => more,
@@ -384,7 +410,9 @@ impl Daemon {
     fn process_frames(&mut self, id: u64) {
         let now = self.core_now();
         let sid = SessionId(id);
-        let Some(conn) = self.sessions.get_mut(&id) else { return };
+        let Some(conn) = self.sessions.get_mut(&id) else {
+            return;
+        };
         loop {
             if !self.host.can_accept(sid) {
                 self.blocked.insert(id);
@@ -394,14 +422,20 @@ impl Daemon {
                 Ok(Some(body)) => match ToDaemon::decode(body) {
                     Ok(req) => self.host.handle_app(now, sid, req),
                     Err(e) => {
-                        log::warn!("app session {id} (pid {:?}): bad frame: {e}; disconnecting it", conn.pid);
+                        log::warn!(
+                            "app session {id} (pid {:?}): bad frame: {e}; disconnecting it",
+                            conn.pid
+                        );
                         self.close_session(id);
                         return;
                     }
                 },
                 Ok(None) => break,
                 Err(e) => {
-                    log::warn!("app session {id} (pid {:?}): {e}; disconnecting it", conn.pid);
+                    log::warn!(
+                        "app session {id} (pid {:?}): {e}; disconnecting it",
+                        conn.pid
+                    );
                     self.close_session(id);
                     return;
                 }
@@ -440,7 +474,12 @@ impl Daemon {
             close: Vec::new(),
         };
         drive::drain(&mut self.host, now, &mut buf, &mut sink);
-        let Outputs { changes, touched, close, .. } = sink;
+        let Outputs {
+            changes,
+            touched,
+            close,
+            ..
+        } = sink;
         self.buf = buf;
         for c in changes {
             self.apply_multicast(c);
@@ -457,7 +496,9 @@ impl Daemon {
 
     fn flush_sessions(&mut self, touched: BTreeSet<u64>) {
         for id in touched {
-            let Some(c) = self.sessions.get_mut(&id) else { continue };
+            let Some(c) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             if let Err(e) = c.write_out() {
                 log::info!("app session {id}: write: {e}");
                 self.close_session(id);
@@ -485,7 +526,11 @@ impl Daemon {
                         let mut s = UdpSocket::from_std(s);
                         let token = Token(self.next_mcast);
                         self.next_mcast += 1;
-                        if let Err(e) = self.poll.registry().register(&mut s, token, Interest::READABLE) {
+                        if let Err(e) =
+                            self.poll
+                                .registry()
+                                .register(&mut s, token, Interest::READABLE)
+                        {
                             log::error!("multicast {addr}: register: {e}");
                             return;
                         }
@@ -494,7 +539,10 @@ impl Daemon {
                         self.mcast.insert(addr, (token, s));
                         self.readable.insert(token);
                     }
-                    Err(e) => log::error!("cannot join multicast {addr} on {}: {e}", self.edge.interface),
+                    Err(e) => log::error!(
+                        "cannot join multicast {addr} on {}: {e}",
+                        self.edge.interface
+                    ),
                 }
             }
             MulticastChange::Leave(addr) => {

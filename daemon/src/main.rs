@@ -90,13 +90,15 @@ fn incarnation() -> Incarnation {
 fn bind_app_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, String> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(format!("another chorusd is serving {}", path.display()));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
     }
     let l = std::os::unix::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
@@ -109,8 +111,12 @@ fn bind_app_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
 /// socket path once it is bound.
 pub fn serve(cfg: &DaemonConfig, on_ready: Option<&dyn Fn(&Path)>) -> Result<(), String> {
     let epoch = Instant::now();
-    let data = sockets::sending_socket(cfg.interface, cfg.data_port)
-        .map_err(|e| format!("cannot bind the data socket {}:{}: {e}", cfg.interface, cfg.data_port))?;
+    let data = sockets::sending_socket(cfg.interface, cfg.data_port).map_err(|e| {
+        format!(
+            "cannot bind the data socket {}:{}: {e}",
+            cfg.interface, cfg.data_port
+        )
+    })?;
     let order = sockets::sending_socket(cfg.interface, 0)
         .map_err(|e| format!("cannot bind the sequencer socket on {}: {e}", cfg.interface))?;
     let port_of = |s: &std::net::UdpSocket| match s.local_addr() {
@@ -153,8 +159,16 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<&dyn Fn(&Path)>) -> Result<(),
         retransmit: CoreDuration::from_millis(t.retransmit_ms),
         ack_interval: CoreDuration::from_millis(t.ack_interval_ms),
     };
-    let mut daemon = io::Daemon::new(host, epoch, edge, listener, data, order, cfg.directory.clone())
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut daemon = io::Daemon::new(
+        host,
+        epoch,
+        edge,
+        listener,
+        data,
+        order,
+        cfg.directory.clone(),
+    )
+    .map_err(|e| format!("cannot start: {e}"))?;
     if let Some(f) = on_ready {
         f(&cfg.socket);
     }

@@ -1,6 +1,8 @@
 //! Several hosts and a sequencer on an in-memory network that loses,
 //! duplicates and reorders datagrams (seeded): every member must deliver the
 //! same messages in the same order, each sender's in FIFO order.
+// Hosts, their sequencers and their records are parallel vectors indexed by host.
+#![allow(clippy::needless_range_loop)]
 
 use chorus_proto::host::{Credentials, Host, HostSettings, MulticastChange, SessionId};
 use chorus_proto::order::sequencer::{Sequencer, SequencerSettings};
@@ -101,7 +103,8 @@ impl Net {
         for _ in 0..copies {
             let delay = 100 + self.rng.next() % 900;
             self.counter += 1;
-            self.queue.insert((self.now + delay, self.counter), (dest, bytes.clone()));
+            self.queue
+                .insert((self.now + delay, self.counter), (dest, bytes.clone()));
         }
     }
 
@@ -127,10 +130,17 @@ impl Net {
             while self.hosts[i].poll_directory().is_some() {}
             while let Some((_, ev)) = self.hosts[i].poll_app() {
                 match ev {
-                    FromDaemon::Message { sender, seq, payload, .. } => self.delivered[i].push((sender, seq, payload)),
-                    FromDaemon::View { view, members, .. } => {
-                        self.delivered[i].push(("VIEW".into(), view.0, members.join(",").into_bytes()))
-                    }
+                    FromDaemon::Message {
+                        sender,
+                        seq,
+                        payload,
+                        ..
+                    } => self.delivered[i].push((sender, seq, payload)),
+                    FromDaemon::View { view, members, .. } => self.delivered[i].push((
+                        "VIEW".into(),
+                        view.0,
+                        members.join(",").into_bytes(),
+                    )),
                     _ => {}
                 }
             }
@@ -151,7 +161,9 @@ impl Net {
             if at > until {
                 break;
             }
-            let Some((dest, bytes)) = self.queue.remove(&(at, c)) else { break };
+            let Some((dest, bytes)) = self.queue.remove(&(at, c)) else {
+                break;
+            };
             self.now = self.now.max(at);
             let now = self.t();
             let lossy = self.loss;
@@ -164,7 +176,9 @@ impl Net {
                         self.hosts[i].handle_datagram(now, SocketAddrV4::new(ip(0), 1), &bytes);
                     }
                 }
-            } else if let Some(i) = (0..self.hosts.len()).find(|&i| ip(i) == *dest.ip() && !self.dead[i]) {
+            } else if let Some(i) =
+                (0..self.hosts.len()).find(|&i| ip(i) == *dest.ip() && !self.dead[i])
+            {
                 if !self.rng.chance(lossy) {
                     if dest.port() == 7002 {
                         self.seqs[i].handle_datagram(now, &bytes);
@@ -257,16 +271,32 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
             },
         );
         h.handle_app_connect(t, SessionId(1), Credentials::default());
-        h.handle_app(t, SessionId(1), ToDaemon::Join { request: 1, group: "g".into(), name: "m".into() });
+        h.handle_app(
+            t,
+            SessionId(1),
+            ToDaemon::Join {
+                request: 1,
+                group: "g".into(),
+                name: "m".into(),
+            },
+        );
         h.handle_directory(t, FromDirectory::View(view(n, 1)));
     }
     net.flush();
     let mut sent = vec![0usize; n];
     let mut request = 10;
     let mut rounds = 0;
-    while net.delivered.iter().any(|d| messages(d).len() < n * per_sender) {
+    while net
+        .delivered
+        .iter()
+        .any(|d| messages(d).len() < n * per_sender)
+    {
         rounds += 1;
-        assert!(rounds < 200_000, "seed {seed}: no progress: delivered {:?}", net.delivered.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            rounds < 200_000,
+            "seed {seed}: no progress: delivered {:?}",
+            net.delivered.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         for i in 0..n {
             // A burst of sends, as an app would write them, while the window allows.
             let burst = (net.rng.next() % 8) as usize;
@@ -276,7 +306,16 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
                     request += 1;
                     let t = net.t();
                     let payload = format!("{i}:{:06}", sent[i]).into_bytes();
-                    net.hosts[i].handle_app(t, SessionId(1), ToDaemon::Send { request, group: "g".into(), order, payload });
+                    net.hosts[i].handle_app(
+                        t,
+                        SessionId(1),
+                        ToDaemon::Send {
+                            request,
+                            group: "g".into(),
+                            order,
+                            payload,
+                        },
+                    );
                     net.accepted += 1;
                 }
             }
@@ -289,15 +328,29 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
     let first = &all[0];
     for (i, d) in all.iter().enumerate() {
         let got: BTreeSet<&Vec<u8>> = d.iter().map(|(_, _, p)| p).collect();
-        assert_eq!(got.len(), n * per_sender, "seed {seed}: host {i} duplicates or loss");
+        assert_eq!(
+            got.len(),
+            n * per_sender,
+            "seed {seed}: host {i} duplicates or loss"
+        );
         if order != Order::Fifo {
             assert_eq!(d, first, "seed {seed}: host {i} disagrees on the order");
             let seqs: Vec<u64> = d.iter().map(|(_, s, _)| *s).collect();
-            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seed {seed}: seq not increasing");
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "seed {seed}: seq not increasing"
+            );
         }
         for s in 0..n {
-            let mine: Vec<&Vec<u8>> = d.iter().map(|(_, _, p)| p).filter(|p| p.starts_with(format!("{s}:").as_bytes())).collect();
-            assert!(mine.windows(2).all(|w| w[0] < w[1]), "seed {seed}: FIFO broken for sender {s} at host {i}");
+            let mine: Vec<&Vec<u8>> = d
+                .iter()
+                .map(|(_, _, p)| p)
+                .filter(|p| p.starts_with(format!("{s}:").as_bytes()))
+                .collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "seed {seed}: FIFO broken for sender {s} at host {i}"
+            );
         }
     }
     // Run on until everything is stable: buffers drain.
@@ -307,9 +360,19 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
     for (i, h) in net.hosts.iter().enumerate() {
         if !h.is_drained() {
             for (j, h) in net.hosts.iter().enumerate() {
-                eprintln!("host {j}: {}", h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
+                eprintln!(
+                    "host {j}: {}",
+                    h.groups()
+                        .map(|g| g.debug_line())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
             }
-            eprintln!("sequencer log len {} stability {:?}", net.seqs[0].log_len(GroupId(1)), net.seqs[0].stability(GroupId(1)));
+            eprintln!(
+                "sequencer log len {} stability {:?}",
+                net.seqs[0].log_len(GroupId(1)),
+                net.seqs[0].stability(GroupId(1))
+            );
             panic!("seed {seed}: host {i} still holds unstable sends");
         }
     }
@@ -350,9 +413,25 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
     let t = net.t();
     for (i, h) in net.hosts.iter_mut().enumerate() {
         h.handle_directory_connected(t);
-        h.handle_directory(t, FromDirectory::Welcome { node: NodeId(i as u32 + 1), cluster: ClusterId(5), lease_ms: 1000, heartbeat_ms: 250 });
+        h.handle_directory(
+            t,
+            FromDirectory::Welcome {
+                node: NodeId(i as u32 + 1),
+                cluster: ClusterId(5),
+                lease_ms: 1000,
+                heartbeat_ms: 250,
+            },
+        );
         h.handle_app_connect(t, SessionId(1), Credentials::default());
-        h.handle_app(t, SessionId(1), ToDaemon::Join { request: 1, group: "g".into(), name: "m".into() });
+        h.handle_app(
+            t,
+            SessionId(1),
+            ToDaemon::Join {
+                request: 1,
+                group: "g".into(),
+                name: "m".into(),
+            },
+        );
         h.handle_directory(t, FromDirectory::View(view(n, 1)));
     }
     net.flush();
@@ -376,7 +455,16 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
                     request += 1;
                     let t = net.t();
                     let payload = format!("{i}:{:06}", sent[i]).into_bytes();
-                    net.hosts[i].handle_app(t, SessionId(1), ToDaemon::Send { request, group: "g".into(), order: Order::Total, payload });
+                    net.hosts[i].handle_app(
+                        t,
+                        SessionId(1),
+                        ToDaemon::Send {
+                            request,
+                            group: "g".into(),
+                            order: Order::Total,
+                            payload,
+                        },
+                    );
                 }
             }
         }
@@ -384,7 +472,12 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
         net.step(500);
         let survivors_done = (0..n).filter(|&i| i != victim).all(|i| {
             let d = &net.delivered[i];
-            (0..n).filter(|&s| s != victim).all(|s| d.iter().filter(|(_, _, p)| p.starts_with(format!("{s}:").as_bytes())).count() == per_sender)
+            (0..n).filter(|&s| s != victim).all(|s| {
+                d.iter()
+                    .filter(|(_, _, p)| p.starts_with(format!("{s}:").as_bytes()))
+                    .count()
+                    == per_sender
+            })
         });
         if crashed && survivors_done && round % 50 == 0 {
             // Let the tail settle, then compare.
@@ -398,24 +491,47 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
     let reference = &net.delivered[survivors[0]];
     if !reference.iter().any(|(s, v, _)| s == "VIEW" && *v == 2) {
         for (j, h) in net.hosts.iter().enumerate() {
-            eprintln!("host {j}: {} events; {}", net.delivered[j].len(), h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
+            eprintln!(
+                "host {j}: {} events; {}",
+                net.delivered[j].len(),
+                h.groups()
+                    .map(|g| g.debug_line())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         }
         panic!("seed {seed}: view 2 not delivered");
     }
     for &i in &survivors {
         let d = &net.delivered[i];
         if d != reference {
-            let at = d.iter().zip(reference.iter()).position(|(a, b)| a != b).unwrap_or(d.len().min(reference.len()));
+            let at = d
+                .iter()
+                .zip(reference.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(d.len().min(reference.len()));
             for (j, h) in net.hosts.iter().enumerate() {
-                eprintln!("host {j}: {}", h.groups().map(|g| g.debug_line()).collect::<Vec<_>>().join("; "));
+                eprintln!(
+                    "host {j}: {}",
+                    h.groups()
+                        .map(|g| g.debug_line())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
                 if let Some(g) = h.group(GroupId(1)) {
                     let n = g.debug_next().0;
-                    let recs: Vec<_> = (n.saturating_sub(3)..n + 4).map(|x| (x, g.record(GlobalSeq(x)).map(|(k, q)| (k.node.0, q.0)))).collect();
+                    let recs: Vec<_> = (n.saturating_sub(3)..n + 4)
+                        .map(|x| (x, g.record(GlobalSeq(x)).map(|(k, q)| (k.node.0, q.0))))
+                        .collect();
                     eprintln!("   records {recs:?}");
                 }
             }
             for &j in &survivors {
-                let ev: Vec<_> = net.delivered[j].iter().filter(|e| e.1 >= 110 && e.1 <= 135 || e.0 == "VIEW").map(|e| (e.0.clone(), e.1, String::from_utf8_lossy(&e.2).to_string())).collect();
+                let ev: Vec<_> = net.delivered[j]
+                    .iter()
+                    .filter(|e| e.1 >= 110 && e.1 <= 135 || e.0 == "VIEW")
+                    .map(|e| (e.0.clone(), e.1, String::from_utf8_lossy(&e.2).to_string()))
+                    .collect();
                 eprintln!("   delivered at {j}: {ev:?}");
             }
             panic!(
@@ -425,8 +541,14 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
         }
     }
     for &s in &survivors {
-        let mine = reference.iter().filter(|(_, _, p)| p.starts_with(format!("{s}:").as_bytes())).count();
-        assert_eq!(mine, per_sender, "seed {seed}: survivor {s}'s messages lost or duplicated");
+        let mine = reference
+            .iter()
+            .filter(|(_, _, p)| p.starts_with(format!("{s}:").as_bytes()))
+            .count();
+        assert_eq!(
+            mine, per_sender,
+            "seed {seed}: survivor {s}'s messages lost or duplicated"
+        );
     }
 }
 
@@ -447,7 +569,10 @@ fn member_crash_mid_stream() {
 #[test]
 #[ignore = "long sweep: cargo test -- --ignored"]
 fn crash_sweep() {
-    let from: u64 = std::env::var("SWEEP_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let from: u64 = std::env::var("SWEEP_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for seed in from..=150 {
         run_crash(seed, 10, 4, 150, (seed % 4) as usize);
     }

@@ -32,7 +32,8 @@ use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
 use crate::wire::app::{ErrorCode, FromDaemon, GroupLine, ToDaemon};
 use crate::wire::datagram::{
-    self, Datagram, FlushReport, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES, DATA_PREFIX_BYTES,
+    self, Datagram, FlushReport, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES,
+    DATA_PREFIX_BYTES,
 };
 use crate::wire::directory::{FromDirectory, ToDirectory, View};
 use crate::SenderSeq;
@@ -205,13 +206,23 @@ impl Host {
         for id in waiting {
             if let Some(m) = self.members.remove(&id) {
                 if let Some(req) = m.join_request {
-                    self.reply_err(m.session, req, ErrorCode::Unavailable, "directory unreachable");
+                    self.reply_err(
+                        m.session,
+                        req,
+                        ErrorCode::Unavailable,
+                        "directory unreachable",
+                    );
                 }
                 self.forget_member(id, m.session);
             }
         }
         for (_, (session, req)) in std::mem::take(&mut self.pending_lists) {
-            self.reply_err(session, req, ErrorCode::Unavailable, "directory unreachable");
+            self.reply_err(
+                session,
+                req,
+                ErrorCode::Unavailable,
+                "directory unreachable",
+            );
         }
         let leaving: Vec<MemberId> = self
             .members
@@ -229,14 +240,15 @@ impl Host {
         match frame {
             FromDirectory::Welcome { node, cluster, .. } => {
                 log::info!("registered with the directory as node {node}");
-                self.node = Some(node);
+                let previous = self.node.replace(node);
                 self.cluster = Some(cluster);
                 self.connected = true;
                 self.node_names.insert(node, self.s.node_name.clone());
+                if previous.is_some_and(|p| p != node) {
+                    self.rejoin_as_new_node();
+                }
             }
-            FromDirectory::JoinRefused {
-                member, reason, ..
-            } => {
+            FromDirectory::JoinRefused { member, reason, .. } => {
                 if let Some(m) = self.members.remove(&member) {
                     if let Some(req) = m.join_request {
                         self.reply_err(m.session, req, ErrorCode::Refused, &reason);
@@ -251,14 +263,23 @@ impl Host {
                     let lines = groups
                         .into_iter()
                         .map(|g| GroupLine {
-                            local: self.group_ids.get(&g.name).is_some_and(|id| self.groups.contains_key(id)),
+                            local: self
+                                .group_ids
+                                .get(&g.name)
+                                .is_some_and(|id| self.groups.contains_key(id)),
                             address: format!("{}:{}", g.address, g.port),
                             name: g.name,
                             view: g.view,
                             members: g.members,
                         })
                         .collect();
-                    self.out_app.push_back((session, FromDaemon::Groups { request: req, groups: lines }));
+                    self.out_app.push_back((
+                        session,
+                        FromDaemon::Groups {
+                            request: req,
+                            groups: lines,
+                        },
+                    ));
                 }
             }
             FromDirectory::Refused { reason } => {
@@ -288,7 +309,11 @@ impl Host {
             retransmit: self.s.retransmit,
             ack_refresh: Duration::from_millis(200),
         };
-        let start = self.stream_next.get(&v.group).copied().unwrap_or(SenderSeq(1));
+        let start = self
+            .stream_next
+            .get(&v.group)
+            .copied()
+            .unwrap_or(SenderSeq(1));
         log::debug!(
             "group {}: view {} proposed: members={} sequencer={}",
             v.group_name,
@@ -306,8 +331,14 @@ impl Host {
             self.pump(now, v.group);
             return;
         }
-        log::info!("group {} ({}): taking part from view {}", v.group_name, v.group, v.view);
-        self.out_mcast.push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
+        log::info!(
+            "group {} ({}): taking part from view {}",
+            v.group_name,
+            v.group,
+            v.view
+        );
+        self.out_mcast
+            .push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
         let mut g = GroupState::new(&v, key, start, limits);
         if let Some(cmd) = g.install(&v) {
             self.out_seq.push_back(cmd);
@@ -320,7 +351,9 @@ impl Host {
     /// Tells each local member of the group the view, and settles joins and
     /// leaves that waited for it.
     fn announce_view(&mut self, gid: GroupId) {
-        let Some(g) = self.groups.get(&gid) else { return };
+        let Some(g) = self.groups.get(&gid) else {
+            return;
+        };
         let Some(me) = self.node else { return };
         let in_view: BTreeSet<MemberId> = g
             .members
@@ -342,13 +375,16 @@ impl Host {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let Some(m) = self.members.get_mut(&id) else { continue };
+            let Some(m) = self.members.get_mut(&id) else {
+                continue;
+            };
             if in_view.contains(&id) {
                 m.group = Some(gid);
                 m.active = true;
                 let session = m.session;
                 if let Some(req) = m.join_request.take() {
-                    self.out_app.push_back((session, FromDaemon::Ok { request: req }));
+                    self.out_app
+                        .push_back((session, FromDaemon::Ok { request: req }));
                 }
                 self.out_app.push_back((
                     session,
@@ -361,6 +397,44 @@ impl Host {
                 ));
             } else if m.active || m.leave_request.is_some() {
                 self.finish_leave(id);
+            }
+        }
+    }
+
+    /// The directory declared our old identity dead while the link was
+    /// down and welcomed us as a new node: the groups go on without our old
+    /// self, so every member joins again under the new identity (its app
+    /// sees a fresh view). Messages the old identity had not made stable are
+    /// lost with it; that is logged.
+    fn rejoin_as_new_node(&mut self) {
+        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
+        if unstable > 0 {
+            log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
+        }
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in ids {
+            if let Some(g) = self.groups.remove(&gid) {
+                self.out_mcast.push_back(MulticastChange::Leave(g.address));
+                if g.is_sequencer() {
+                    self.out_seq.push_back(SequencerInput::Stop { group: gid });
+                }
+            }
+        }
+        self.stream_next.clear();
+        for (id, m) in self.members.iter_mut() {
+            if m.active || m.join_request.is_some() {
+                let Some(s) = self.sessions.get(&m.session) else {
+                    continue;
+                };
+                m.active = false;
+                m.group = None;
+                self.out_dir.push_back(ToDirectory::Join {
+                    group: m.group_name.clone(),
+                    member: *id,
+                    member_name: m.name.clone(),
+                    user: s.creds.user.clone(),
+                    unix_groups: s.creds.unix_groups.clone(),
+                });
             }
         }
     }
@@ -416,13 +490,18 @@ impl Host {
 
     /// The app went away: its members leave their groups.
     pub fn handle_app_disconnect(&mut self, now: Instant, session: SessionId) {
-        let Some(s) = self.sessions.remove(&session) else { return };
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
         for id in s.members {
             if let Some(m) = self.members.get_mut(&id) {
                 m.leave_request = None;
                 m.join_request = None;
                 if let Some(g) = m.group {
-                    self.out_dir.push_back(ToDirectory::Leave { group: g, member: id });
+                    self.out_dir.push_back(ToDirectory::Leave {
+                        group: g,
+                        member: id,
+                    });
                 }
             }
             self.members.remove(&id);
@@ -437,7 +516,11 @@ impl Host {
             return;
         }
         match req {
-            ToDaemon::Join { request, group, name } => self.app_join(session, request, group, name),
+            ToDaemon::Join {
+                request,
+                group,
+                name,
+            } => self.app_join(session, request, group, name),
             ToDaemon::Leave { request, group } => self.app_leave(session, request, &group),
             ToDaemon::Send {
                 request,
@@ -461,13 +544,19 @@ impl Host {
             }
             ToDaemon::Groups { request } => {
                 if !self.connected {
-                    self.reply_err(session, request, ErrorCode::Unavailable, "directory unreachable");
+                    self.reply_err(
+                        session,
+                        request,
+                        ErrorCode::Unavailable,
+                        "directory unreachable",
+                    );
                     return;
                 }
                 let id = self.next_list;
                 self.next_list = self.next_list.wrapping_add(1);
                 self.pending_lists.insert(id, (session, request));
-                self.out_dir.push_back(ToDirectory::ListGroups { request: id });
+                self.out_dir
+                    .push_back(ToDirectory::ListGroups { request: id });
             }
             ToDaemon::Members { request, group } => self.app_members(session, request, &group),
         }
@@ -476,22 +565,49 @@ impl Host {
 
     fn app_join(&mut self, session: SessionId, request: u32, group: String, name: String) {
         if !self.connected {
-            self.reply_err(session, request, ErrorCode::Unavailable, "directory unreachable");
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::Unavailable,
+                "directory unreachable",
+            );
             return;
         }
-        if name.is_empty() || name.len() > 64 || name.contains(':') || name.chars().any(char::is_whitespace) {
-            self.reply_err(session, request, ErrorCode::BadRequest, "member name must be 1-64 bytes, no ':' or spaces");
+        if name.is_empty()
+            || name.len() > 64
+            || name.contains(':')
+            || name.chars().any(char::is_whitespace)
+        {
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::BadRequest,
+                "member name must be 1-64 bytes, no ':' or spaces",
+            );
             return;
         }
-        let Some(s) = self.sessions.get(&session) else { return };
-        if s.members.iter().any(|id| self.members.get(id).is_some_and(|m| m.group_name == group)) {
-            self.reply_err(session, request, ErrorCode::BadRequest, "this session already joined the group");
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        if s.members
+            .iter()
+            .any(|id| self.members.get(id).is_some_and(|m| m.group_name == group))
+        {
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::BadRequest,
+                "this session already joined the group",
+            );
             return;
         }
         let id = MemberId(self.next_member);
         self.next_member += 1;
         let (user, unix_groups) = (s.creds.user.clone(), s.creds.unix_groups.clone());
-        self.members.insert(id, Member::new(session, group.clone(), name.clone(), request));
+        self.members.insert(
+            id,
+            Member::new(session, group.clone(), name.clone(), request),
+        );
         if let Some(s) = self.sessions.get_mut(&session) {
             s.members.push(id);
         }
@@ -514,15 +630,25 @@ impl Host {
 
     fn app_leave(&mut self, session: SessionId, request: u32, group: &str) {
         let Some(id) = self.session_member(session, group) else {
-            self.reply_err(session, request, ErrorCode::NoSuchGroup, "not a member of this group");
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::NoSuchGroup,
+                "not a member of this group",
+            );
             return;
         };
-        let Some(m) = self.members.get_mut(&id) else { return };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
         match m.group {
             Some(g) if self.connected => {
                 m.leave_request = Some(request);
                 m.active = false;
-                self.out_dir.push_back(ToDirectory::Leave { group: g, member: id });
+                self.out_dir.push_back(ToDirectory::Leave {
+                    group: g,
+                    member: id,
+                });
             }
             _ => {
                 m.leave_request = Some(request);
@@ -532,9 +658,12 @@ impl Host {
     }
 
     fn finish_leave(&mut self, id: MemberId) {
-        let Some(m) = self.members.remove(&id) else { return };
+        let Some(m) = self.members.remove(&id) else {
+            return;
+        };
         if let Some(req) = m.leave_request {
-            self.out_app.push_back((m.session, FromDaemon::Ok { request: req }));
+            self.out_app
+                .push_back((m.session, FromDaemon::Ok { request: req }));
         }
         self.forget_member(id, m.session);
     }
@@ -545,23 +674,40 @@ impl Host {
         }
     }
 
-    fn app_send(&mut self, session: SessionId, request: u32, group: &str, order: Order, payload: Vec<u8>) {
+    fn app_send(
+        &mut self,
+        session: SessionId,
+        request: u32,
+        group: &str,
+        order: Order,
+        payload: Vec<u8>,
+    ) {
         let member = self
             .session_member(session, group)
             .and_then(|id| self.members.get(&id).map(|m| (id, m)))
             .filter(|(_, m)| m.active)
             .and_then(|(id, m)| m.group.map(|g| (id, g, m.name.clone())));
         let Some((id, gid, name)) = member else {
-            self.reply_err(session, request, ErrorCode::NoSuchGroup, "join the group before sending to it");
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::NoSuchGroup,
+                "join the group before sending to it",
+            );
             return;
         };
         let max = self.max_payload(&name);
         if payload.len() > max {
-            let msg = format!("payload of {} bytes exceeds the limit of {max} bytes", payload.len());
+            let msg = format!(
+                "payload of {} bytes exceeds the limit of {max} bytes",
+                payload.len()
+            );
             self.reply_err(session, request, ErrorCode::TooLarge, &msg);
             return;
         }
-        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
         if !g.send.can_accept() {
             // The edge only feeds us while can_accept() holds; refuse loudly rather than drop.
             self.reply_err(session, request, ErrorCode::Internal, "send queue full");
@@ -569,7 +715,8 @@ impl Host {
         }
         g.accept_local(order, id, &name, payload);
         self.stats.messages_accepted += 1;
-        self.out_app.push_back((session, FromDaemon::Ok { request }));
+        self.out_app
+            .push_back((session, FromDaemon::Ok { request }));
         self.dirty.insert(gid);
         self.out_seq.extend(g.arrivals());
     }
@@ -577,7 +724,12 @@ impl Host {
     fn app_members(&mut self, session: SessionId, request: u32, group: &str) {
         let g = self.group_ids.get(group).and_then(|id| self.groups.get(id));
         let Some(g) = g else {
-            self.reply_err(session, request, ErrorCode::NoSuchGroup, "this node takes no part in that group");
+            self.reply_err(
+                session,
+                request,
+                ErrorCode::NoSuchGroup,
+                "this node takes no part in that group",
+            );
             return;
         };
         let reply = FromDaemon::Members {
@@ -617,13 +769,18 @@ impl Host {
             Err(Rejected::Malformed(e)) => {
                 self.stats.malformed_in += 1;
                 if self.stats.malformed_in.is_power_of_two() {
-                    log::warn!("malformed datagram from {from}: {e} ({} so far)", self.stats.malformed_in);
+                    log::warn!(
+                        "malformed datagram from {from}: {e} ({} so far)",
+                        self.stats.malformed_in
+                    );
                 }
                 return;
             }
         };
         let gid = d.group();
-        let Some(g) = self.groups.get_mut(&gid) else { return };
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
         match d {
             Datagram::Data(data) => {
                 if g.on_data(&data) {
@@ -645,7 +802,9 @@ impl Host {
                     .nodes
                     .get(&n.from)
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
-                if n.sender == self.node.unwrap_or_default() && n.sender_incarnation == self.s.incarnation {
+                if n.sender == self.node.unwrap_or_default()
+                    && n.sender_incarnation == self.s.incarnation
+                {
                     self.answer_nak(now, gid, dest, &n.ranges);
                 } else if let Some(cluster) = self.cluster {
                     let key = StreamKey {
@@ -654,7 +813,15 @@ impl Host {
                     };
                     for &(lo, hi) in &n.ranges {
                         self.stats.retransmits += 1;
-                        g.pack_repair(cluster, self.s.max_datagram_bytes, key, lo, hi, dest, &mut self.out_dgrams);
+                        g.pack_repair(
+                            cluster,
+                            self.s.max_datagram_bytes,
+                            key,
+                            lo,
+                            hi,
+                            dest,
+                            &mut self.out_dgrams,
+                        );
                     }
                 }
             }
@@ -664,7 +831,13 @@ impl Host {
                     .get(&n.from)
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
                 if let Some(cluster) = self.cluster {
-                    g.pack_order_repair(cluster, self.s.max_datagram_bytes, &n.ranges, dest, &mut self.out_dgrams);
+                    g.pack_order_repair(
+                        cluster,
+                        self.s.max_datagram_bytes,
+                        &n.ranges,
+                        dest,
+                        &mut self.out_dgrams,
+                    );
                 }
             }
             Datagram::FlushReport(r) => {
@@ -676,16 +849,33 @@ impl Host {
         self.schedule(now);
     }
 
-    fn answer_nak(&mut self, now: Instant, gid: GroupId, from: SocketAddrV4, ranges: &[(SenderSeq, SenderSeq)]) {
+    fn answer_nak(
+        &mut self,
+        now: Instant,
+        gid: GroupId,
+        from: SocketAddrV4,
+        ranges: &[(SenderSeq, SenderSeq)],
+    ) {
         let (Some(cluster), Some(g)) = (self.cluster, self.groups.get_mut(&gid)) else {
             return;
         };
         for &(lo, hi) in ranges {
-            let lo = lo.max(SenderSeq(g.next_stream_seq().0.saturating_sub(g.send.len() as u64)));
+            let lo = lo.max(SenderSeq(
+                g.next_stream_seq().0.saturating_sub(g.send.len() as u64),
+            ));
             let hi = hi.min(SenderSeq(g.next_stream_seq().0.saturating_sub(1)));
             if lo <= hi {
                 self.stats.retransmits += 1;
-                g.pack_data(now, cluster, self.s.max_datagram_bytes, lo, hi, from, &mut self.out_dgrams, &mut self.pool);
+                g.pack_data(
+                    now,
+                    cluster,
+                    self.s.max_datagram_bytes,
+                    lo,
+                    hi,
+                    from,
+                    &mut self.out_dgrams,
+                    &mut self.pool,
+                );
             }
         }
     }
@@ -693,18 +883,26 @@ impl Host {
     /// After new data or order: deliver, report arrivals to the sequencer.
     fn pump(&mut self, _now: Instant, gid: GroupId) {
         loop {
-            let Some(g) = self.groups.get_mut(&gid) else { return };
+            let Some(g) = self.groups.get_mut(&gid) else {
+                return;
+            };
             if let Some(cmd) = g.flush_progress() {
                 self.out_seq.push_back(cmd);
             }
             self.out_seq.extend(g.arrivals());
             g.deliver();
             self.dirty.insert(gid);
-            let Some(view) = self.route_deliveries(gid) else { return };
+            let Some(view) = self.route_deliveries(gid) else {
+                return;
+            };
             // The order reached a view marker: install that view here, tell
             // the members, and go on delivering in the new view.
-            let Some(g) = self.groups.get_mut(&gid) else { return };
-            let Some(v) = g.pending_view(view).cloned() else { return };
+            let Some(g) = self.groups.get_mut(&gid) else {
+                return;
+            };
+            let Some(v) = g.pending_view(view).cloned() else {
+                return;
+            };
             if let Some(cmd) = g.install(&v) {
                 self.out_seq.push_back(cmd);
             }
@@ -776,7 +974,9 @@ impl Host {
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         let mut controls = Vec::new();
         for gid in ids {
-            let Some(g) = self.groups.get_mut(&gid) else { continue };
+            let Some(g) = self.groups.get_mut(&gid) else {
+                continue;
+            };
             controls.clear();
             g.tick(now, &mut controls);
             let due = g.send.due_for_retransmit(now, self.s.retransmit);
@@ -785,7 +985,16 @@ impl Host {
                 let last = due.last().copied().unwrap_or(first);
                 self.stats.retransmits += 1;
                 let dest = g.address;
-                g.pack_data(now, cluster, self.s.max_datagram_bytes, first, last, dest, &mut self.out_dgrams, &mut self.pool);
+                g.pack_data(
+                    now,
+                    cluster,
+                    self.s.max_datagram_bytes,
+                    first,
+                    last,
+                    dest,
+                    &mut self.out_dgrams,
+                    &mut self.pool,
+                );
             }
             let has_members = self.members.values().any(|m| m.group == Some(gid));
             let detach = !has_members && g.sends_drained() && self.connected;
@@ -804,7 +1013,9 @@ impl Host {
     }
 
     fn send_control(&mut self, gid: GroupId, c: Control) {
-        let (Some(cluster), Some(node)) = (self.cluster, self.node) else { return };
+        let (Some(cluster), Some(node)) = (self.cluster, self.node) else {
+            return;
+        };
         let from_incarnation = self.s.incarnation;
         let seq_inc = self
             .groups
@@ -882,10 +1093,21 @@ impl Host {
     fn pack_dirty(&mut self, now: Instant) {
         let Some(cluster) = self.cluster else { return };
         for gid in std::mem::take(&mut self.dirty) {
-            let Some(g) = self.groups.get_mut(&gid) else { continue };
+            let Some(g) = self.groups.get_mut(&gid) else {
+                continue;
+            };
             if let Some((lo, hi)) = g.send.sendable() {
                 let dest = g.address;
-                g.pack_data(now, cluster, self.s.max_datagram_bytes, lo, hi, dest, &mut self.out_dgrams, &mut self.pool);
+                g.pack_data(
+                    now,
+                    cluster,
+                    self.s.max_datagram_bytes,
+                    lo,
+                    hi,
+                    dest,
+                    &mut self.out_dgrams,
+                    &mut self.pool,
+                );
             }
         }
     }

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn ranges_collapse_and_are_bounded() {
-        assert_eq!(to_ranges([1, 2, 3, 5, 7, 8], 10), vec![(1, 3), (5, 5), (7, 8)]);
+        assert_eq!(
+            to_ranges([1, 2, 3, 5, 7, 8], 10),
+            vec![(1, 3), (5, 5), (7, 8)]
+        );
         assert_eq!(to_ranges([1, 3, 5], 2), vec![(1, 1), (3, 3)]);
         assert!(to_ranges([], 2).is_empty());
     }

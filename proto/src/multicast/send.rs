@@ -72,7 +72,13 @@ impl SendStream {
     }
 
     /// Accepts a message; returns its position. Callers check `can_accept`.
-    pub fn push(&mut self, order: Order, member: MemberId, name: &str, payload: Vec<u8>) -> SenderSeq {
+    pub fn push(
+        &mut self,
+        order: Order,
+        member: MemberId,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> SenderSeq {
         let seq = self.next_seq();
         self.msgs.push_back(OutMsg {
             order,
@@ -206,7 +212,10 @@ mod tests {
         assert_eq!(s.release_stable(GlobalSeq(100)), 0);
         s.mark_ordered(SenderSeq(1), GlobalSeq(4));
         assert_eq!(s.release_stable(GlobalSeq(100)), 2);
-        assert_eq!(s.get(SenderSeq(3)).map(|m| m.payload.clone()), Some(vec![2]));
+        assert_eq!(
+            s.get(SenderSeq(3)).map(|m| m.payload.clone()),
+            Some(vec![2])
+        );
     }
 
     #[test]
@@ -217,7 +226,9 @@ mod tests {
         s.mark_sent(SenderSeq(2), t0);
         s.mark_ordered(SenderSeq(1), GlobalSeq(1));
         let rto = Duration::from_millis(50);
-        assert!(s.due_for_retransmit(t0 + Duration::from_millis(10), rto).is_empty());
+        assert!(s
+            .due_for_retransmit(t0 + Duration::from_millis(10), rto)
+            .is_empty());
         assert_eq!(s.due_for_retransmit(t0 + rto, rto), vec![SenderSeq(2)]);
     }
 }

@@ -184,15 +184,24 @@ mod tests {
     #[test]
     fn a_joiner_starts_at_its_views_start_and_naks_gaps() {
         let mut log = OrderLog::new(ViewId(3), 64);
-        assert!(!log.absorb(&batch(2, 1, 5, &[(1, 5, 1)])), "older view ignored");
+        assert!(
+            !log.absorb(&batch(2, 1, 5, &[(1, 5, 1)])),
+            "older view ignored"
+        );
         assert!(log.absorb(&batch(3, 10, 12, &[(2, 1, 2)])));
         assert_eq!(log.start(), Some(GlobalSeq(10)));
         assert_eq!(log.missing(10), vec![10, 11]);
         assert!(log.absorb(&batch(3, 10, 10, &[(1, 7, 2)])));
-        assert_eq!(log.front().map(|(k, s)| (k.node, s)), Some((NodeId(1), SenderSeq(7))));
+        assert_eq!(
+            log.front().map(|(k, s)| (k.node, s)),
+            Some((NodeId(1), SenderSeq(7)))
+        );
         log.advance();
         log.advance();
-        assert_eq!(log.front().map(|(k, s)| (k.node, s)), Some((NodeId(2), SenderSeq(1))));
+        assert_eq!(
+            log.front().map(|(k, s)| (k.node, s)),
+            Some((NodeId(2), SenderSeq(1)))
+        );
         assert!(log.missing(10).is_empty());
     }
 

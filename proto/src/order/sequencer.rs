@@ -6,8 +6,8 @@
 //! after each batch drain [`Sequencer::poll_transmit`], then wait until
 //! [`Sequencer::poll_timeout`].
 
-use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
 use crate::host::group::view_marker;
+use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
 use crate::multicast::{to_ranges, StreamKey};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{
@@ -140,7 +140,9 @@ impl Sequencer {
 
     /// The stability point of `group` and the last one announced.
     pub fn stability(&self, group: GroupId) -> Option<(GlobalSeq, GlobalSeq)> {
-        self.groups.get(&group).map(|g| (g.stable, g.announced_stable))
+        self.groups
+            .get(&group)
+            .map(|g| (g.stable, g.announced_stable))
     }
 
     /// Records held for retransmission in `group` (bounded by stability).
@@ -222,12 +224,19 @@ impl Sequencer {
         g.view = view;
         g.address = address;
         // A departed node's stream is ordered no further.
-        g.ordered
-            .retain(|k, _| members.iter().any(|(n, i)| *n == k.node && *i == k.incarnation));
+        g.ordered.retain(|k, _| {
+            members
+                .iter()
+                .any(|(n, i)| *n == k.node && *i == k.incarnation)
+        });
         // A member new to a running sequencer is responsible from this
         // view's start on; in a group new here, everyone starts at what is
         // known stable.
-        let before = if known { GlobalSeq(g.next.0 - 1) } else { g.stable };
+        let before = if known {
+            GlobalSeq(g.next.0 - 1)
+        } else {
+            g.stable
+        };
         let old = std::mem::take(&mut g.acked);
         for (node, inc) in members {
             let acked = match old.get(&node) {
@@ -527,7 +536,10 @@ mod tests {
                 group: G,
                 view: ViewId(v),
                 address: SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 7000),
-                members: members.iter().map(|&n| (NodeId(n), Incarnation(1))).collect(),
+                members: members
+                    .iter()
+                    .map(|&n| (NodeId(n), Incarnation(1)))
+                    .collect(),
                 next: GlobalSeq(1),
                 streams: Vec::new(),
                 stable: GlobalSeq(0),
@@ -557,15 +569,42 @@ mod tests {
         let t = Instant::ZERO;
         view(&mut s, t, 1, &[1, 2]);
         drain(&mut s);
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(4) });
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(1), first: SenderSeq(1), end: SenderSeq(2) });
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(2),
+                first: SenderSeq(1),
+                end: SenderSeq(4),
+            },
+        );
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(1),
+                first: SenderSeq(1),
+                end: SenderSeq(2),
+            },
+        );
         let b = drain(&mut s);
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].first, GlobalSeq(1));
-        assert_eq!((b[0].entries[0].sender, b[0].entries[0].count), (NodeId(2), 3));
+        assert_eq!(
+            (b[0].entries[0].sender, b[0].entries[0].count),
+            (NodeId(2), 3)
+        );
         assert_eq!(b[1].first, GlobalSeq(4));
         // A duplicate report orders nothing twice.
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(4) });
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(2),
+                first: SenderSeq(1),
+                end: SenderSeq(4),
+            },
+        );
         assert!(drain(&mut s).is_empty());
         ack(&mut s, t, 1, 4);
         assert_eq!(s.log_len(G), 4, "not stable until every member acks");
@@ -581,7 +620,15 @@ mod tests {
         let mut s = seq();
         let t = Instant::ZERO;
         view(&mut s, t, 1, &[1, 2]);
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(3) });
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(2),
+                first: SenderSeq(1),
+                end: SenderSeq(3),
+            },
+        );
         drain(&mut s);
         let mut b = Vec::new();
         datagram::encode(
@@ -597,10 +644,15 @@ mod tests {
         );
         s.handle_datagram(t, &b);
         let r = drain(&mut s);
-        assert_eq!((r[0].first, r[0].entries[0].first), (GlobalSeq(2), SenderSeq(2)));
+        assert_eq!(
+            (r[0].first, r[0].entries[0].first),
+            (GlobalSeq(2), SenderSeq(2))
+        );
         s.handle_timeout(t + Duration::from_millis(60));
         let r = drain(&mut s);
-        assert!(r.iter().any(|b| b.first == GlobalSeq(1) && !b.entries.is_empty()));
+        assert!(r
+            .iter()
+            .any(|b| b.first == GlobalSeq(1) && !b.entries.is_empty()));
     }
 
     #[test]
@@ -608,15 +660,29 @@ mod tests {
         let mut s = seq();
         let t = Instant::ZERO;
         view(&mut s, t, 1, &[1]);
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(1), first: SenderSeq(1), end: SenderSeq(3) });
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(1),
+                first: SenderSeq(1),
+                end: SenderSeq(3),
+            },
+        );
         ack(&mut s, t, 1, 2);
         view(&mut s, t, 2, &[1, 2]);
         let b = drain(&mut s);
         let last = b.last().map(|b| (b.view, b.view_start, b.stable));
         // The marker of view 2 takes position 3; the new member starts at 4.
         assert_eq!(last, Some((ViewId(2), GlobalSeq(4), GlobalSeq(2))));
-        let marker = b.iter().find(|b| b.first == GlobalSeq(3)).map(|b| b.entries[0]);
-        assert_eq!(marker.map(|e| (e.sender, e.sender_incarnation)), Some((NodeId(0), Incarnation(2))));
+        let marker = b
+            .iter()
+            .find(|b| b.first == GlobalSeq(3))
+            .map(|b| b.entries[0]);
+        assert_eq!(
+            marker.map(|e| (e.sender, e.sender_incarnation)),
+            Some((NodeId(0), Incarnation(2)))
+        );
     }
 
     /// Regression (crash sweep seed 108): the host tells its sequencer the
@@ -628,9 +694,20 @@ mod tests {
         let t = Instant::ZERO;
         view(&mut s, t, 1, &[1, 2]);
         view(&mut s, t, 2, &[1, 2]);
-        s.handle_input(t, SequencerInput::Arrived { group: G, stream: key(2), first: SenderSeq(1), end: SenderSeq(5) });
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(2),
+                first: SenderSeq(1),
+                end: SenderSeq(5),
+            },
+        );
         view(&mut s, t, 2, &[1, 2]);
         let b = drain(&mut s);
-        assert!(b.iter().filter(|b| b.view == ViewId(2)).all(|b| b.view_start == GlobalSeq(2)));
+        assert!(b
+            .iter()
+            .filter(|b| b.view == ViewId(2))
+            .all(|b| b.view_start == GlobalSeq(2)));
     }
 }

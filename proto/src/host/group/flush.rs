@@ -84,7 +84,11 @@ impl GroupState {
 
     /// A survivor's report reached us (we are the new sequencer).
     pub fn on_flush_report(&mut self, r: &FlushReport) {
-        if let Some(f) = self.flush.as_mut().filter(|f| f.new_sequencer == self.me.node) {
+        if let Some(f) = self
+            .flush
+            .as_mut()
+            .filter(|f| f.new_sequencer == self.me.node)
+        {
             f.reports.insert(r.from, r.held);
         }
     }
@@ -94,7 +98,10 @@ impl GroupState {
     }
 
     /// The report to send now, if due (survivors only).
-    pub(super) fn flush_report_due(&mut self, now: Instant) -> Option<(SocketAddrV4, ViewId, GlobalSeq)> {
+    pub(super) fn flush_report_due(
+        &mut self,
+        now: Instant,
+    ) -> Option<(SocketAddrV4, ViewId, GlobalSeq)> {
         let rto = self.limits.retransmit;
         let me = self.me.node;
         let f = self.flush.as_ref()?;
@@ -102,7 +109,11 @@ impl GroupState {
             return None;
         }
         let (view, limit, target) = (f.view, f.limit, f.new_sequencer);
-        let n = self.latest_view()?.nodes.iter().find(|n| n.node == target)?;
+        let n = self
+            .latest_view()?
+            .nodes
+            .iter()
+            .find(|n| n.node == target)?;
         let addr = SocketAddrV4::new(n.ip, n.data_port);
         if let Some(f) = self.flush.as_mut() {
             f.report_sent_at = Some(now);
@@ -142,7 +153,10 @@ impl GroupState {
                     }
                 }
             }
-            log::info!("group {}: flush cut at {cut} (from node {donor})", self.name);
+            log::info!(
+                "group {}: flush cut at {cut} (from node {donor})",
+                self.name
+            );
             f.cut = Some((cut, donor));
             f.limit = cut;
             self.order.expect_through(cut);
@@ -155,7 +169,12 @@ impl GroupState {
     }
 
     fn take_over(&mut self, cut: GlobalSeq, v: &View) -> Option<SequencerInput> {
-        log::info!("group {}: sequencing from {} in view {}", self.name, cut.next(), v.view);
+        log::info!(
+            "group {}: sequencing from {} in view {}",
+            self.name,
+            cut.next(),
+            v.view
+        );
         self.switch_sequencer(self.me.node, cut);
         self.is_sequencer = true;
         self.marker_next = Some(GlobalSeq(cut.0 + 2));
@@ -192,13 +211,23 @@ impl GroupState {
     }
 
     /// A survivor sees the new sequencer's ORDER: the cut is in it.
-    pub(super) fn maybe_switch(&mut self, sequencer: NodeId, view: ViewId, view_start: GlobalSeq) -> bool {
-        let Some(f) = self.flush.as_ref() else { return false };
+    pub(super) fn maybe_switch(
+        &mut self,
+        sequencer: NodeId,
+        view: ViewId,
+        view_start: GlobalSeq,
+    ) -> bool {
+        let Some(f) = self.flush.as_ref() else {
+            return false;
+        };
         if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
             return false;
         }
         let cut = GlobalSeq(view_start.0.saturating_sub(2));
-        log::info!("group {}: new sequencer {sequencer} cuts the old order at {cut}", self.name);
+        log::info!(
+            "group {}: new sequencer {sequencer} cuts the old order at {cut}",
+            self.name
+        );
         self.switch_sequencer(sequencer, cut);
         true
     }

@@ -241,7 +241,13 @@ impl GroupState {
 
     /// Accepts a message from a local app into our stream (the caller
     /// checked `send.can_accept()`); we deliver our own messages too.
-    pub fn accept_local(&mut self, order: Order, member: crate::ids::MemberId, name: &str, payload: Vec<u8>) {
+    pub fn accept_local(
+        &mut self,
+        order: Order,
+        member: crate::ids::MemberId,
+        name: &str,
+        payload: Vec<u8>,
+    ) {
         let seq = self.send.push(order, member, name, payload.clone());
         let me = self.me;
         let start = self.send.stream_start();
@@ -333,8 +339,18 @@ impl GroupState {
             .pending_views
             .values()
             .next_back()
-            .map(|v| v.nodes.iter().map(|n| (n.node, n.incarnation)).collect::<Vec<_>>())
-            .unwrap_or_else(|| self.nodes.values().map(|n| (n.node, n.incarnation)).collect());
+            .map(|v| {
+                v.nodes
+                    .iter()
+                    .map(|n| (n.node, n.incarnation))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_else(|| {
+                self.nodes
+                    .values()
+                    .map(|n| (n.node, n.incarnation))
+                    .collect()
+            });
         for (key, s) in &mut self.streams {
             // A departed node's later messages are not ordered; a joiner's
             // wait until its view is known here.
@@ -459,10 +475,15 @@ impl GroupState {
     /// the sequencer's, or during a flush at the new sequencer, the donor's.
     fn repair_node(&self) -> Option<crate::wire::directory::NodeInfo> {
         let id = self.flush_donor().unwrap_or(self.sequencer);
-        self.nodes
-            .get(&id)
-            .cloned()
-            .or_else(|| self.pending_views.values().next_back()?.nodes.iter().find(|n| n.node == id).cloned())
+        self.nodes.get(&id).cloned().or_else(|| {
+            self.pending_views
+                .values()
+                .next_back()?
+                .nodes
+                .iter()
+                .find(|n| n.node == id)
+                .cloned()
+        })
     }
 
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Control>) {
@@ -499,8 +520,15 @@ impl GroupState {
                 self.order_nak_sent_at = Some(now);
                 // Peers' hosts answer from what they know; our own
                 // sequencer's records we lost come from its thread.
-                let port = if r.node == self.me.node { r.order_port } else { r.data_port };
-                out.push(Control::OrderNak(SocketAddrV4::new(r.ip, port), order_nak_ranges(&missing)));
+                let port = if r.node == self.me.node {
+                    r.order_port
+                } else {
+                    r.data_port
+                };
+                out.push(Control::OrderNak(
+                    SocketAddrV4::new(r.ip, port),
+                    order_nak_ranges(&missing),
+                ));
             }
         }
         for (key, s) in &self.streams {

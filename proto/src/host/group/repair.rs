@@ -6,7 +6,9 @@ use super::GroupState;
 use crate::ids::{ClusterId, GlobalSeq, SenderSeq};
 use crate::multicast::StreamKey;
 use crate::time::Instant;
-use crate::wire::datagram::{self, Datagram, DataWriter, OrderBatch, OrderEntry, ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES};
+use crate::wire::datagram::{
+    self, DataWriter, Datagram, OrderBatch, OrderEntry, ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 
@@ -84,9 +86,20 @@ impl GroupState {
                 continue;
             }
             let mut buf = Vec::with_capacity(max_bytes);
-            let mut w = DataWriter::new(&mut buf, cluster, self.id, key.node, key.incarnation, seq, seq, max_bytes);
+            let mut w = DataWriter::new(
+                &mut buf,
+                cluster,
+                self.id,
+                key.node,
+                key.incarnation,
+                seq,
+                seq,
+                max_bytes,
+            );
             while seq <= limit {
-                let Some(m) = self.held_message(key, seq) else { break };
+                let Some(m) = self.held_message(key, seq) else {
+                    break;
+                };
                 if !w.push(m.order, &m.sender_name, &m.payload) {
                     break;
                 }
@@ -123,7 +136,11 @@ impl GroupState {
         out: &mut VecDeque<(SocketAddrV4, Vec<u8>)>,
     ) {
         let max_entries = (max_bytes.saturating_sub(ORDER_PREFIX_BYTES) / ORDER_ENTRY_BYTES).max(1);
-        let sequencer_incarnation = self.nodes.get(&self.sequencer).map(|n| n.incarnation).unwrap_or_default();
+        let sequencer_incarnation = self
+            .nodes
+            .get(&self.sequencer)
+            .map(|n| n.incarnation)
+            .unwrap_or_default();
         for &(lo, hi) in ranges {
             let hi = GlobalSeq(hi.0.min(lo.0 + self.limits.receive_window as u64));
             let mut g = lo;
@@ -131,12 +148,18 @@ impl GroupState {
                 let first = g;
                 let mut entries: Vec<OrderEntry> = Vec::new();
                 while g <= hi && entries.len() < max_entries {
-                    let Some((key, seq)) = self.record(g) else { break };
+                    let Some((key, seq)) = self.record(g) else {
+                        break;
+                    };
                     match entries.last_mut() {
-                        Some(l) if l.sender == key.node
-                            && l.sender_incarnation == key.incarnation
-                            && l.first.0 + u64::from(l.count) == seq.0
-                            && l.count < u16::MAX => l.count += 1,
+                        Some(l)
+                            if l.sender == key.node
+                                && l.sender_incarnation == key.incarnation
+                                && l.first.0 + u64::from(l.count) == seq.0
+                                && l.count < u16::MAX =>
+                        {
+                            l.count += 1
+                        }
                         _ => entries.push(OrderEntry {
                             sender: key.node,
                             sender_incarnation: key.incarnation,
