@@ -1,2 +1,242 @@
+//! chorusctl: the command-line client of the local chorusd.
+//!
+//! Exit codes follow sysexits: 0 ok, 1 the daemon refused or the session
+//! failed, 2 usage, 69 the daemon's socket is unreachable.
 #![forbid(unsafe_code)]
-fn main() {}
+
+#[path = "chorusctl/output.rs"]
+mod output;
+
+use std::ffi::OsString;
+use std::io::{self, BufRead};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chorus::{Client, Error, Event, Order};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use output::{Out, Printed};
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_UNAVAILABLE: u8 = 69;
+
+#[derive(Debug, Parser)]
+#[command(name = "chorusctl", version, about = "Talk to the local chorus daemon")]
+struct Cli {
+    /// The daemon's Unix socket [default: $CHORUS_SOCKET, else /run/chorus/chorusd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the daemon's state
+    Status {
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the groups the daemon knows
+    Groups {
+        /// One JSON object per group
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the current view of a group
+    Members {
+        group: String,
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send each MESSAGE (or, with none, each line of standard input) to a group
+    Send {
+        group: String,
+        /// Delivery service
+        #[arg(long, value_enum, default_value_t = OrderArg::Total)]
+        order: OrderArg,
+        /// Member name to join as [default: send-PID]
+        #[arg(long)]
+        name: Option<String>,
+        message: Vec<OsString>,
+    },
+    /// Join a group and print every view and message delivered
+    Listen {
+        group: String,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Exit after N messages (views do not count)
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Member name to join as [default: listen-PID]
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OrderArg {
+    Fifo,
+    Total,
+    Safe,
+}
+
+impl From<OrderArg> for Order {
+    fn from(o: OrderArg) -> Order {
+        match o {
+            OrderArg::Fifo => Order::Fifo,
+            OrderArg::Total => Order::Total,
+            OrderArg::Safe => Order::Safe,
+        }
+    }
+}
+
+/// Why chorusctl stops early.
+#[derive(Debug)]
+enum Failure {
+    Client(Error),
+    /// Reading standard input failed.
+    Stdin(io::Error),
+    /// Writing standard output failed; a closed pipe (e.g. `| head`) ends
+    /// chorusctl quietly.
+    Stdout(io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl From<Printed> for Failure {
+    fn from(p: Printed) -> Self {
+        Failure::Stdout(p.0)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli.socket.unwrap_or_else(chorus::default_socket_path);
+    let mut out = Out::stdout();
+    let result = Client::connect(&socket)
+        .map_err(Failure::from)
+        .and_then(|mut client| run(&mut client, cli.command, &mut out));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Stdout(e)) => {
+            eprintln!("chorusctl: writing standard output: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Client(e @ Error::Connect { .. })) => {
+            eprintln!("chorusctl: {e}");
+            eprintln!(
+                "hint: is chorusd running? Point chorusctl at its socket with --socket or {}; \
+                 for a trial on this machine, start `chorusd --dev` and use the socket it prints",
+                chorus::SOCKET_ENV
+            );
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+        Err(Failure::Client(e)) => {
+            eprintln!("chorusctl: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Stdin(e)) => {
+            eprintln!("chorusctl: reading standard input: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn run(client: &mut Client, command: Command, out: &mut Out) -> Result<(), Failure> {
+    match command {
+        Command::Status { json } => out.status(&client.status()?, json)?,
+        Command::Groups { json } => out.groups(&client.groups()?, json)?,
+        Command::Members { group, json } => out.members(&client.members(&group)?, json)?,
+        Command::Send {
+            group,
+            order,
+            name,
+            message,
+        } => {
+            let name = name.unwrap_or_else(|| format!("send-{}", std::process::id()));
+            send(client, &group, &name, order.into(), &message)?;
+        }
+        Command::Listen {
+            group,
+            json,
+            count,
+            name,
+        } => {
+            let name = name.unwrap_or_else(|| format!("listen-{}", std::process::id()));
+            listen(client, &group, &name, json, count, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Joins, sends every message, waits until the daemon accepted them all, leaves.
+fn send(
+    client: &mut Client,
+    group: &str,
+    name: &str,
+    order: Order,
+    messages: &[OsString],
+) -> Result<(), Failure> {
+    // Our own messages come back to us: nobody reads them here.
+    client.discard_events(true);
+    client.join(group, name)?;
+    if messages.is_empty() {
+        let stdin = io::stdin();
+        let mut input = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if input.read_until(b'\n', &mut line).map_err(Failure::Stdin)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            client.send(group, order, &line)?;
+        }
+    } else {
+        for m in messages {
+            client.send(group, order, m.as_bytes())?;
+        }
+    }
+    client.flush()?;
+    client.leave(group)?;
+    Ok(())
+}
+
+/// Joins and prints events until `count` messages were printed (or forever).
+fn listen(
+    client: &mut Client,
+    group: &str,
+    name: &str,
+    json: bool,
+    count: Option<u64>,
+    out: &mut Out,
+) -> Result<(), Failure> {
+    client.join(group, name)?;
+    // Messages still to print; None: no limit.
+    let mut left = count;
+    while left != Some(0) {
+        let event = client.recv()?;
+        if matches!(event, Event::Message(_)) {
+            left = left.map(|n| n - 1);
+        }
+        if let Err(e) = out.event(&event, json) {
+            // Nobody reads any more: leave politely, then stop.
+            let _ = client.leave(group);
+            return Err(e.into());
+        }
+    }
+    client.leave(group)?;
+    Ok(())
+}
