@@ -159,6 +159,7 @@ fn group_names(addr: SocketAddr, node: &str) -> Vec<String> {
         ip: Ipv4Addr::LOCALHOST,
         data_port: 1,
         order_port: 2,
+        previous: chorus_proto::NodeId(0),
     };
     write_frame(&mut out, |b| hello.encode(b));
     write_frame(&mut out, |b| {

@@ -72,6 +72,7 @@ impl Client {
             ip: Ipv4Addr::LOCALHOST,
             data_port: 7401,
             order_port: 7402,
+            previous: chorus_proto::NodeId(0),
         });
         match self.recv() {
             Some(FromDirectory::Welcome {
@@ -175,6 +176,7 @@ fn a_duplicate_name_is_refused_with_a_reason_before_the_close() {
         ip: Ipv4Addr::LOCALHOST,
         data_port: 1,
         order_port: 2,
+        previous: chorus_proto::NodeId(0),
     });
     assert!(matches!(twin.recv(), Some(FromDirectory::Refused { .. })));
     assert_eq!(twin.recv(), None);

@@ -155,6 +155,7 @@ impl Directory {
                     ip,
                     data_port,
                     order_port,
+                    previous: _,
                 },
             ) => {
                 let info = NodeInfo {
@@ -327,6 +328,8 @@ impl Directory {
     fn node_frame(&mut self, node: NodeId, frame: ToDirectory) {
         match frame {
             ToDirectory::Hello { .. } | ToDirectory::Heartbeat => {}
+            // Rebuilding groups from what nodes report: see the directory-restart work.
+            ToDirectory::Resume(_) => {}
             ToDirectory::Join {
                 group,
                 member,
@@ -482,5 +485,6 @@ fn kind_name(frame: &ToDirectory) -> &'static str {
         ToDirectory::Detach { .. } => "Detach",
         ToDirectory::ListGroups { .. } => "ListGroups",
         ToDirectory::Goodbye => "Goodbye",
+        ToDirectory::Resume(_) => "Resume",
     }
 }

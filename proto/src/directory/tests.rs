@@ -74,6 +74,7 @@ impl Script {
             ip: Ipv4Addr::new(127, 0, 0, 1),
             data_port: 7401,
             order_port: 7402,
+            previous: crate::ids::NodeId(0),
         }
     }
 

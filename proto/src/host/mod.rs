@@ -35,7 +35,7 @@ use crate::wire::datagram::{
     self, Datagram, FlushReport, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES,
     DATA_PREFIX_BYTES,
 };
-use crate::wire::directory::{FromDirectory, ToDirectory, View};
+use crate::wire::directory::{FromDirectory, Resume, ToDirectory, View};
 use crate::SenderSeq;
 use group::{Control, Delivered, GroupLimits, GroupState};
 use session::{Member, Session};
@@ -190,6 +190,7 @@ impl Host {
             ip: self.s.ip,
             data_port: self.s.data_port,
             order_port: self.s.order_port,
+            previous: self.node.unwrap_or_default(),
         });
     }
 
@@ -244,8 +245,10 @@ impl Host {
                 self.cluster = Some(cluster);
                 self.connected = true;
                 self.node_names.insert(node, self.s.node_name.clone());
-                if previous.is_some_and(|p| p != node) {
-                    self.rejoin_as_new_node();
+                match previous {
+                    Some(p) if p != node => self.rejoin_as_new_node(),
+                    Some(_) => self.resume_groups(),
+                    None => {}
                 }
             }
             FromDirectory::JoinRefused { member, reason, .. } => {
@@ -398,6 +401,29 @@ impl Host {
             } else if m.active || m.leave_request.is_some() {
                 self.finish_leave(id);
             }
+        }
+    }
+
+    /// We kept our identity across a lost link (or a directory restart):
+    /// tell the directory every group we take part in, as we know it.
+    fn resume_groups(&mut self) {
+        let Some(me) = self.node else { return };
+        for g in self.groups.values() {
+            let members = g
+                .members
+                .iter()
+                .filter(|m| m.node == me && self.members.get(&m.member).is_some_and(|l| l.active))
+                .map(|m| (m.member, m.name.clone()))
+                .collect();
+            self.out_dir.push_back(ToDirectory::Resume(Resume {
+                group: g.id,
+                group_name: g.name.clone(),
+                address: *g.address.ip(),
+                port: g.address.port(),
+                view: g.view,
+                sequencer: g.sequencer,
+                members,
+            }));
         }
     }
 

@@ -81,6 +81,10 @@ pub enum ToDirectory {
         ip: Ipv4Addr,
         data_port: u16,
         order_port: u16,
+        /// The id this node had before its link dropped (0: none). After a
+        /// directory restart the node asks to keep it, so the groups' streams
+        /// keep their names. Encoded last, as u32.
+        previous: NodeId,
     },
     /// Liveness, renews the lease. kind 2: no fields.
     Heartbeat,
@@ -104,6 +108,25 @@ pub enum ToDirectory {
     ListGroups { request: u32 },
     /// Orderly goodbye (SIGTERM): the node's members all leave. kind 7.
     Goodbye,
+    /// After (re-)registering, a node states a group it takes part in, so
+    /// a restarted directory rebuilds the group as it was. kind 8: group u32,
+    /// group_name str8, address, port u16, view u64, sequencer u32,
+    /// members (u16 count; member u32, name str8).
+    Resume(Resume),
+}
+
+/// A group as one node knows it, sent when it re-registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub group: GroupId,
+    pub group_name: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// The node's installed view.
+    pub view: ViewId,
+    pub sequencer: NodeId,
+    /// This node's members of the group.
+    pub members: Vec<(MemberId, String)>,
 }
 
 /// Directory → daemon.
@@ -147,6 +170,7 @@ const KIND_LEAVE: u8 = 4;
 const KIND_DETACH: u8 = 5;
 const KIND_LIST_GROUPS: u8 = 6;
 const KIND_GOODBYE: u8 = 7;
+const KIND_RESUME: u8 = 8;
 const KIND_WELCOME: u8 = 101;
 const KIND_JOIN_REFUSED: u8 = 102;
 const KIND_VIEW: u8 = 103;
@@ -240,6 +264,7 @@ impl ToDirectory {
                 ip,
                 data_port,
                 order_port,
+                previous,
             } => {
                 put_header(out, KIND_HELLO);
                 out.put_str8(name);
@@ -247,6 +272,7 @@ impl ToDirectory {
                 put_ip(out, *ip);
                 out.put_u16(*data_port);
                 out.put_u16(*order_port);
+                out.put_u32(previous.0);
             }
             ToDirectory::Heartbeat => put_header(out, KIND_HEARTBEAT),
             ToDirectory::Join {
@@ -280,6 +306,20 @@ impl ToDirectory {
                 out.put_u32(*request);
             }
             ToDirectory::Goodbye => put_header(out, KIND_GOODBYE),
+            ToDirectory::Resume(g) => {
+                put_header(out, KIND_RESUME);
+                out.put_u32(g.group.0);
+                out.put_str8(&g.group_name);
+                put_ip(out, g.address);
+                out.put_u16(g.port);
+                out.put_u64(g.view.0);
+                out.put_u32(g.sequencer.0);
+                let n = put_count(out, g.members.len());
+                for (m, name) in &g.members[..n] {
+                    out.put_u32(m.0);
+                    out.put_str8(name);
+                }
+            }
         }
     }
 
@@ -294,6 +334,7 @@ impl ToDirectory {
                 ip: read_ip(&mut r)?,
                 data_port: r.u16()?,
                 order_port: r.u16()?,
+                previous: NodeId(r.u32()?),
             },
             KIND_HEARTBEAT => ToDirectory::Heartbeat,
             KIND_JOIN => decode_join(&mut r)?,
@@ -306,11 +347,35 @@ impl ToDirectory {
             },
             KIND_LIST_GROUPS => ToDirectory::ListGroups { request: r.u32()? },
             KIND_GOODBYE => ToDirectory::Goodbye,
+            KIND_RESUME => decode_resume(&mut r)?,
             other => return Err(DecodeError::UnknownKind(other)),
         };
         r.finish()?;
         Ok(msg)
     }
+}
+
+fn decode_resume(r: &mut Reader<'_>) -> Result<ToDirectory, DecodeError> {
+    let group = read_group(r)?;
+    let group_name = r.str8("group name")?.to_owned();
+    let address = read_ip(r)?;
+    let port = r.u16()?;
+    let view = ViewId(r.u64()?);
+    let sequencer = read_node(r, "sequencer")?;
+    let n = read_count(r, 4 + STR8_MIN_BYTES, "member count")?;
+    let mut members = Vec::with_capacity(n);
+    for _ in 0..n {
+        members.push((MemberId(r.u32()?), r.str8("member name")?.to_owned()));
+    }
+    Ok(ToDirectory::Resume(Resume {
+        group,
+        group_name,
+        address,
+        port,
+        view,
+        sequencer,
+        members,
+    }))
 }
 
 fn decode_join(r: &mut Reader<'_>) -> Result<ToDirectory, DecodeError> {
@@ -577,15 +642,44 @@ mod tests {
 
     fn to_directory() -> impl Strategy<Value = ToDirectory> {
         prop_oneof![
-            (s8(), any::<u64>(), ip(), any::<u16>(), any::<u16>()).prop_map(
-                |(name, inc, ip, data_port, order_port)| ToDirectory::Hello {
-                    name,
-                    incarnation: Incarnation(inc),
-                    ip,
-                    data_port,
-                    order_port,
-                }
-            ),
+            (
+                s8(),
+                any::<u64>(),
+                ip(),
+                any::<u16>(),
+                any::<u16>(),
+                any::<u32>()
+            )
+                .prop_map(|(name, inc, ip, data_port, order_port, previous)| {
+                    ToDirectory::Hello {
+                        name,
+                        incarnation: Incarnation(inc),
+                        ip,
+                        data_port,
+                        order_port,
+                        previous: NodeId(previous),
+                    }
+                }),
+            (
+                1u32..,
+                s8(),
+                ip(),
+                any::<u16>(),
+                any::<u64>(),
+                1u32..,
+                proptest::collection::vec((any::<u32>(), s8()), 0..8)
+            )
+                .prop_map(|(g, group_name, address, port, view, seq, members)| {
+                    ToDirectory::Resume(Resume {
+                        group: GroupId(g),
+                        group_name,
+                        address,
+                        port,
+                        view: ViewId(view),
+                        sequencer: NodeId(seq),
+                        members: members.into_iter().map(|(m, n)| (MemberId(m), n)).collect(),
+                    })
+                }),
             Just(ToDirectory::Heartbeat),
             (
                 s8(),
@@ -720,12 +814,14 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 2),
             data_port: 7401,
             order_port: 7402,
+            previous: NodeId(3),
         };
         let mut want = vec![
             0xC0, 0xC5, 1, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
         ];
         want.extend_from_slice(&7401u16.to_be_bytes());
         want.extend_from_slice(&7402u16.to_be_bytes());
+        want.extend_from_slice(&3u32.to_be_bytes());
         assert_eq!(encoded_to(&hello), want);
     }
 
