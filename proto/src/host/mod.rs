@@ -22,22 +22,24 @@
 //! Draining after a batch rather than after each input is what batches many
 //! small messages into one datagram.
 
+mod apps;
+mod directory;
 pub mod drive;
 pub mod group;
 mod session;
 
-use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, Order, ViewId};
+use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, ViewId};
 use crate::multicast::StreamKey;
 use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
-use crate::wire::app::{ErrorCode, FromDaemon, GroupLine, ToDaemon};
+use crate::wire::app::FromDaemon;
 use crate::wire::datagram::{
     self, Datagram, FlushReport, OrderAck, OrderNak, Rejected, DATA_MSG_OVERHEAD_BYTES,
     DATA_PREFIX_BYTES,
 };
-use crate::wire::directory::{FromDirectory, Resume, ToDirectory, View};
+use crate::wire::directory::ToDirectory;
 use crate::SenderSeq;
-use group::{Control, Delivered, GroupLimits, GroupState};
+use group::{Control, Delivered, GroupState};
 use session::{Member, Session};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -180,609 +182,6 @@ impl Host {
             .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + name.len().min(255))
     }
 
-    // ----- directory -----
-
-    /// The link to the directory is up: say hello.
-    pub fn handle_directory_connected(&mut self, _now: Instant) {
-        self.out_dir.push_back(ToDirectory::Hello {
-            name: self.s.node_name.clone(),
-            incarnation: self.s.incarnation,
-            ip: self.s.ip,
-            data_port: self.s.data_port,
-            order_port: self.s.order_port,
-            previous: self.node.unwrap_or_default(),
-        });
-    }
-
-    /// The link to the directory is gone. Current views keep serving;
-    /// requests waiting on the directory fail.
-    pub fn handle_directory_lost(&mut self, _now: Instant) {
-        self.connected = false;
-        let waiting: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.join_request.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
-            if let Some(m) = self.members.remove(&id) {
-                if let Some(req) = m.join_request {
-                    self.reply_err(
-                        m.session,
-                        req,
-                        ErrorCode::Unavailable,
-                        "directory unreachable",
-                    );
-                }
-                self.forget_member(id, m.session);
-            }
-        }
-        for (_, (session, req)) in std::mem::take(&mut self.pending_lists) {
-            self.reply_err(
-                session,
-                req,
-                ErrorCode::Unavailable,
-                "directory unreachable",
-            );
-        }
-        let leaving: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.leave_request.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in leaving {
-            self.finish_leave(id);
-        }
-    }
-
-    /// A frame from the directory.
-    pub fn handle_directory(&mut self, now: Instant, frame: FromDirectory) {
-        match frame {
-            FromDirectory::Welcome { node, cluster, .. } => {
-                log::info!("registered with the directory as node {node}");
-                let previous = self.node.replace(node);
-                self.cluster = Some(cluster);
-                self.connected = true;
-                self.node_names.insert(node, self.s.node_name.clone());
-                match previous {
-                    Some(p) if p != node => self.rejoin_as_new_node(),
-                    Some(_) => self.resume_groups(),
-                    None => {}
-                }
-            }
-            FromDirectory::JoinRefused { member, reason, .. } => {
-                if let Some(m) = self.members.remove(&member) {
-                    if let Some(req) = m.join_request {
-                        self.reply_err(m.session, req, ErrorCode::Refused, &reason);
-                    }
-                    self.forget_member(member, m.session);
-                }
-            }
-            FromDirectory::View(v) => self.install_view(now, v),
-            FromDirectory::GroupEnded { group } => self.end_group(group),
-            FromDirectory::Groups { request, groups } => {
-                if let Some((session, req)) = self.pending_lists.remove(&request) {
-                    let lines = groups
-                        .into_iter()
-                        .map(|g| GroupLine {
-                            local: self
-                                .group_ids
-                                .get(&g.name)
-                                .is_some_and(|id| self.groups.contains_key(id)),
-                            address: format!("{}:{}", g.address, g.port),
-                            name: g.name,
-                            view: g.view,
-                            members: g.members,
-                        })
-                        .collect();
-                    self.out_app.push_back((
-                        session,
-                        FromDaemon::Groups {
-                            request: req,
-                            groups: lines,
-                        },
-                    ));
-                }
-            }
-            FromDirectory::Refused { reason } => {
-                log::error!("the directory refused this node: {reason}");
-            }
-        }
-        self.schedule(now);
-    }
-
-    fn install_view(&mut self, now: Instant, v: View) {
-        let Some(me) = self.node else { return };
-        for n in &v.nodes {
-            self.node_names.insert(n.node, n.name.clone());
-        }
-        self.group_ids.insert(v.group_name.clone(), v.group);
-        if !v.nodes.iter().any(|n| n.node == me) {
-            self.end_group(v.group);
-            return;
-        }
-        let key = StreamKey {
-            node: me,
-            incarnation: self.s.incarnation,
-        };
-        let limits = GroupLimits {
-            send_window: self.s.send_window_messages,
-            receive_window: self.s.receive_window_messages,
-            retransmit: self.s.retransmit,
-            ack_refresh: Duration::from_millis(200),
-        };
-        let start = self
-            .stream_next
-            .get(&v.group)
-            .copied()
-            .unwrap_or(SenderSeq(1));
-        log::debug!(
-            "group {}: view {} proposed: members={} sequencer={}",
-            v.group_name,
-            v.view,
-            v.members.len(),
-            v.sequencer
-        );
-        if let Some(g) = self.groups.get_mut(&v.group) {
-            // Installed where the order reaches the view's marker.
-            if v.view > g.view {
-                if let Some(cmd) = g.propose(v.clone()) {
-                    self.out_seq.push_back(cmd);
-                }
-            }
-            self.pump(now, v.group);
-            return;
-        }
-        log::info!(
-            "group {} ({}): taking part from view {}",
-            v.group_name,
-            v.group,
-            v.view
-        );
-        self.out_mcast
-            .push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
-        let mut g = GroupState::new(&v, key, start, limits);
-        if let Some(cmd) = g.install(&v) {
-            self.out_seq.push_back(cmd);
-        }
-        self.groups.insert(v.group, g);
-        self.announce_view(v.group);
-        self.pump(now, v.group);
-    }
-
-    /// Tells each local member of the group the view, and settles joins and
-    /// leaves that waited for it.
-    fn announce_view(&mut self, gid: GroupId) {
-        let Some(g) = self.groups.get(&gid) else {
-            return;
-        };
-        let Some(me) = self.node else { return };
-        let in_view: BTreeSet<MemberId> = g
-            .members
-            .iter()
-            .filter(|m| m.node == me)
-            .map(|m| m.member)
-            .collect();
-        let names: Vec<String> = g
-            .members
-            .iter()
-            .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
-            .collect();
-        let sequencer = self.node_name(g.sequencer);
-        let (view, group_name) = (g.view, g.name.clone());
-        let ids: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.group == Some(gid) || m.group_name == group_name)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let Some(m) = self.members.get_mut(&id) else {
-                continue;
-            };
-            if in_view.contains(&id) {
-                m.group = Some(gid);
-                m.active = true;
-                let session = m.session;
-                if let Some(req) = m.join_request.take() {
-                    self.out_app
-                        .push_back((session, FromDaemon::Ok { request: req }));
-                }
-                self.out_app.push_back((
-                    session,
-                    FromDaemon::View {
-                        group: group_name.clone(),
-                        view,
-                        members: names.clone(),
-                        sequencer: sequencer.clone(),
-                    },
-                ));
-            } else if m.active || m.leave_request.is_some() {
-                self.finish_leave(id);
-            }
-        }
-    }
-
-    /// We kept our identity across a lost link (or a directory restart):
-    /// tell the directory every group we take part in, as we know it.
-    fn resume_groups(&mut self) {
-        let Some(me) = self.node else { return };
-        for g in self.groups.values() {
-            let members = g
-                .members
-                .iter()
-                .filter(|m| m.node == me && self.members.get(&m.member).is_some_and(|l| l.active))
-                .map(|m| (m.member, m.name.clone()))
-                .collect();
-            self.out_dir.push_back(ToDirectory::Resume(Resume {
-                group: g.id,
-                group_name: g.name.clone(),
-                address: *g.address.ip(),
-                port: g.address.port(),
-                view: g.view,
-                sequencer: g.sequencer,
-                members,
-            }));
-        }
-    }
-
-    /// The directory declared our old identity dead while the link was
-    /// down and welcomed us as a new node: the groups go on without our old
-    /// self, so every member joins again under the new identity (its app
-    /// sees a fresh view). Messages the old identity had not made stable are
-    /// lost with it; that is logged.
-    fn rejoin_as_new_node(&mut self) {
-        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
-        if unstable > 0 {
-            log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
-        }
-        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
-        for gid in ids {
-            if let Some(g) = self.groups.remove(&gid) {
-                self.out_mcast.push_back(MulticastChange::Leave(g.address));
-                if g.is_sequencer() {
-                    self.out_seq.push_back(SequencerInput::Stop { group: gid });
-                }
-            }
-        }
-        self.stream_next.clear();
-        for (id, m) in self.members.iter_mut() {
-            if m.active || m.join_request.is_some() {
-                let Some(s) = self.sessions.get(&m.session) else {
-                    continue;
-                };
-                m.active = false;
-                m.group = None;
-                self.out_dir.push_back(ToDirectory::Join {
-                    group: m.group_name.clone(),
-                    member: *id,
-                    member_name: m.name.clone(),
-                    user: s.creds.user.clone(),
-                    unix_groups: s.creds.unix_groups.clone(),
-                });
-            }
-        }
-    }
-
-    fn end_group(&mut self, gid: GroupId) {
-        if let Some(g) = self.groups.remove(&gid) {
-            log::info!("group {}: no longer taking part", g.name);
-            self.stream_next.insert(gid, g.next_stream_seq());
-            self.out_mcast.push_back(MulticastChange::Leave(g.address));
-            if g.is_sequencer() {
-                self.out_seq.push_back(SequencerInput::Stop { group: gid });
-            }
-            let ids: Vec<MemberId> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.group == Some(gid))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.finish_leave(id);
-            }
-        }
-    }
-
-    fn node_name(&self, node: NodeId) -> String {
-        self.node_names
-            .get(&node)
-            .cloned()
-            .unwrap_or_else(|| format!("node-{node}"))
-    }
-
-    // ----- apps -----
-
-    /// A local app connected, with its credentials (from SO_PEERCRED).
-    pub fn handle_app_connect(&mut self, _now: Instant, session: SessionId, creds: Credentials) {
-        self.sessions.insert(session, Session::new(creds));
-    }
-
-    /// False while the session's sends cannot be accepted: the edge then
-    /// stops reading it until this turns true (back-pressure, never loss).
-    pub fn can_accept(&self, session: SessionId) -> bool {
-        let Some(s) = self.sessions.get(&session) else {
-            return true;
-        };
-        s.members.iter().all(|id| {
-            self.members
-                .get(id)
-                .and_then(|m| m.group)
-                .and_then(|g| self.groups.get(&g))
-                .is_none_or(|g| g.send.can_accept())
-        })
-    }
-
-    /// The app went away: its members leave their groups.
-    pub fn handle_app_disconnect(&mut self, now: Instant, session: SessionId) {
-        let Some(s) = self.sessions.remove(&session) else {
-            return;
-        };
-        for id in s.members {
-            if let Some(m) = self.members.get_mut(&id) {
-                m.leave_request = None;
-                m.join_request = None;
-                if let Some(g) = m.group {
-                    self.out_dir.push_back(ToDirectory::Leave {
-                        group: g,
-                        member: id,
-                    });
-                }
-            }
-            self.members.remove(&id);
-        }
-        self.pending_lists.retain(|_, (s, _)| *s != session);
-        self.schedule(now);
-    }
-
-    /// A request from an app.
-    pub fn handle_app(&mut self, now: Instant, session: SessionId, req: ToDaemon) {
-        if !self.sessions.contains_key(&session) {
-            return;
-        }
-        match req {
-            ToDaemon::Join {
-                request,
-                group,
-                name,
-            } => self.app_join(session, request, group, name),
-            ToDaemon::Leave { request, group } => self.app_leave(session, request, &group),
-            ToDaemon::Send {
-                request,
-                group,
-                order,
-                payload,
-            } => self.app_send(session, request, &group, order, payload),
-            ToDaemon::Status { request } => {
-                let reply = FromDaemon::Status {
-                    request,
-                    node: self.s.node_name.clone(),
-                    node_id: self.node.map_or(0, |n| n.0),
-                    incarnation: self.s.incarnation.0,
-                    directory: self.s.directory_label.clone(),
-                    connected: self.connected,
-                    groups: self.groups.len() as u32,
-                    members: self.members.len() as u32,
-                    version: self.s.version.clone(),
-                };
-                self.out_app.push_back((session, reply));
-            }
-            ToDaemon::Groups { request } => {
-                if !self.connected {
-                    self.reply_err(
-                        session,
-                        request,
-                        ErrorCode::Unavailable,
-                        "directory unreachable",
-                    );
-                    return;
-                }
-                let id = self.next_list;
-                self.next_list = self.next_list.wrapping_add(1);
-                self.pending_lists.insert(id, (session, request));
-                self.out_dir
-                    .push_back(ToDirectory::ListGroups { request: id });
-            }
-            ToDaemon::Members { request, group } => self.app_members(session, request, &group),
-        }
-        self.schedule(now);
-    }
-
-    fn app_join(&mut self, session: SessionId, request: u32, group: String, name: String) {
-        if !self.connected {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::Unavailable,
-                "directory unreachable",
-            );
-            return;
-        }
-        if name.is_empty()
-            || name.len() > 64
-            || name.contains(':')
-            || name.chars().any(char::is_whitespace)
-        {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::BadRequest,
-                "member name must be 1-64 bytes, no ':' or spaces",
-            );
-            return;
-        }
-        let Some(s) = self.sessions.get(&session) else {
-            return;
-        };
-        if s.members
-            .iter()
-            .any(|id| self.members.get(id).is_some_and(|m| m.group_name == group))
-        {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::BadRequest,
-                "this session already joined the group",
-            );
-            return;
-        }
-        let id = MemberId(self.next_member);
-        self.next_member += 1;
-        let (user, unix_groups) = (s.creds.user.clone(), s.creds.unix_groups.clone());
-        self.members.insert(
-            id,
-            Member::new(session, group.clone(), name.clone(), request),
-        );
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.members.push(id);
-        }
-        self.out_dir.push_back(ToDirectory::Join {
-            group,
-            member: id,
-            member_name: name,
-            user,
-            unix_groups,
-        });
-    }
-
-    fn session_member(&self, session: SessionId, group: &str) -> Option<MemberId> {
-        let s = self.sessions.get(&session)?;
-        s.members
-            .iter()
-            .copied()
-            .find(|id| self.members.get(id).is_some_and(|m| m.group_name == group))
-    }
-
-    fn app_leave(&mut self, session: SessionId, request: u32, group: &str) {
-        let Some(id) = self.session_member(session, group) else {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::NoSuchGroup,
-                "not a member of this group",
-            );
-            return;
-        };
-        let Some(m) = self.members.get_mut(&id) else {
-            return;
-        };
-        match m.group {
-            Some(g) if self.connected => {
-                m.leave_request = Some(request);
-                m.active = false;
-                self.out_dir.push_back(ToDirectory::Leave {
-                    group: g,
-                    member: id,
-                });
-            }
-            _ => {
-                m.leave_request = Some(request);
-                self.finish_leave(id);
-            }
-        }
-    }
-
-    fn finish_leave(&mut self, id: MemberId) {
-        let Some(m) = self.members.remove(&id) else {
-            return;
-        };
-        if let Some(req) = m.leave_request {
-            self.out_app
-                .push_back((m.session, FromDaemon::Ok { request: req }));
-        }
-        self.forget_member(id, m.session);
-    }
-
-    fn forget_member(&mut self, id: MemberId, session: SessionId) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.members.retain(|m| *m != id);
-        }
-    }
-
-    fn app_send(
-        &mut self,
-        session: SessionId,
-        request: u32,
-        group: &str,
-        order: Order,
-        payload: Vec<u8>,
-    ) {
-        let member = self
-            .session_member(session, group)
-            .and_then(|id| self.members.get(&id).map(|m| (id, m)))
-            .filter(|(_, m)| m.active)
-            .and_then(|(id, m)| m.group.map(|g| (id, g, m.name.clone())));
-        let Some((id, gid, name)) = member else {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::NoSuchGroup,
-                "join the group before sending to it",
-            );
-            return;
-        };
-        let max = self.max_payload(&name);
-        if payload.len() > max {
-            let msg = format!(
-                "payload of {} bytes exceeds the limit of {max} bytes",
-                payload.len()
-            );
-            self.reply_err(session, request, ErrorCode::TooLarge, &msg);
-            return;
-        }
-        let Some(g) = self.groups.get_mut(&gid) else {
-            return;
-        };
-        if !g.send.can_accept() {
-            // The edge only feeds us while can_accept() holds; refuse loudly rather than drop.
-            self.reply_err(session, request, ErrorCode::Internal, "send queue full");
-            return;
-        }
-        g.accept_local(order, id, &name, payload);
-        self.stats.messages_accepted += 1;
-        self.out_app
-            .push_back((session, FromDaemon::Ok { request }));
-        self.dirty.insert(gid);
-        self.out_seq.extend(g.arrivals());
-    }
-
-    fn app_members(&mut self, session: SessionId, request: u32, group: &str) {
-        let g = self.group_ids.get(group).and_then(|id| self.groups.get(id));
-        let Some(g) = g else {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::NoSuchGroup,
-                "this node takes no part in that group",
-            );
-            return;
-        };
-        let reply = FromDaemon::Members {
-            request,
-            group: g.name.clone(),
-            view: g.view,
-            members: g
-                .members
-                .iter()
-                .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
-                .collect(),
-            sequencer: self.node_name(g.sequencer),
-        };
-        self.out_app.push_back((session, reply));
-    }
-
-    fn reply_err(&mut self, session: SessionId, request: u32, code: ErrorCode, message: &str) {
-        self.out_app.push_back((
-            session,
-            FromDaemon::Error {
-                request,
-                code,
-                message: message.to_owned(),
-            },
-        ));
-    }
-
     // ----- network -----
 
     /// A datagram from the multicast or unicast socket.
@@ -875,7 +274,7 @@ impl Host {
         self.schedule(now);
     }
 
-    fn answer_nak(
+    pub(super) fn answer_nak(
         &mut self,
         now: Instant,
         gid: GroupId,
@@ -907,7 +306,7 @@ impl Host {
     }
 
     /// After new data or order: deliver, report arrivals to the sequencer.
-    fn pump(&mut self, _now: Instant, gid: GroupId) {
+    pub(super) fn pump(&mut self, _now: Instant, gid: GroupId) {
         loop {
             let Some(g) = self.groups.get_mut(&gid) else {
                 return;
@@ -939,7 +338,7 @@ impl Host {
 
     /// Hands delivered messages to the local members; returns a view to
     /// install if the order reached one (it is always last).
-    fn route_deliveries(&mut self, gid: GroupId) -> Option<ViewId> {
+    pub(super) fn route_deliveries(&mut self, gid: GroupId) -> Option<ViewId> {
         let g = self.groups.get_mut(&gid)?;
         let (view, name) = (g.view, g.name.clone());
         let mut next_view = None;
@@ -985,7 +384,7 @@ impl Host {
 
     // ----- timers -----
 
-    fn schedule(&mut self, now: Instant) {
+    pub(super) fn schedule(&mut self, now: Instant) {
         if self.next_tick.is_none() && !self.groups.is_empty() {
             self.next_tick = Some(now + self.s.ack_interval);
         }
@@ -1038,7 +437,7 @@ impl Host {
         self.schedule(now);
     }
 
-    fn send_control(&mut self, gid: GroupId, c: Control) {
+    pub(super) fn send_control(&mut self, gid: GroupId, c: Control) {
         let (Some(cluster), Some(node)) = (self.cluster, self.node) else {
             return;
         };
@@ -1116,7 +515,7 @@ impl Host {
         Some(dest)
     }
 
-    fn pack_dirty(&mut self, now: Instant) {
+    pub(super) fn pack_dirty(&mut self, now: Instant) {
         let Some(cluster) = self.cluster else { return };
         for gid in std::mem::take(&mut self.dirty) {
             let Some(g) = self.groups.get_mut(&gid) else {

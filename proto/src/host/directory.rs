@@ -1,0 +1,326 @@
+//! The host's side of the directory conversation: registration, views
+//! proposed and installed, groups joined and left, identity after a lost link.
+
+use super::group::{GroupLimits, GroupState};
+use super::{Host, MulticastChange};
+use crate::ids::{GroupId, MemberId, NodeId};
+use crate::multicast::StreamKey;
+use crate::order::sequencer::SequencerInput;
+use crate::time::{Duration, Instant};
+use crate::wire::app::{ErrorCode, FromDaemon, GroupLine};
+use crate::wire::directory::{FromDirectory, Resume, ToDirectory, View};
+use crate::SenderSeq;
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+
+impl Host {
+    /// The link to the directory is up: say hello.
+    pub fn handle_directory_connected(&mut self, _now: Instant) {
+        self.out_dir.push_back(ToDirectory::Hello {
+            name: self.s.node_name.clone(),
+            incarnation: self.s.incarnation,
+            ip: self.s.ip,
+            data_port: self.s.data_port,
+            order_port: self.s.order_port,
+            previous: self.node.unwrap_or_default(),
+        });
+    }
+
+    /// The link to the directory is gone. Current views keep serving;
+    /// requests waiting on the directory fail.
+    pub fn handle_directory_lost(&mut self, _now: Instant) {
+        self.connected = false;
+        let waiting: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.join_request.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            if let Some(m) = self.members.remove(&id) {
+                if let Some(req) = m.join_request {
+                    self.reply_err(
+                        m.session,
+                        req,
+                        ErrorCode::Unavailable,
+                        "directory unreachable",
+                    );
+                }
+                self.forget_member(id, m.session);
+            }
+        }
+        for (_, (session, req)) in std::mem::take(&mut self.pending_lists) {
+            self.reply_err(
+                session,
+                req,
+                ErrorCode::Unavailable,
+                "directory unreachable",
+            );
+        }
+        let leaving: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.leave_request.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leaving {
+            self.finish_leave(id);
+        }
+    }
+
+    /// A frame from the directory.
+    pub fn handle_directory(&mut self, now: Instant, frame: FromDirectory) {
+        match frame {
+            FromDirectory::Welcome { node, cluster, .. } => {
+                log::info!("registered with the directory as node {node}");
+                let previous = self.node.replace(node);
+                self.cluster = Some(cluster);
+                self.connected = true;
+                self.node_names.insert(node, self.s.node_name.clone());
+                match previous {
+                    Some(p) if p != node => self.rejoin_as_new_node(),
+                    Some(_) => self.resume_groups(),
+                    None => {}
+                }
+            }
+            FromDirectory::JoinRefused { member, reason, .. } => {
+                if let Some(m) = self.members.remove(&member) {
+                    if let Some(req) = m.join_request {
+                        self.reply_err(m.session, req, ErrorCode::Refused, &reason);
+                    }
+                    self.forget_member(member, m.session);
+                }
+            }
+            FromDirectory::View(v) => self.install_view(now, v),
+            FromDirectory::GroupEnded { group } => self.end_group(group),
+            FromDirectory::Groups { request, groups } => {
+                if let Some((session, req)) = self.pending_lists.remove(&request) {
+                    let lines = groups
+                        .into_iter()
+                        .map(|g| GroupLine {
+                            local: self
+                                .group_ids
+                                .get(&g.name)
+                                .is_some_and(|id| self.groups.contains_key(id)),
+                            address: format!("{}:{}", g.address, g.port),
+                            name: g.name,
+                            view: g.view,
+                            members: g.members,
+                        })
+                        .collect();
+                    self.out_app.push_back((
+                        session,
+                        FromDaemon::Groups {
+                            request: req,
+                            groups: lines,
+                        },
+                    ));
+                }
+            }
+            FromDirectory::Refused { reason } => {
+                log::error!("the directory refused this node: {reason}");
+            }
+        }
+        self.schedule(now);
+    }
+
+    pub(super) fn install_view(&mut self, now: Instant, v: View) {
+        let Some(me) = self.node else { return };
+        for n in &v.nodes {
+            self.node_names.insert(n.node, n.name.clone());
+        }
+        self.group_ids.insert(v.group_name.clone(), v.group);
+        if !v.nodes.iter().any(|n| n.node == me) {
+            self.end_group(v.group);
+            return;
+        }
+        let key = StreamKey {
+            node: me,
+            incarnation: self.s.incarnation,
+        };
+        let limits = GroupLimits {
+            send_window: self.s.send_window_messages,
+            receive_window: self.s.receive_window_messages,
+            retransmit: self.s.retransmit,
+            ack_refresh: Duration::from_millis(200),
+        };
+        let start = self
+            .stream_next
+            .get(&v.group)
+            .copied()
+            .unwrap_or(SenderSeq(1));
+        log::debug!(
+            "group {}: view {} proposed: members={} sequencer={}",
+            v.group_name,
+            v.view,
+            v.members.len(),
+            v.sequencer
+        );
+        if let Some(g) = self.groups.get_mut(&v.group) {
+            // Installed where the order reaches the view's marker.
+            if v.view > g.view {
+                if let Some(cmd) = g.propose(v.clone()) {
+                    self.out_seq.push_back(cmd);
+                }
+            }
+            self.pump(now, v.group);
+            return;
+        }
+        log::info!(
+            "group {} ({}): taking part from view {}",
+            v.group_name,
+            v.group,
+            v.view
+        );
+        self.out_mcast
+            .push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
+        let mut g = GroupState::new(&v, key, start, limits);
+        if let Some(cmd) = g.install(&v) {
+            self.out_seq.push_back(cmd);
+        }
+        self.groups.insert(v.group, g);
+        self.announce_view(v.group);
+        self.pump(now, v.group);
+    }
+
+    /// Tells each local member of the group the view, and settles joins and
+    /// leaves that waited for it.
+    pub(super) fn announce_view(&mut self, gid: GroupId) {
+        let Some(g) = self.groups.get(&gid) else {
+            return;
+        };
+        let Some(me) = self.node else { return };
+        let in_view: BTreeSet<MemberId> = g
+            .members
+            .iter()
+            .filter(|m| m.node == me)
+            .map(|m| m.member)
+            .collect();
+        let names: Vec<String> = g
+            .members
+            .iter()
+            .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
+            .collect();
+        let sequencer = self.node_name(g.sequencer);
+        let (view, group_name) = (g.view, g.name.clone());
+        let ids: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.group == Some(gid) || m.group_name == group_name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(m) = self.members.get_mut(&id) else {
+                continue;
+            };
+            if in_view.contains(&id) {
+                m.group = Some(gid);
+                m.active = true;
+                let session = m.session;
+                if let Some(req) = m.join_request.take() {
+                    self.out_app
+                        .push_back((session, FromDaemon::Ok { request: req }));
+                }
+                self.out_app.push_back((
+                    session,
+                    FromDaemon::View {
+                        group: group_name.clone(),
+                        view,
+                        members: names.clone(),
+                        sequencer: sequencer.clone(),
+                    },
+                ));
+            } else if m.active || m.leave_request.is_some() {
+                self.finish_leave(id);
+            }
+        }
+    }
+
+    /// We kept our identity across a lost link (or a directory restart):
+    /// tell the directory every group we take part in, as we know it.
+    pub(super) fn resume_groups(&mut self) {
+        let Some(me) = self.node else { return };
+        for g in self.groups.values() {
+            let members = g
+                .members
+                .iter()
+                .filter(|m| m.node == me && self.members.get(&m.member).is_some_and(|l| l.active))
+                .map(|m| (m.member, m.name.clone()))
+                .collect();
+            self.out_dir.push_back(ToDirectory::Resume(Resume {
+                group: g.id,
+                group_name: g.name.clone(),
+                address: *g.address.ip(),
+                port: g.address.port(),
+                view: g.view,
+                sequencer: g.sequencer,
+                members,
+            }));
+        }
+    }
+
+    /// The directory declared our old identity dead while the link was
+    /// down and welcomed us as a new node: the groups go on without our old
+    /// self, so every member joins again under the new identity (its app
+    /// sees a fresh view). Messages the old identity had not made stable are
+    /// lost with it; that is logged.
+    pub(super) fn rejoin_as_new_node(&mut self) {
+        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
+        if unstable > 0 {
+            log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
+        }
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in ids {
+            if let Some(g) = self.groups.remove(&gid) {
+                self.out_mcast.push_back(MulticastChange::Leave(g.address));
+                if g.is_sequencer() {
+                    self.out_seq.push_back(SequencerInput::Stop { group: gid });
+                }
+            }
+        }
+        self.stream_next.clear();
+        for (id, m) in self.members.iter_mut() {
+            if m.active || m.join_request.is_some() {
+                let Some(s) = self.sessions.get(&m.session) else {
+                    continue;
+                };
+                m.active = false;
+                m.group = None;
+                self.out_dir.push_back(ToDirectory::Join {
+                    group: m.group_name.clone(),
+                    member: *id,
+                    member_name: m.name.clone(),
+                    user: s.creds.user.clone(),
+                    unix_groups: s.creds.unix_groups.clone(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn end_group(&mut self, gid: GroupId) {
+        if let Some(g) = self.groups.remove(&gid) {
+            log::info!("group {}: no longer taking part", g.name);
+            self.stream_next.insert(gid, g.next_stream_seq());
+            self.out_mcast.push_back(MulticastChange::Leave(g.address));
+            if g.is_sequencer() {
+                self.out_seq.push_back(SequencerInput::Stop { group: gid });
+            }
+            let ids: Vec<MemberId> = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.group == Some(gid))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.finish_leave(id);
+            }
+        }
+    }
+
+    pub(super) fn node_name(&self, node: NodeId) -> String {
+        self.node_names
+            .get(&node)
+            .cloned()
+            .unwrap_or_else(|| format!("node-{node}"))
+    }
+}
