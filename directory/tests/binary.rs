@@ -1,4 +1,7 @@
-//! The `chorus-directory` binary: --check, exit codes, readiness, signals.
+//! The `chorus-directory` binary: --check, exit codes, readiness, signals,
+//! and a restart under running groups.
+
+mod common;
 
 use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
 use chorus_proto::wire::frame::{write_frame, FrameBuffer};
@@ -231,4 +234,54 @@ fn serves_notifies_reloads_on_sighup_and_stops_on_sigterm() {
     signal(&child, "-TERM");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// Starts the binary on `listen` with `file` and returns it, its stderr
+/// lines and the address it listens on.
+fn serve(file: &Path, listen: &str) -> (Child, Receiver<String>, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(file)
+        .args(["--listen", listen])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = stderr_lines(&mut child);
+    let line = wait_line(&lines, "listening on ");
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .expect("address in log");
+    (child, lines, addr)
+}
+
+#[test]
+fn a_restarted_binary_takes_back_the_groups_its_daemons_report() {
+    let dir = scratch("restart");
+    let file = dir.join("directory.toml");
+    write(&file, &VALID.replace("lease_ms = 60000", "lease_ms = 400"));
+    let (first, _lines, addr) = serve(&file, "127.0.0.1:0");
+    let mut a = common::FakeDaemon::connect(addr, "a", 7);
+    let node = a.hello(chorus_proto::NodeId(0));
+    a.join("chat", 1, "x");
+    let before = a.view();
+    signal(&first, "-TERM");
+    let mut first = first;
+    assert_eq!(first.wait().expect("wait").code(), Some(0));
+    a.expect_closed();
+
+    // The same address again: the daemon comes back under its id.
+    let (mut second, lines, again) = serve(&file, &addr.to_string());
+    assert_eq!(again, addr);
+    let mut a = common::FakeDaemon::connect(addr, "a", 7);
+    assert_eq!(a.hello(node), node);
+    a.resume(&before, vec![(chorus_proto::MemberId(1), "x".into())]);
+    let after = a.view();
+    assert_eq!((after.group, after.members), (before.group, before.members));
+    assert_eq!(after.view.0, before.view.0 + 1);
+    wait_line(&lines, "recovered");
+    signal(&second, "-TERM");
+    assert_eq!(second.wait().expect("wait").code(), Some(0));
 }

@@ -162,29 +162,30 @@ fn a_frame_before_hello_closes_the_connection() {
 }
 
 #[test]
-fn a_duplicate_name_is_refused_with_a_reason_before_the_close() {
+fn a_refused_hello_gets_its_reason_before_the_close() {
     let handle = Server::bind(&config())
         .expect("bind")
         .spawn()
         .expect("spawn");
-    let mut a = Client::connect(handle.local_addr());
-    a.hello("a");
-    let mut twin = Client::connect(handle.local_addr());
-    twin.send(&ToDirectory::Hello {
-        name: "a".into(),
+    let mut nameless = Client::connect(handle.local_addr());
+    nameless.send(&ToDirectory::Hello {
+        name: String::new(),
         incarnation: Incarnation(1),
         ip: Ipv4Addr::LOCALHOST,
         data_port: 1,
         order_port: 2,
         previous: chorus_proto::NodeId(0),
     });
-    assert!(matches!(twin.recv(), Some(FromDirectory::Refused { .. })));
-    assert_eq!(twin.recv(), None);
+    assert!(matches!(
+        nameless.recv(),
+        Some(FromDirectory::Refused { reason }) if reason.contains("name")
+    ));
+    assert_eq!(nameless.recv(), None);
     handle.stop().expect("clean stop");
 }
 
 #[test]
-fn a_dropped_link_ends_the_node_at_once() {
+fn a_dropped_link_keeps_the_node_while_its_lease_runs() {
     let handle = Server::bind(&config())
         .expect("bind")
         .spawn()
@@ -194,16 +195,19 @@ fn a_dropped_link_ends_the_node_at_once() {
     a.join("chat", 1, "x");
     a.view();
     let mut b = Client::connect(handle.local_addr());
-    b.hello("b");
+    let node_b = b.hello("b");
     b.join("chat", 1, "y");
     a.view();
     b.view();
     drop(b);
+    // The node is still listed (the lease is a minute): a's next change
+    // still shows it.
+    a.join("chat", 2, "z");
     let v = a.view();
     assert_eq!(v.view, ViewId(3));
     assert_eq!(
         v.nodes.iter().map(|n| n.node).collect::<Vec<_>>(),
-        vec![node_a]
+        vec![node_a, node_b]
     );
     handle.stop().expect("clean stop");
 }

@@ -1,10 +1,16 @@
 //! Groups: declared and dynamic, their members, attached nodes, view
 //! counters and the choice of sequencer.
 //!
-//! A group has a current view while at least one node is attached to it. A
-//! node becomes attached when one of its members joins and stays attached
-//! until it detaches (after draining its sends) or dies, so that a node whose
-//! last member left can still take part in the view change that follows.
+//! A group has a current view while at least one node is attached to it and
+//! it is not recovering. A node becomes attached when one of its members
+//! joins (or when it resumes the group) and stays attached until it detaches
+//! (after draining its sends) or dies, so that a node whose last member left
+//! can still take part in the view change that follows.
+//!
+//! A group is recovering after a directory restart, while the nodes that
+//! took part in it report it (see `resume.rs`): it collects nodes and
+//! members but has no view, and view changes wait until the recovery ends
+//! with one view.
 
 use super::{DynamicDecl, GroupDecl, MEMBERS_PER_GROUP_MAX};
 use crate::ids::{GroupId, MemberId, NodeId, ViewId};
@@ -53,10 +59,19 @@ pub(super) struct Group {
     pub attached: BTreeSet<NodeId>,
     /// The sequencer of the current view.
     pub sequencer: Option<NodeId>,
+    /// Set while the group is being rebuilt from the nodes' reports.
+    pub recovery: Option<Recovery>,
+}
+
+/// What a recovering group learned from the nodes' reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Recovery {
+    /// The sequencer reported with the highest view.
+    pub sequencer: NodeId,
 }
 
 impl Group {
-    fn new(id: GroupId, name: String, address: Ipv4Addr, port: u16) -> Self {
+    pub(super) fn new(id: GroupId, name: String, address: Ipv4Addr, port: u16) -> Self {
         Group {
             id,
             name,
@@ -70,6 +85,7 @@ impl Group {
             members: Vec::new(),
             attached: BTreeSet::new(),
             sequencer: None,
+            recovery: None,
         }
     }
 
@@ -89,7 +105,17 @@ impl Group {
 
     /// Whether the group has a current view.
     pub fn has_view(&self) -> bool {
-        !self.attached.is_empty()
+        !self.attached.is_empty() && self.recovery.is_none()
+    }
+
+    /// Whether the group is being rebuilt from the nodes' reports.
+    pub fn is_recovering(&self) -> bool {
+        self.recovery.is_some()
+    }
+
+    /// No node takes part: no view, and no recovery either.
+    pub fn is_idle(&self) -> bool {
+        self.attached.is_empty() && self.recovery.is_none()
     }
 
     /// Checks ACL, limits and name uniqueness for a join; the reason if refused.
@@ -143,8 +169,12 @@ impl Group {
 
     /// Starts the next view after a change: the view counter goes up and the
     /// sequencer is chosen. Does nothing when no node is attached (the view
-    /// is gone; nobody is told).
-    fn next_view(&mut self) {
+    /// is gone; nobody is told) or while the group recovers (its first view
+    /// comes when the recovery ends).
+    pub(super) fn next_view(&mut self) {
+        if self.recovery.is_some() {
+            return;
+        }
         if self.attached.is_empty() {
             self.sequencer = None;
             return;
@@ -199,12 +229,22 @@ pub(super) struct Ended {
 /// Every group the directory knows.
 #[derive(Debug)]
 pub(super) struct Groups {
-    groups: BTreeMap<GroupId, Group>,
-    by_name: BTreeMap<String, GroupId>,
-    /// The last group id handed out; ids are never reused.
-    last_group: u32,
-    dynamic: Option<DynamicDecl>,
+    pub(super) groups: BTreeMap<GroupId, Group>,
+    pub(super) by_name: BTreeMap<String, GroupId>,
+    /// The highest group id handed out or seen in a daemon's report; fresh
+    /// ids are above it, so ids are never reused.
+    pub(super) last_group: u32,
+    pub(super) dynamic: Option<DynamicDecl>,
+    /// Ids that named a group with a view and no longer do (the most
+    /// recent [`RETIRED_GROUPS_MAX`]): daemons may still know them, so no
+    /// report may give them to a group again.
+    retired: BTreeSet<GroupId>,
+    /// Every id at or below this counts as retired (forgotten ones).
+    retired_floor: u32,
 }
+
+/// Most retired group ids remembered (older ones fold into a floor).
+const RETIRED_GROUPS_MAX: usize = 1 << 16;
 
 impl Groups {
     /// Declared groups get ids from 1 in declaration order.
@@ -214,6 +254,8 @@ impl Groups {
             by_name: BTreeMap::new(),
             last_group: 0,
             dynamic,
+            retired: BTreeSet::new(),
+            retired_floor: 0,
         };
         for decl in decls {
             if groups.by_name.contains_key(&decl.name) {
@@ -230,21 +272,36 @@ impl Groups {
         groups
     }
 
-    fn next_id(&mut self) -> Option<GroupId> {
+    pub(super) fn next_id(&mut self) -> Option<GroupId> {
         let next = self.last_group.checked_add(1)?;
         self.last_group = next;
         Some(GroupId(next))
     }
 
-    fn insert(&mut self, g: Group) {
+    pub(super) fn insert(&mut self, g: Group) {
         self.by_name.insert(g.name.clone(), g.id);
         self.groups.insert(g.id, g);
     }
 
-    fn remove(&mut self, id: GroupId) -> Option<Group> {
+    /// Takes a group out of the table. An id that some daemon may know
+    /// (the group had a view) is retired.
+    pub(super) fn remove(&mut self, id: GroupId) -> Option<Group> {
         let g = self.groups.remove(&id)?;
         self.by_name.remove(&g.name);
+        if g.view.0 > 0 {
+            self.retired.insert(id);
+            while self.retired.len() > RETIRED_GROUPS_MAX {
+                if let Some(oldest) = self.retired.pop_first() {
+                    self.retired_floor = self.retired_floor.max(oldest.0);
+                }
+            }
+        }
         Some(g)
+    }
+
+    /// Whether the id named a group that had a view and is gone.
+    pub(super) fn is_retired(&self, id: GroupId) -> bool {
+        id.0 <= self.retired_floor || self.retired.contains(&id)
     }
 
     /// The group with this id.
@@ -258,7 +315,7 @@ impl Groups {
     }
 
     /// The first pool address no group uses, in pool order.
-    fn free_address(&self) -> Option<(Ipv4Addr, u16)> {
+    pub(super) fn free_address(&self) -> Option<(Ipv4Addr, u16)> {
         let dynamic = self.dynamic.as_ref()?;
         let used: BTreeSet<Ipv4Addr> = self.groups.values().map(|g| g.address).collect();
         dynamic
@@ -358,13 +415,18 @@ impl Groups {
     }
 
     /// Deletes a dynamic group that lost its last node (its address returns
-    /// to the pool). A declared group stays, keeping its id and view counter.
-    fn collect(&mut self, id: GroupId) {
-        let gone = self
-            .groups
-            .get(&id)
-            .is_some_and(|g| !g.declared && !g.has_view());
-        if gone {
+    /// to the pool). A declared group stays, keeping its id and view
+    /// counter; a recovery with nobody left ends.
+    pub(super) fn collect(&mut self, id: GroupId) {
+        let Some(g) = self.groups.get_mut(&id) else {
+            return;
+        };
+        if !g.attached.is_empty() {
+            return;
+        }
+        g.recovery = None;
+        let declared = g.declared;
+        if !declared {
             if let Some(g) = self.remove(id) {
                 log::info!(
                     "group `{}` ({id}) deleted, {} returned to the pool",
@@ -420,6 +482,41 @@ impl Groups {
             name: g.name,
             nodes: g.attached.into_iter().collect(),
         })
+    }
+
+    /// Groups with a current view that `node` takes part in, by id.
+    pub(super) fn attached_to(&self, node: NodeId) -> Vec<GroupId> {
+        self.groups
+            .values()
+            .filter(|g| g.has_view() && g.attached.contains(&node))
+            .map(|g| g.id)
+            .collect()
+    }
+
+    /// Starts the group's next view with the same nodes and members (the
+    /// nodes' addresses changed). True if it has a new view.
+    pub(super) fn bump(&mut self, id: GroupId) -> bool {
+        match self.groups.get_mut(&id).filter(|g| g.has_view()) {
+            Some(g) => {
+                g.next_view();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Groups being rebuilt from the nodes' reports, by id.
+    pub(super) fn recovering(&self) -> Vec<GroupId> {
+        self.groups
+            .values()
+            .filter(|g| g.is_recovering())
+            .map(|g| g.id)
+            .collect()
+    }
+
+    /// Whether any group is being rebuilt.
+    pub(super) fn any_recovering(&self) -> bool {
+        self.groups.values().any(Group::is_recovering)
     }
 
     /// Every group, sorted by name.

@@ -25,27 +25,47 @@
 //!
 //! # Rules
 //! - A node is registered by its Hello and holds a lease renewed by every
-//!   frame it sends. A node silent for its lease, whose connection drops, or
-//!   that says Goodbye is gone: its members leave and it is detached from
-//!   every group. A connection that says nothing within one lease after it
-//!   opened is closed.
-//! - A Hello whose name belongs to a live node is refused if the incarnation
-//!   is the same (two daemons configured with one name), and replaces the old
-//!   node if it differs (the daemon restarted before its lease ran out).
-//! - Node ids and group ids count up from 1 and are never reused, so a stale
-//!   id can never name a newer node or group.
+//!   frame it sends. A node silent for its lease or that says Goodbye is
+//!   gone: its members leave and it is detached from every group. A
+//!   connection that says nothing within one lease after it opened is
+//!   closed.
+//! - A dropped link is not death: the node stays registered, in its groups,
+//!   until its lease (counted from its last frame) runs out. A Hello from the
+//!   same life (same name and incarnation) within the lease rebinds the node
+//!   to the new connection: it keeps its id, the old connection (if still
+//!   open) is closed, and the node is sent a Welcome and the current view of
+//!   every group it takes part in (it may have missed some). No view changes
+//!   (unless its addresses changed: peers must learn them).
+//! - A Hello with a known name and another incarnation is a restarted
+//!   daemon: the old node is gone at once (views change) and the new one is
+//!   registered under a fresh id.
+//! - A Hello from an unknown name may ask for its previous id (after a
+//!   directory restart): it gets it unless a registered node holds it or it
+//!   belonged to a node that ended during this directory's life (that node
+//!   comes back as a new one). Fresh ids are above every id ever granted,
+//!   so they never collide with asked-for ones. Group ids likewise stay above
+//!   every id seen, declared, created or reported.
+//! - After (re-)registering under its previous id a daemon reports each
+//!   group it takes part in (Resume); the groups of a restarted directory
+//!   are rebuilt from those reports during a grace period of one lease from
+//!   the first input. See `resume.rs`.
+//! - View ids only increase per group; the sequencer stays while its node
+//!   is attached (moving the order costs the members a flush).
 
 mod groups;
 mod registry;
+mod resume;
 
 #[cfg(test)]
 mod tests;
 
-use crate::ids::{ClusterId, GroupId, MemberId, NodeId};
+use crate::ids::{ClusterId, GroupId, NodeId};
 use crate::time::{Duration, Instant};
 use crate::wire::directory::{FromDirectory, GroupSummary, NodeInfo, ToDirectory, View};
 use groups::{DetachError, Groups, JoinRequest};
-use registry::{ConnState, Registry};
+use registry::{ConnState, Due, Registry};
+use resume::PendingJoin;
+pub use resume::HELD_JOINS_MAX;
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -121,6 +141,16 @@ pub struct Directory {
     groups: Groups,
     output: VecDeque<(ConnId, FromDirectory)>,
     closing: VecDeque<ConnId>,
+    /// End of the grace period: one lease after the first input.
+    grace_end: Option<Instant>,
+    /// The grace period ended (recoveries done, held joins taken).
+    grace_over: bool,
+    /// A node asked for its previous id: this directory restarted under
+    /// running groups, so joins to groups without a view wait for the end
+    /// of the grace period.
+    restart_seen: bool,
+    /// Joins waiting for the end of the grace period, in arrival order.
+    held: Vec<PendingJoin>,
 }
 
 impl Directory {
@@ -133,11 +163,16 @@ impl Directory {
             groups: Groups::new(&settings.groups, settings.dynamic),
             output: VecDeque::new(),
             closing: VecDeque::new(),
+            grace_end: None,
+            grace_over: false,
+            restart_seen: false,
+            held: Vec::new(),
         }
     }
 
     /// A connection opened. It must say Hello within one lease.
     pub fn handle_connect(&mut self, now: Instant, conn: ConnId) {
+        self.note_time(now);
         if !self.registry.connect(conn, now + self.lease) {
             log::warn!("{conn} reported connected twice; ignored");
         }
@@ -145,6 +180,7 @@ impl Directory {
 
     /// A whole frame arrived on `conn`.
     pub fn handle_frame(&mut self, now: Instant, conn: ConnId, frame: ToDirectory) {
+        self.note_time(now);
         match (self.registry.conn_state(conn), frame) {
             (None, frame) => log::debug!("{conn} is closed; {} ignored", kind_name(&frame)),
             (
@@ -155,7 +191,7 @@ impl Directory {
                     ip,
                     data_port,
                     order_port,
-                    previous: _,
+                    previous,
                 },
             ) => {
                 let info = NodeInfo {
@@ -166,7 +202,7 @@ impl Directory {
                     data_port,
                     order_port,
                 };
-                self.hello(now, conn, info);
+                self.hello(now, conn, info, previous);
             }
             (Some(ConnState::AwaitingHello), frame) => {
                 log::warn!("{conn}: {} before Hello; closing", kind_name(&frame));
@@ -177,33 +213,38 @@ impl Directory {
                 self.end_node(node, "protocol violation", true);
             }
             (Some(ConnState::Node(node)), frame) => {
-                self.registry.renew(conn, now);
-                self.node_frame(node, frame);
+                self.registry.renew(node, now);
+                self.node_frame(now, node, frame);
             }
         }
     }
 
     /// The connection closed (by the peer or on an error). Its node, if
-    /// any, is gone at once.
-    pub fn handle_disconnect(&mut self, _now: Instant, conn: ConnId) {
-        match self.registry.conn_state(conn) {
-            Some(ConnState::Node(node)) => self.end_node(node, "connection closed", false),
-            Some(ConnState::AwaitingHello) => self.registry.forget_conn(conn),
-            None => {}
+    /// any, stays registered until its lease runs out or it rebinds.
+    pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.note_time(now);
+        if let Some(node) = self.registry.forget_conn(conn) {
+            let until = self.registry.lease_deadline(node).unwrap_or(now);
+            log::info!(
+                "node {node} lost its link ({conn}); it is declared dead in {} ms unless it comes back",
+                until.saturating_since(now).as_millis()
+            );
         }
     }
 
-    /// Time passed: nodes whose lease ran out are declared dead, and
-    /// connections that never said Hello are closed.
+    /// Time passed: the grace period may end, nodes whose lease ran out
+    /// are declared dead, and connections that never said Hello are closed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(conn) = self.registry.pop_expired(now) {
-            match self.registry.conn_state(conn) {
-                Some(ConnState::Node(node)) => self.end_node(node, "lease expired", true),
-                Some(ConnState::AwaitingHello) => {
-                    log::info!("{conn}: no Hello in time; closing");
-                    self.close(conn);
+        self.note_time(now);
+        while let Some(due) = self.registry.pop_expired(now) {
+            match due {
+                Due::Lease(node) => self.end_node(node, "lease expired", true),
+                Due::Hello(conn) => {
+                    if self.registry.conn_state(conn) == Some(ConnState::AwaitingHello) {
+                        log::info!("{conn}: no Hello in time; closing");
+                        self.close(conn);
+                    }
                 }
-                None => {}
             }
         }
     }
@@ -213,7 +254,8 @@ impl Directory {
     /// every node attached to them; other groups keep running under their
     /// new access rules and limits. A new lease applies to nodes that
     /// register from now on. The cluster cannot change while running.
-    pub fn handle_reload(&mut self, _now: Instant, settings: DirectorySettings) {
+    pub fn handle_reload(&mut self, now: Instant, settings: DirectorySettings) {
+        self.note_time(now);
         if settings.cluster != self.cluster {
             log::warn!("the cluster changed in the configuration; it takes a restart to apply");
         }
@@ -240,7 +282,10 @@ impl Directory {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.registry.next_deadline()
+        match (self.registry.next_deadline(), self.grace_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Registered nodes, by id.
@@ -253,7 +298,7 @@ impl Directory {
         self.registry.conn_count()
     }
 
-    /// The live node called `name`.
+    /// The registered node called `name` (its link may be down).
     pub fn node_by_name(&self, name: &str) -> Option<&NodeInfo> {
         self.registry.by_name(name)
     }
@@ -288,33 +333,80 @@ impl Directory {
         self.groups.summaries().collect()
     }
 
-    /// Registers the node that said Hello on `conn`, or refuses it.
-    fn hello(&mut self, now: Instant, conn: ConnId, info: NodeInfo) {
+    /// Registers the node that said Hello on `conn`, rebinds it, or
+    /// refuses it.
+    fn hello(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: NodeId) {
         if info.name.is_empty() {
             return self.refuse(conn, "empty node name".into());
         }
         if let Some(old) = self.registry.by_name(&info.name) {
-            if old.incarnation == info.incarnation {
-                let reason = format!("node name `{}` is in use by a live node", info.name);
-                return self.refuse(conn, reason);
+            let old = (old.node, old.incarnation);
+            if old.1 == info.incarnation {
+                return self.rebind(now, conn, old.0, &info);
             }
-            let old = old.node;
             log::info!(
                 "node `{}` restarted (incarnation {})",
                 info.name,
                 info.incarnation
             );
-            self.end_node(old, "replaced by a new incarnation", true);
+            self.end_node(old.0, "replaced by a new incarnation", true);
         }
         if self.registry.node_count() >= NODES_MAX {
             return self.refuse(conn, format!("directory full ({NODES_MAX} nodes)"));
         }
         let name = info.name.clone();
-        let Some(node) = self.registry.register(conn, info, self.lease, now) else {
+        let Some(node) = self
+            .registry
+            .register(conn, info, self.lease, now, previous)
+        else {
             return self.refuse(conn, "node ids exhausted".into());
         };
-        log::info!("node `{name}` registered as {node} ({conn})");
-        let lease_ms = u32::try_from(self.lease.as_millis()).unwrap_or(u32::MAX);
+        if previous.0 == 0 {
+            log::info!("node `{name}` registered as {node} ({conn})");
+        } else {
+            // Only a directory that restarted meets a node it does not
+            // know asking for its id: nodes are about to resume groups.
+            self.restart_seen = true;
+            if previous == node {
+                log::info!("node `{name}` registered again as {node} ({conn})");
+            } else {
+                log::info!("node `{name}` asked for id {previous}, which is taken or retired; registered as {node} ({conn})");
+            }
+        }
+        self.welcome(conn, node);
+    }
+
+    /// The node's life goes on on a new connection: it keeps its id and
+    /// groups, gets a Welcome and the current view of each of its groups.
+    /// Its views change only if its addresses did.
+    fn rebind(&mut self, now: Instant, conn: ConnId, node: NodeId, info: &NodeInfo) {
+        let Some(old) = self.registry.rebind(node, conn, now) else {
+            return self.refuse(conn, "cannot rebind the node".into());
+        };
+        match old {
+            Some(old) => {
+                log::info!("node `{}` ({node}) moved from {old} to {conn}", info.name);
+                self.closing.push_back(old);
+            }
+            None => log::info!("node `{}` ({node}) is back on {conn}", info.name),
+        }
+        let moved = self.registry.update_addresses(node, info);
+        self.welcome(conn, node);
+        for group in self.groups.attached_to(node) {
+            if moved {
+                if self.groups.bump(group) {
+                    self.publish(group);
+                }
+            } else if let Some(view) = self.current_view(group) {
+                self.output.push_back((conn, FromDirectory::View(view)));
+            }
+        }
+    }
+
+    /// Sends the node its Welcome with the lease it registered under.
+    fn welcome(&mut self, conn: ConnId, node: NodeId) {
+        let lease = self.registry.lease_of(node).unwrap_or(self.lease);
+        let lease_ms = u32::try_from(lease.as_millis()).unwrap_or(u32::MAX);
         let welcome = FromDirectory::Welcome {
             node,
             cluster: self.cluster,
@@ -325,11 +417,10 @@ impl Directory {
     }
 
     /// Handles a frame from a registered node (its lease is already renewed).
-    fn node_frame(&mut self, node: NodeId, frame: ToDirectory) {
+    fn node_frame(&mut self, now: Instant, node: NodeId, frame: ToDirectory) {
         match frame {
             ToDirectory::Hello { .. } | ToDirectory::Heartbeat => {}
-            // Rebuilding groups from what nodes report: see the directory-restart work.
-            ToDirectory::Resume(_) => {}
+            ToDirectory::Resume(r) => self.resume(now, node, r),
             ToDirectory::Join {
                 group,
                 member,
@@ -337,7 +428,19 @@ impl Directory {
                 user,
                 unix_groups,
             } => {
-                self.join(node, &group, member, &member_name, &user, &unix_groups);
+                let join = PendingJoin {
+                    node,
+                    group,
+                    member,
+                    member_name,
+                    user,
+                    unix_groups,
+                };
+                if self.must_hold(now, &join.group) {
+                    self.hold(join);
+                } else {
+                    self.join_now(&join);
+                }
             }
             ToDirectory::Leave { group, member } => {
                 if self.groups.leave(node, group, member) {
@@ -362,43 +465,50 @@ impl Directory {
         }
     }
 
-    fn join(
-        &mut self,
-        node: NodeId,
-        group: &str,
-        member: MemberId,
-        member_name: &str,
-        user: &str,
-        unix_groups: &[String],
-    ) {
+    /// Takes a join now: the member joins (new view) or is refused.
+    fn join_now(&mut self, join: &PendingJoin) {
+        let node = join.node;
         let Some(node_name) = self.registry.node(node).map(|n| n.name.clone()) else {
             return;
         };
         let req = JoinRequest {
             node,
             node_name: &node_name,
-            group,
-            member,
-            member_name,
-            user,
-            unix_groups,
+            group: &join.group,
+            member: join.member,
+            member_name: &join.member_name,
+            user: &join.user,
+            unix_groups: &join.unix_groups,
         };
         match self.groups.join(&req) {
             Ok(id) => {
-                log::info!("`{node_name}:{member_name}` joined group `{group}`");
+                log::info!(
+                    "`{node_name}:{}` joined group `{}`",
+                    join.member_name,
+                    join.group
+                );
                 self.publish(id);
             }
             Err(reason) => {
-                log::info!("`{node_name}:{member_name}` may not join group `{group}`: {reason}");
-                if let Some(conn) = self.registry.conn_of(node) {
-                    let msg = FromDirectory::JoinRefused {
-                        group: group.to_owned(),
-                        member,
-                        reason,
-                    };
-                    self.output.push_back((conn, msg));
-                }
+                log::info!(
+                    "`{node_name}:{}` may not join group `{}`: {reason}",
+                    join.member_name,
+                    join.group
+                );
+                self.refuse_join(join, reason);
             }
+        }
+    }
+
+    /// Tells the node its join was refused.
+    fn refuse_join(&mut self, join: &PendingJoin, reason: String) {
+        if let Some(conn) = self.registry.conn_of(join.node) {
+            let msg = FromDirectory::JoinRefused {
+                group: join.group.clone(),
+                member: join.member,
+                reason,
+            };
+            self.output.push_back((conn, msg));
         }
     }
 
@@ -444,17 +554,18 @@ impl Directory {
     }
 
     /// The node is gone: removed from the registry, its members leave every
-    /// group and it is detached; the groups it took part in get new views.
-    /// `close` asks the edge to close its connection (not needed when the
-    /// connection is already closed).
+    /// group and it is detached; the groups it took part in get new views;
+    /// its held joins are dropped. `close` asks the edge to close its
+    /// connection, if it has one (not needed when it is already closed).
     fn end_node(&mut self, node: NodeId, why: &str, close: bool) {
         let Some((info, conn)) = self.registry.remove_node(node) else {
             return;
         };
         log::info!("node `{}` ({node}) is gone: {why}", info.name);
-        if close {
+        if let Some(conn) = conn.filter(|_| close) {
             self.closing.push_back(conn);
         }
+        self.held.retain(|j| j.node != node);
         for group in self.groups.drop_node(node) {
             self.publish(group);
         }
