@@ -9,8 +9,11 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Kept below a fifth of the default lease: the directory gives a node whose
+/// link closed that long to come back before declaring it dead, and after a
+/// directory restart the daemons must report within one lease.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Output kept for the directory before the link is considered stuck.
 const OUT_MAX_BYTES: usize = 16 << 20;
 

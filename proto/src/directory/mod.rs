@@ -224,12 +224,22 @@ impl Directory {
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
         self.note_time(now);
         if let Some(node) = self.registry.forget_conn(conn) {
+            // A closed link is stronger evidence than silence: a daemon that
+            // only lost its link reconnects within a fifth of a lease (its
+            // backoff is capped below that) and rebinds; a dead one is
+            // declared dead then instead of a whole lease later.
+            self.registry.shorten(node, now + self.disconnect_grace());
             let until = self.registry.lease_deadline(node).unwrap_or(now);
             log::info!(
                 "node {node} lost its link ({conn}); it is declared dead in {} ms unless it comes back",
                 until.saturating_since(now).as_millis()
             );
         }
+    }
+
+    /// How long a node whose link closed has to come back.
+    fn disconnect_grace(&self) -> Duration {
+        Duration::from_micros(self.lease.as_micros() / 5)
     }
 
     /// Time passed: the grace period may end, nodes whose lease ran out

@@ -117,6 +117,20 @@ impl Registry {
         self.deadlines.insert((e.deadline, Due::Lease(node)));
     }
 
+    /// Brings the node's lease end forward to `at` at the latest (its link
+    /// closed: a crashed daemon's socket closes at once, so waiting a whole
+    /// lease would only slow failover).
+    pub(super) fn shorten(&mut self, node: NodeId, at: Instant) {
+        let Some(e) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if at < e.deadline {
+            self.deadlines.remove(&(e.deadline, Due::Lease(node)));
+            e.deadline = at;
+            self.deadlines.insert((e.deadline, Due::Lease(node)));
+        }
+    }
+
     /// The registered node called `name`.
     pub(super) fn by_name(&self, name: &str) -> Option<&NodeInfo> {
         self.by_name

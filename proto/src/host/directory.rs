@@ -143,6 +143,7 @@ impl Host {
             receive_window: self.s.receive_window_messages,
             retransmit: self.s.retransmit,
             ack_refresh: Duration::from_millis(200),
+            planted: self.planted,
         };
         let start = self
             .stream_next
@@ -196,6 +197,14 @@ impl Host {
             .filter(|m| m.node == me)
             .map(|m| m.member)
             .collect();
+        // Members of ours the directory lists but no session owns (their app
+        // left while the join was in flight): make them leave.
+        for ghost in in_view.iter().filter(|id| !self.members.contains_key(id)) {
+            self.out_dir.push_back(ToDirectory::Leave {
+                group: gid,
+                member: *ghost,
+            });
+        }
         let names: Vec<String> = g
             .members
             .iter()
@@ -213,6 +222,9 @@ impl Host {
             let Some(m) = self.members.get_mut(&id) else {
                 continue;
             };
+            if in_view.contains(&id) && m.leave_request.is_some() {
+                continue; // leaving: silent until a view without it settles the leave
+            }
             if in_view.contains(&id) {
                 m.group = Some(gid);
                 m.active = true;

@@ -26,6 +26,7 @@ mod apps;
 mod directory;
 pub mod drive;
 pub mod group;
+pub mod planted;
 mod session;
 
 use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, ViewId};
@@ -108,6 +109,7 @@ pub struct Host {
     out_seq: VecDeque<SequencerInput>,
     next_tick: Option<Instant>,
     stats: HostStats,
+    planted: planted::Planted,
 }
 
 impl Host {
@@ -137,6 +139,7 @@ impl Host {
             out_seq: VecDeque::new(),
             next_tick: None,
             stats: HostStats::default(),
+            planted: planted::Planted::default(),
         }
     }
 
@@ -158,6 +161,12 @@ impl Host {
     /// The settings this host runs with.
     pub fn settings(&self) -> &HostSettings {
         &self.s
+    }
+
+    /// Plants test-only bugs (the simulator's checks of its checkers).
+    #[doc(hidden)]
+    pub fn plant(&mut self, planted: planted::Planted) {
+        self.planted = planted;
     }
 
     /// Groups this node takes part in.
@@ -231,7 +240,7 @@ impl Host {
                     && n.sender_incarnation == self.s.incarnation
                 {
                     self.answer_nak(now, gid, dest, &n.ranges);
-                } else if let Some(cluster) = self.cluster {
+                } else if let (Some(cluster), false) = (self.cluster, self.planted.no_retransmit) {
                     let key = StreamKey {
                         node: n.sender,
                         incarnation: n.sender_incarnation,
@@ -284,6 +293,9 @@ impl Host {
         let (Some(cluster), Some(g)) = (self.cluster, self.groups.get_mut(&gid)) else {
             return;
         };
+        if self.planted.no_retransmit {
+            return;
+        }
         for &(lo, hi) in ranges {
             let lo = lo.max(SenderSeq(
                 g.next_stream_seq().0.saturating_sub(g.send.len() as u64),
@@ -404,7 +416,11 @@ impl Host {
             };
             controls.clear();
             g.tick(now, &mut controls);
-            let due = g.send.due_for_retransmit(now, self.s.retransmit);
+            let due = if self.planted.no_retransmit {
+                Vec::new()
+            } else {
+                g.send.due_for_retransmit(now, self.s.retransmit)
+            };
             if let (Some(cluster), Some(&first)) = (self.cluster, due.first()) {
                 // Resend the run from the first message the sequencer lacks.
                 let last = due.last().copied().unwrap_or(first);
@@ -421,7 +437,12 @@ impl Host {
                     &mut self.pool,
                 );
             }
-            let has_members = self.members.values().any(|m| m.group == Some(gid));
+            // A member whose join is still pending counts too: detaching
+            // now would leave it joined at the directory to a group we quit.
+            let has_members = self
+                .members
+                .values()
+                .any(|m| m.group == Some(gid) || (m.group.is_none() && m.group_name == g.name));
             let detach = !has_members && g.sends_drained() && self.connected;
             for c in controls.drain(..) {
                 self.send_control(gid, c);

@@ -58,6 +58,8 @@ pub struct GroupLimits {
     /// How often an unchanged ORDER_ACK is repeated (so a restarted or
     /// recovering sequencer relearns where we are).
     pub ack_refresh: Duration,
+    /// Test-only bugs (see [`crate::host::planted`]).
+    pub planted: crate::host::planted::Planted,
 }
 
 /// Something a group wants sent as a unicast control datagram.
@@ -152,6 +154,10 @@ impl GroupState {
     /// installed when the order reaches its marker. Returns what our
     /// sequencer must be told (it places the marker).
     pub fn propose(&mut self, v: View) -> Option<SequencerInput> {
+        if self.pending_views.contains_key(&v.view) {
+            // The directory sends a view again after a rebind: once is enough.
+            return None;
+        }
         let cmd = if v.sequencer != self.sequencer || self.flush.is_some() {
             self.begin_flush(&v)
         } else {
@@ -233,10 +239,21 @@ impl GroupState {
     }
 
     fn stream(&mut self, key: StreamKey) -> &mut RecvStream {
-        let window = self.limits.receive_window;
-        self.streams
-            .entry(key)
-            .or_insert_with(|| RecvStream::new(window))
+        // Our own stream holds every accepted message not yet delivered
+        // here: the unstable ones (up to the send capacity) and stable ones
+        // whose delivery waits (at most a receive window of positions).
+        let own = if key == self.me {
+            2 * self.limits.send_window
+        } else {
+            0
+        };
+        let window = self.limits.receive_window + own;
+        let forget = self.limits.planted.no_duplicate_suppression;
+        self.streams.entry(key).or_insert_with(|| {
+            let mut r = RecvStream::new(window);
+            r.forget_delivered = forget;
+            r
+        })
     }
 
     /// Accepts a message from a local app into our stream (the caller
