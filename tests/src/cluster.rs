@@ -1,0 +1,144 @@
+//! Starting the directory and daemons, wherever they run.
+//!
+//! A [`Launcher`] says where a process runs (this host, or inside a network
+//! namespace through `ip netns exec`); everything else — config files,
+//! readiness through `NOTIFY_SOCKET`, logs — is the same for both the
+//! loopback and the namespace clusters.
+
+use std::ffi::OsStr;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::bins::bins;
+use crate::configs::{DaemonConfig, DirectoryConfig};
+use crate::error::Result;
+use crate::notify::NotifySocket;
+use crate::process::ChildGuard;
+use crate::testenv::TestEnv;
+
+/// How long a directory or daemon may take to send `READY=1`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a process runs.
+#[derive(Debug, Clone)]
+pub enum Launcher {
+    /// Directly on this host.
+    Host,
+    /// Inside a network namespace (`ip netns exec NS ...`; `ip` execs the
+    /// program, so the child's pid is the program's own).
+    Netns {
+        /// Path of the `ip` tool.
+        ip: PathBuf,
+        /// Namespace name.
+        ns: String,
+    },
+}
+
+impl Launcher {
+    /// A command that runs `program` in this place.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        match self {
+            Launcher::Host => Command::new(program),
+            Launcher::Netns { ip, ns } => {
+                let mut cmd = Command::new(ip);
+                cmd.arg("netns").arg("exec").arg(ns).arg(program);
+                cmd
+            }
+        }
+    }
+}
+
+/// A running `chorus-directory`.
+#[derive(Debug)]
+pub struct DirectoryProc {
+    /// Its TCP address.
+    pub listen: SocketAddrV4,
+    /// Its config file.
+    pub config_path: PathBuf,
+    guard: ChildGuard,
+}
+
+impl DirectoryProc {
+    /// Writes `config`, starts the directory and waits for `READY=1`.
+    pub fn start(env: &TestEnv, launcher: &Launcher, config: &DirectoryConfig) -> Result<Self> {
+        let config_path = env.write_file("directory.toml", &config.to_toml())?;
+        let notify = NotifySocket::bind(&env.path("directory.notify"))?;
+        let mut cmd = launcher.command(&bins().directory);
+        cmd.arg("--config").arg(&config_path);
+        cmd.env("NOTIFY_SOCKET", notify.path());
+        let guard = env.spawn_simple("directory", cmd)?;
+        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        Ok(DirectoryProc {
+            listen: config.listen,
+            config_path,
+            guard,
+        })
+    }
+
+    /// The process.
+    pub fn process(&self) -> &ChildGuard {
+        &self.guard
+    }
+}
+
+/// A running `chorusd`, and how to reach it.
+#[derive(Debug)]
+pub struct Node {
+    /// Node name (`n1`, `n2`, ...).
+    pub name: String,
+    /// The Unix socket it serves applications on.
+    pub socket: PathBuf,
+    /// Its interface address.
+    pub interface: Ipv4Addr,
+    /// Where it (and its chorusctl) runs.
+    pub launcher: Launcher,
+    /// Its config file.
+    pub config_path: PathBuf,
+    guard: ChildGuard,
+}
+
+impl Node {
+    /// Writes `config`, starts chorusd and waits for `READY=1`.
+    pub fn start(env: &TestEnv, launcher: &Launcher, config: &DaemonConfig) -> Result<Node> {
+        let label = format!("chorusd-{}", config.node);
+        let config_path = env.write_file(&format!("{label}.toml"), &config.to_toml())?;
+        let notify = NotifySocket::bind(&env.path(&format!("{label}.notify")))?;
+        let mut cmd = launcher.command(&bins().chorusd);
+        cmd.arg("--config").arg(&config_path);
+        cmd.env("NOTIFY_SOCKET", notify.path());
+        let guard = env.spawn_simple(&label, cmd)?;
+        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        Ok(Node {
+            name: config.node.clone(),
+            socket: config.socket.clone(),
+            interface: config.interface,
+            launcher: launcher.clone(),
+            config_path,
+            guard,
+        })
+    }
+
+    /// A `chorusctl --socket <this node's socket>` command, run where the node runs.
+    pub fn chorusctl(&self) -> Command {
+        let mut cmd = self.launcher.command(&bins().chorusctl);
+        cmd.arg("--socket").arg(&self.socket);
+        cmd
+    }
+
+    /// The daemon process.
+    pub fn process(&self) -> &ChildGuard {
+        &self.guard
+    }
+
+    /// The member name an application `name` gets on this node (`NODE:NAME`).
+    pub fn member(&self, name: &str) -> String {
+        format!("{}:{name}", self.name)
+    }
+
+    /// The socket path, for `CHORUS_SOCKET`.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}

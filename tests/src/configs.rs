@@ -1,0 +1,139 @@
+//! The configuration files the harness writes, in the contract's TOML.
+//!
+//! Written as text on purpose: the tests exercise the documented file format,
+//! not the config crate's types.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use crate::alloc::McastGroup;
+
+/// One `[[group]]` of directory.toml.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// Group name.
+    pub name: String,
+    /// Multicast address and port.
+    pub mcast: McastGroup,
+}
+
+/// directory.toml.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// `listen`.
+    pub listen: SocketAddrV4,
+    /// `lease_ms`.
+    pub lease_ms: u64,
+    /// `log_level`.
+    pub log_level: String,
+    /// Declared groups.
+    pub groups: Vec<GroupSpec>,
+}
+
+impl DirectoryConfig {
+    /// The file text.
+    pub fn to_toml(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "listen = \"{}\"", self.listen);
+        let _ = writeln!(s, "lease_ms = {}", self.lease_ms);
+        let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        for g in &self.groups {
+            let _ = writeln!(s, "\n[[group]]");
+            let _ = writeln!(s, "name = \"{}\"", g.name);
+            let _ = writeln!(s, "address = \"{}\"", g.mcast.address);
+            let _ = writeln!(s, "port = {}", g.mcast.port);
+        }
+        s
+    }
+}
+
+/// chorusd.toml.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// `node`.
+    pub node: String,
+    /// `directory`.
+    pub directory: Vec<SocketAddrV4>,
+    /// `interface`.
+    pub interface: Ipv4Addr,
+    /// `data_port`.
+    pub data_port: u16,
+    /// `socket`.
+    pub socket: PathBuf,
+    /// `socket_mode`.
+    pub socket_mode: String,
+    /// `log_level`.
+    pub log_level: String,
+}
+
+impl DaemonConfig {
+    /// The file text.
+    pub fn to_toml(&self) -> String {
+        let dirs: Vec<String> = self.directory.iter().map(|d| format!("\"{d}\"")).collect();
+        let mut s = String::new();
+        let _ = writeln!(s, "node = \"{}\"", self.node);
+        let _ = writeln!(s, "directory = [{}]", dirs.join(", "));
+        let _ = writeln!(s, "interface = \"{}\"", self.interface);
+        let _ = writeln!(s, "data_port = {}", self.data_port);
+        let _ = writeln!(s, "socket = \"{}\"", self.socket.display());
+        let _ = writeln!(s, "socket_mode = \"{}\"", self.socket_mode);
+        let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        s
+    }
+}
+
+/// The `log_level` the harness gives its processes: `CHORUS_TEST_LOG_LEVEL`,
+/// else `info`. (`RUST_LOG`, inherited from the test, overrides it anyway.)
+pub fn test_log_level() -> String {
+    std::env::var("CHORUS_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_toml_has_contract_keys() {
+        let c = DirectoryConfig {
+            listen: "127.0.0.1:7400".parse().unwrap(),
+            lease_ms: 1500,
+            log_level: "info".into(),
+            groups: vec![GroupSpec {
+                name: "chat".into(),
+                mcast: McastGroup {
+                    address: Ipv4Addr::new(239, 255, 1, 2),
+                    port: 7410,
+                },
+            }],
+        };
+        let text = c.to_toml();
+        assert!(text.contains("listen = \"127.0.0.1:7400\"\n"), "{text}");
+        assert!(
+            text.contains("[[group]]\nname = \"chat\"\naddress = \"239.255.1.2\"\nport = 7410\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn daemon_toml_lists_directories() {
+        let c = DaemonConfig {
+            node: "n1".into(),
+            directory: vec![
+                "127.0.0.1:1".parse().unwrap(),
+                "127.0.0.1:2".parse().unwrap(),
+            ],
+            interface: Ipv4Addr::LOCALHOST,
+            data_port: 9,
+            socket: "/tmp/x.sock".into(),
+            socket_mode: "0660".into(),
+            log_level: "info".into(),
+        };
+        let text = c.to_toml();
+        assert!(
+            text.contains("directory = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n"),
+            "{text}"
+        );
+        assert!(text.contains("node = \"n1\"\n"), "{text}");
+    }
+}

@@ -1,0 +1,91 @@
+//! A whole cluster on 127.0.0.1: one directory and N daemons.
+//!
+//! Every daemon uses interface 127.0.0.1 with its own data port; the test's
+//! group has its own multicast address and port (see [`crate::alloc`]) so that
+//! concurrent tests never hear each other.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::alloc::{free_tcp_port, free_udp_port, mcast_group};
+use crate::cluster::{DirectoryProc, Launcher, Node};
+use crate::configs::{test_log_level, DaemonConfig, DirectoryConfig, GroupSpec};
+use crate::error::Result;
+use crate::listener::Listener;
+use crate::testenv::TestEnv;
+
+/// The lease the harness gives the directory (the contract's default).
+pub const LEASE_MS: u64 = 1500;
+
+/// Directory + daemons on loopback. Dropping it kills everything it started.
+#[derive(Debug)]
+pub struct LoopbackCluster {
+    /// The daemons, `n1`..`nN`. (Fields drop in order: daemons first.)
+    pub nodes: Vec<Node>,
+    /// The directory.
+    pub directory: DirectoryProc,
+    /// The declared group every test uses.
+    pub group: GroupSpec,
+    env: TestEnv,
+}
+
+impl LoopbackCluster {
+    /// Starts a directory declaring group `group_name`, then `daemons`
+    /// daemons, waiting for each to be ready. `timeout` is the whole test's
+    /// watchdog limit.
+    pub fn start(
+        test: &str,
+        group_name: &str,
+        daemons: usize,
+        timeout: Duration,
+    ) -> Result<LoopbackCluster> {
+        let env = TestEnv::new(test, timeout)?;
+        let group = GroupSpec {
+            name: group_name.to_owned(),
+            mcast: mcast_group(test)?,
+        };
+        let listen = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port()?);
+        let dir_config = DirectoryConfig {
+            listen,
+            lease_ms: LEASE_MS,
+            log_level: test_log_level(),
+            groups: vec![group.clone()],
+        };
+        let directory = DirectoryProc::start(&env, &Launcher::Host, &dir_config)?;
+        let mut nodes = Vec::with_capacity(daemons);
+        for k in 1..=daemons {
+            let node = format!("n{k}");
+            let config = DaemonConfig {
+                socket: env.path(&format!("{node}.sock")),
+                node,
+                directory: vec![listen],
+                interface: Ipv4Addr::LOCALHOST,
+                data_port: free_udp_port()?,
+                socket_mode: "0600".to_owned(),
+                log_level: test_log_level(),
+            };
+            nodes.push(Node::start(&env, &Launcher::Host, &config)?);
+        }
+        Ok(LoopbackCluster {
+            nodes,
+            directory,
+            group,
+            env,
+        })
+    }
+
+    /// The test environment (directory, spawning, watchdog).
+    pub fn env(&self) -> &TestEnv {
+        &self.env
+    }
+
+    /// Daemon `k`, counted from 1 like the node names.
+    pub fn node(&self, k: usize) -> &Node {
+        &self.nodes[k - 1]
+    }
+
+    /// Starts `chorusctl listen <group> --json --name NAME` on daemon `k`.
+    pub fn listen(&self, k: usize, name: &str) -> Result<Listener> {
+        Listener::on_node(&self.env, self.node(k), &self.group.name, name)
+    }
+}

@@ -1,0 +1,118 @@
+//! Workloads shared by several end-to-end tests.
+
+use std::time::{Duration, Instant};
+
+use crate::check::{SenderWork, Trace};
+use crate::client::{numbered_payloads, SendProc};
+use crate::cluster::Node;
+use crate::error::{HarnessError, Result};
+use crate::listener::Listener;
+use crate::testenv::TestEnv;
+
+/// What a concurrent-senders run produced.
+#[derive(Debug)]
+pub struct TotalOrderRun {
+    /// What every listener delivered.
+    pub traces: Vec<Trace>,
+    /// What every sender sent.
+    pub work: Vec<SenderWork>,
+    /// From the first send to the last listener having every message.
+    pub elapsed: Duration,
+}
+
+impl TotalOrderRun {
+    /// Messages sent in total.
+    pub fn sent(&self) -> usize {
+        self.work.iter().map(|w| w.payloads.len()).sum()
+    }
+
+    /// A one-line summary for the test output.
+    pub fn summary(&self) -> String {
+        let delivered: Vec<usize> = self.traces.iter().map(|t| t.deliveries.len()).collect();
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "{} senders sent {} messages; delivered per listener {delivered:?}; {secs:.2} s ({:.0} msg/s per listener)",
+            self.work.len(),
+            self.sent(),
+            self.sent() as f64 / secs.max(1e-9)
+        )
+    }
+}
+
+/// On every node: a listener `l<k>`, then (once every listener sees a view
+/// with all of them) a sender `s<k>` sending `per_sender` numbered lines, all
+/// senders at once. Waits for every listener to deliver everything.
+///
+/// Also checks that each message's `sender` is the `NODE:NAME` of the
+/// `chorusctl send --name` that sent it.
+pub fn concurrent_senders(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    per_sender: usize,
+    timeout: Duration,
+) -> Result<TotalOrderRun> {
+    let listeners = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| Listener::on_node(env, node, group, &format!("l{}", i + 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let members: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node.member(&format!("l{}", i + 1)))
+        .collect();
+    for listener in &listeners {
+        listener.wait_view_with(&members, timeout)?;
+    }
+
+    let work: Vec<SenderWork> = (1..=nodes.len())
+        .map(|k| SenderWork {
+            label: format!("s{k}"),
+            payloads: numbered_payloads(&format!("s{k}"), per_sender),
+        })
+        .collect();
+    let start = Instant::now();
+    let senders = nodes
+        .iter()
+        .zip(&work)
+        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    for sender in senders {
+        sender.finish(timeout)?;
+    }
+    let total = work.len() * per_sender;
+    for listener in &listeners {
+        listener.wait_messages(total, timeout)?;
+    }
+    let elapsed = start.elapsed();
+    let traces: Vec<Trace> = listeners.iter().map(Listener::trace).collect();
+    check_sender_names(&traces, nodes, &work)?;
+    Ok(TotalOrderRun {
+        traces,
+        work,
+        elapsed,
+    })
+}
+
+/// Every payload of sender `s<k>` must carry sender `n<k>:s<k>`.
+fn check_sender_names(traces: &[Trace], nodes: &[Node], work: &[SenderWork]) -> Result<()> {
+    for trace in traces {
+        for d in &trace.deliveries {
+            let owner = work
+                .iter()
+                .zip(nodes)
+                .find(|(w, _)| d.data.starts_with(&format!("{}-", w.label)));
+            if let Some((w, node)) = owner {
+                let expected = node.member(&w.label);
+                if d.sender != expected {
+                    return Err(HarnessError::Unexpected(format!(
+                        "{}: {:?} has sender {:?}, expected {expected:?}",
+                        trace.listener, d.data, d.sender
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `--check` (contract): 0 for a valid config, 78 for an invalid one with the
+//! file, the line and the key in the message. The shipped examples must pass.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
+
+use std::path::Path;
+use std::time::Duration;
+
+use chorus_tests::bins::{bins, workspace_root};
+use chorus_tests::testenv::TestEnv;
+
+/// Runs `<binary> --check --config <path>`; returns (exit code, stderr).
+fn check(env: &TestEnv, binary: &Path, label: &str, config: &Path) -> (i32, String) {
+    let mut cmd = std::process::Command::new(binary);
+    cmd.arg("--check").arg("--config").arg(config);
+    let child = env.spawn_simple(label, cmd).unwrap();
+    let status = child.wait_timeout(Duration::from_secs(30)).unwrap();
+    let stderr = std::fs::read_to_string(child.log_path()).unwrap();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{label} killed by a signal: {status}"));
+    (code, stderr)
+}
+
+const DIRECTORY_OK: &str = "\
+listen = \"127.0.0.1:7400\"
+lease_ms = 1500
+log_level = \"info\"
+
+[[group]]
+name = \"chat\"
+address = \"239.192.0.10\"
+port = 7410
+";
+
+const CHORUSD_OK: &str = "\
+node = \"n1\"
+directory = [\"127.0.0.1:7400\"]
+interface = \"127.0.0.1\"
+data_port = 7401
+socket = \"/tmp/chorus-check-test.sock\"
+socket_mode = \"0660\"
+log_level = \"info\"
+";
+
+/// Asserts exit 78 and a message naming the file, the key and `:line:`.
+fn assert_rejected(env: &TestEnv, binary: &Path, file: &str, text: &str, key: &str, line: usize) {
+    let path = env.write_file(file, text).unwrap();
+    let (code, stderr) = check(env, binary, file, &path);
+    assert_eq!(code, 78, "{file}: expected exit 78, stderr: {stderr}");
+    assert!(
+        stderr.contains(key),
+        "{file}: stderr does not name {key:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(":{line}:")),
+        "{file}: stderr lacks \":{line}:\": {stderr}"
+    );
+    assert!(
+        stderr.contains(file),
+        "{file}: stderr does not name the file: {stderr}"
+    );
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let env = TestEnv::new("config_examples", Duration::from_secs(120)).unwrap();
+    let examples = workspace_root().join("config/examples");
+    let (code, err) = check(
+        &env,
+        &bins().directory,
+        "dir-example",
+        &examples.join("directory.toml"),
+    );
+    assert_eq!(code, 0, "directory.toml example: {err}");
+    let (code, err) = check(
+        &env,
+        &bins().chorusd,
+        "chorusd-example",
+        &examples.join("chorusd.toml"),
+    );
+    assert_eq!(code, 0, "chorusd.toml example: {err}");
+}
+
+#[test]
+fn directory_check_rejects_bad_files() {
+    let env = TestEnv::new("config_check_directory", Duration::from_secs(120)).unwrap();
+    let bin = &bins().directory;
+    // The base file is valid, so each rejection below is the bad line's doing.
+    let ok = env.write_file("dir-ok.toml", DIRECTORY_OK).unwrap();
+    assert_eq!(check(&env, bin, "dir-ok", &ok).0, 0);
+
+    let unknown_top = DIRECTORY_OK.replace(
+        "log_level = \"info\"\n",
+        "log_level = \"info\"\nbogus_key = 1\n",
+    );
+    assert_rejected(&env, bin, "dir-unknown.toml", &unknown_top, "bogus_key", 4);
+
+    let unknown_in_group = format!("{DIRECTORY_OK}colour = \"red\"\n");
+    assert_rejected(
+        &env,
+        bin,
+        "dir-unknown-group.toml",
+        &unknown_in_group,
+        "colour",
+        9,
+    );
+
+    let unicast = DIRECTORY_OK.replace("239.192.0.10", "10.1.2.3");
+    assert_rejected(&env, bin, "dir-unicast.toml", &unicast, "address", 7);
+}
+
+#[test]
+fn chorusd_check_rejects_bad_files() {
+    let env = TestEnv::new("config_check_chorusd", Duration::from_secs(120)).unwrap();
+    let bin = &bins().chorusd;
+    let ok = env.write_file("d-ok.toml", CHORUSD_OK).unwrap();
+    assert_eq!(check(&env, bin, "d-ok", &ok).0, 0);
+
+    let unknown = format!("{CHORUSD_OK}sokcet_mode = \"0600\"\n");
+    assert_rejected(&env, bin, "d-unknown.toml", &unknown, "sokcet_mode", 8);
+}
