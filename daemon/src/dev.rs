@@ -54,7 +54,8 @@ pub fn run() -> ExitCode {
         ..DaemonConfig::default()
     };
     let node = cfg.node.clone();
-    let announce = move |path: &std::path::Path| {
+    let path = cfg.socket.clone();
+    let announce = move || {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
@@ -69,7 +70,7 @@ pub fn run() -> ExitCode {
         );
         let _ = out.flush();
     };
-    let result = crate::serve(&cfg, Some(&announce));
+    let result = crate::serve(&cfg, Some(Box::new(announce)));
     let _ = server.stop();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,7 @@ pub struct Daemon {
     blocked: BTreeSet<u64>,
     shutdown_by: Option<Instant>,
     buf: Vec<u8>,
+    on_ready: Option<Box<dyn FnOnce()>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -128,7 +129,14 @@ impl Daemon {
             blocked: BTreeSet::new(),
             shutdown_by: None,
             buf: Vec::with_capacity(65536),
+            on_ready: None,
         })
+    }
+
+    /// Runs `f` once the daemon serves (registered with the directory), when
+    /// it also tells systemd READY=1.
+    pub fn on_ready(&mut self, f: Box<dyn FnOnce()>) {
+        self.on_ready = Some(f);
     }
 
     fn core_now(&self) -> CoreInstant {
@@ -309,6 +317,9 @@ impl Daemon {
         if welcomed && !self.ready_sent {
             self.ready_sent = true;
             crate::notify::notify("READY=1");
+            if let Some(f) = self.on_ready.take() {
+                f();
+            }
         }
     }
 

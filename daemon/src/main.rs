@@ -107,9 +107,9 @@ fn bind_app_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
     Ok(l)
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. `on_ready` (dev mode) is told the
-/// socket path once it is bound.
-pub fn serve(cfg: &DaemonConfig, on_ready: Option<&dyn Fn(&Path)>) -> Result<(), String> {
+/// Runs the daemon until SIGTERM/SIGINT. `on_ready` (dev mode) runs once
+/// the daemon serves: registered with the directory, its socket bound.
+pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<(), String> {
     let epoch = Instant::now();
     let data = sockets::sending_socket(cfg.interface, cfg.data_port).map_err(|e| {
         format!(
@@ -170,7 +170,7 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<&dyn Fn(&Path)>) -> Result<(),
     )
     .map_err(|e| format!("cannot start: {e}"))?;
     if let Some(f) = on_ready {
-        f(&cfg.socket);
+        daemon.on_ready(f);
     }
     let result = daemon.run().map_err(|e| format!("IO loop failed: {e}"));
     let _ = std::fs::remove_file(&cfg.socket);

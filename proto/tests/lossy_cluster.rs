@@ -35,7 +35,7 @@ struct Net {
     hosts: Vec<Host>,
     seqs: Vec<Sequencer>,
     /// (deliver at, counter, destination address, bytes)
-    queue: BTreeMap<(u64, u64), (SocketAddrV4, Vec<u8>)>,
+    queue: BTreeMap<(u64, u64), (usize, SocketAddrV4, Vec<u8>)>,
     counter: u64,
     rng: Rng,
     loss: u64,
@@ -98,13 +98,13 @@ impl Net {
         Instant::from_micros(self.now)
     }
 
-    fn send_dgram(&mut self, dest: SocketAddrV4, bytes: Vec<u8>) {
+    fn send_dgram(&mut self, src: usize, dest: SocketAddrV4, bytes: Vec<u8>) {
         let copies = if self.rng.chance(2) { 2 } else { 1 };
         for _ in 0..copies {
             let delay = 100 + self.rng.next() % 900;
             self.counter += 1;
             self.queue
-                .insert((self.now + delay, self.counter), (dest, bytes.clone()));
+                .insert((self.now + delay, self.counter), (src, dest, bytes.clone()));
         }
     }
 
@@ -122,7 +122,7 @@ impl Net {
             }
             let mut buf = Vec::new();
             while let Some(dest) = self.hosts[i].poll_transmit(&mut buf, now) {
-                self.send_dgram(dest, buf.clone());
+                self.send_dgram(i, dest, buf.clone());
             }
             while let Some(cmd) = self.hosts[i].poll_sequencer() {
                 self.seqs[i].handle_input(now, cmd);
@@ -151,7 +151,7 @@ impl Net {
                 continue;
             }
             while let Some(dest) = self.seqs[i].poll_transmit(&mut buf) {
-                self.send_dgram(dest, buf.clone());
+                self.send_dgram(i, dest, buf.clone());
             }
         }
     }
@@ -161,7 +161,7 @@ impl Net {
             if at > until {
                 break;
             }
-            let Some((dest, bytes)) = self.queue.remove(&(at, c)) else {
+            let Some((src, dest, bytes)) = self.queue.remove(&(at, c)) else {
                 break;
             };
             self.now = self.now.max(at);
@@ -173,7 +173,11 @@ impl Net {
                         continue;
                     }
                     if self.joined[i].contains(&dest) && !self.rng.chance(lossy) {
-                        self.hosts[i].handle_datagram(now, SocketAddrV4::new(ip(0), 1), &bytes);
+                        self.hosts[i].handle_datagram(
+                            now,
+                            SocketAddrV4::new(ip(src), 7001),
+                            &bytes,
+                        );
                     }
                 }
             } else if let Some(i) =
@@ -183,7 +187,11 @@ impl Net {
                     if dest.port() == 7002 {
                         self.seqs[i].handle_datagram(now, &bytes);
                     } else {
-                        self.hosts[i].handle_datagram(now, SocketAddrV4::new(ip(0), 1), &bytes);
+                        self.hosts[i].handle_datagram(
+                            now,
+                            SocketAddrV4::new(ip(src), 7001),
+                            &bytes,
+                        );
                     }
                 }
             }
@@ -575,5 +583,125 @@ fn crash_sweep() {
         .unwrap_or(1);
     for seed in from..=150 {
         run_crash(seed, 10, 4, 150, (seed % 4) as usize);
+    }
+}
+
+/// Members join one after another in quick succession; each view reaches
+/// each host after its own small delay (the directory's links), so a joiner
+/// attaches while the sequencer is already placing the next markers. Then
+/// everyone sends: everyone must end in the last view with everything.
+fn run_staggered_joins(seed: u64, n: usize, per_sender: usize) {
+    let mut net = Net::new(n, seed, 2);
+    let t = net.t();
+    for (i, h) in net.hosts.iter_mut().enumerate() {
+        h.handle_directory_connected(t);
+        h.handle_directory(
+            t,
+            FromDirectory::Welcome {
+                node: NodeId(i as u32 + 1),
+                cluster: ClusterId(5),
+                lease_ms: 1000,
+                heartbeat_ms: 250,
+            },
+        );
+        h.handle_app_connect(t, SessionId(1), Credentials::default());
+        h.handle_app(
+            t,
+            SessionId(1),
+            ToDaemon::Join {
+                request: 1,
+                group: "g".into(),
+                name: "m".into(),
+            },
+        );
+    }
+    // (deliver at, host, view)
+    let mut views: Vec<(u64, usize, View)> = Vec::new();
+    for k in 1..=n {
+        let mut v = view(k, k as u64);
+        v.nodes.truncate(k);
+        v.members.truncate(k);
+        for i in 0..k {
+            views.push((
+                net.now + 200 * k as u64 + net.rng.next() % 3000,
+                i,
+                v.clone(),
+            ));
+        }
+    }
+    views.sort_by_key(|(_, i, v)| (v.view, *i));
+    // Each host must see its views in order (one TCP link each).
+    let mut last_sent = vec![0u64; n];
+    for (at, i, _) in views.iter_mut() {
+        *at = (*at).max(last_sent[*i] + 1);
+        last_sent[*i] = *at;
+    }
+    views.sort_by_key(|(at, _, _)| *at);
+    let mut sent = vec![0usize; n];
+    let mut request = 10;
+    for round in 0..60_000 {
+        while views.first().is_some_and(|(at, _, _)| *at <= net.now) {
+            let (_, i, v) = views.remove(0);
+            let t = net.t();
+            net.hosts[i].handle_directory(t, FromDirectory::View(v));
+        }
+        if views.is_empty() {
+            for i in 0..n {
+                for _ in 0..(net.rng.next() % 4) {
+                    if sent[i] < per_sender && net.hosts[i].can_accept(SessionId(1)) {
+                        sent[i] += 1;
+                        request += 1;
+                        let t = net.t();
+                        let payload = format!("{i}:{:06}", sent[i]).into_bytes();
+                        net.hosts[i].handle_app(
+                            t,
+                            SessionId(1),
+                            ToDaemon::Send {
+                                request,
+                                group: "g".into(),
+                                order: Order::Total,
+                                payload,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        net.flush();
+        net.step(200);
+        let done = (0..n).all(|i| messages(&net.delivered[i]).len() == n * per_sender);
+        if done {
+            break;
+        }
+        if round == 59_999 {
+            for (j, h) in net.hosts.iter().enumerate() {
+                eprintln!(
+                    "host {j}: {} msgs; {}",
+                    messages(&net.delivered[j]).len(),
+                    h.groups()
+                        .map(|g| g.debug_line())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+                let views: Vec<u64> = net.delivered[j]
+                    .iter()
+                    .filter(|e| e.0 == "VIEW")
+                    .map(|e| e.1)
+                    .collect();
+                eprintln!("   views {views:?}");
+            }
+            panic!("seed {seed}: stuck");
+        }
+    }
+    let all: Vec<_> = net.delivered.iter().map(|d| messages(d)).collect();
+    for d in &all[1..] {
+        assert_eq!(d, &all[0], "seed {seed}: hosts disagree");
+    }
+}
+
+#[test]
+fn staggered_joins() {
+    for seed in 1..=30 {
+        run_staggered_joins(seed, 4, 50);
     }
 }

@@ -28,6 +28,7 @@ pub mod client;
 pub mod cluster;
 pub mod configs;
 pub mod dev;
+pub mod failover;
 pub mod error;
 pub mod listener;
 pub mod loopback;

@@ -39,6 +39,9 @@ pub struct RecvStream {
     highest_needed: SenderSeq,
     /// Next position to report to the local sequencer (sequencer node only).
     pub reported: SenderSeq,
+    /// Planted bug (tests only): a late copy of a delivered message is held
+    /// again as the next to deliver.
+    pub forget_delivered: bool,
 }
 
 impl RecvStream {
@@ -51,6 +54,7 @@ impl RecvStream {
             window: window.max(1),
             highest_needed: SenderSeq(0),
             reported: SenderSeq(0),
+            forget_delivered: false,
         }
     }
 
@@ -90,6 +94,12 @@ impl RecvStream {
     /// Offers a received message.
     pub fn offer(&mut self, seq: SenderSeq, msg: Held) -> Accept {
         if self.base.is_none() && self.slots.is_empty() {
+            self.origin = seq;
+        }
+        if seq < self.origin && self.forget_delivered && self.base.is_some_and(|b| seq >= b) {
+            for _ in seq.0..self.origin.0 {
+                self.slots.push_front(None);
+            }
             self.origin = seq;
         }
         if seq < self.origin {

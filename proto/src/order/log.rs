@@ -15,6 +15,9 @@ use std::collections::VecDeque;
 pub struct OrderLog {
     join_view: ViewId,
     start: Option<GlobalSeq>,
+    /// The view of the batch that fixed `start` (later than `join_view`
+    /// when the first ORDER this member saw was of a later view).
+    start_view: ViewId,
     next: GlobalSeq,
     slots: VecDeque<Option<(StreamKey, SenderSeq)>>,
     window: usize,
@@ -28,6 +31,7 @@ impl OrderLog {
         OrderLog {
             join_view,
             start: None,
+            start_view: join_view,
             next: GlobalSeq(1),
             slots: VecDeque::new(),
             window: window.max(1),
@@ -49,6 +53,11 @@ impl OrderLog {
     /// The first position this member delivers, once known.
     pub fn start(&self) -> Option<GlobalSeq> {
         self.start
+    }
+
+    /// The view this member's order starts in.
+    pub fn start_view(&self) -> ViewId {
+        self.start_view
     }
 
     /// The next position to deliver.
@@ -83,6 +92,9 @@ impl OrderLog {
         self.stable = self.stable.max(batch.stable);
         if batch.view < self.join_view {
             return false;
+        }
+        if self.start.is_none() {
+            self.start_view = batch.view;
         }
         let start = *self.start.get_or_insert_with(|| {
             self.next = batch.view_start;

@@ -394,6 +394,16 @@ impl GroupState {
     /// the same place everywhere.
     pub fn deliver(&mut self) {
         self.scan();
+        // A joiner whose first ORDER was already of a later view never sees
+        // the markers in between: it installs that view before delivering.
+        let start_view = self.order.start_view();
+        if self.order.start().is_some() && start_view > self.view {
+            if self.pending_views.contains_key(&start_view) {
+                self.marker_next = self.order.start();
+                self.deliveries.push_back(Delivered::View(start_view));
+            }
+            return;
+        }
         let limit = self.delivery_limit();
         while let Some((key, seq)) = self.order.front() {
             let g = self.order.next();

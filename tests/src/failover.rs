@@ -1,0 +1,321 @@
+//! Killing a daemon mid-stream (`kill -9`) and checking what the survivors
+//! delivered: the same events in the same order (messages and views, so the
+//! view change falls at the same place everywhere: virtual synchrony), every
+//! survivor's message exactly once, each sender in FIFO order, a view
+//! without the dead host, and how long delivery stalled.
+
+use std::time::{Duration, Instant};
+
+use crate::check::{
+    fifo_per_sender, no_duplicates, no_loss, seq_consistent, total_order_agreement, SenderWork,
+    Trace,
+};
+use crate::client::{numbered_payloads, SendProc};
+use crate::cluster::Node;
+use crate::error::{HarnessError, Result};
+use crate::listener::{Event, Listener, Seen};
+use crate::testenv::TestEnv;
+
+/// Which daemon to kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Victim {
+    /// The node that sequences the group.
+    Sequencer,
+    /// A node that does not.
+    Member,
+}
+
+/// What a failover run saw.
+#[derive(Debug)]
+pub struct FailoverRun {
+    /// The killed node's name.
+    pub victim: String,
+    /// The sequencer before and after.
+    pub sequencer_before: String,
+    pub sequencer_after: String,
+    /// From the kill to the first message delivered in a view without the
+    /// victim, at the slowest survivor.
+    pub failover: Duration,
+    /// Messages each survivor delivered.
+    pub delivered: Vec<usize>,
+}
+
+impl FailoverRun {
+    /// A one-line summary for the test output.
+    pub fn summary(&self) -> String {
+        format!(
+            "killed {} (sequencer {} -> {}); survivors delivered {:?}; failover {} ms",
+            self.victim,
+            self.sequencer_before,
+            self.sequencer_after,
+            self.delivered,
+            self.failover.as_millis()
+        )
+    }
+}
+
+/// The events from the first view that holds every listener on, as
+/// comparable tokens: views by id and members, messages by seq, sender, data.
+fn tokens(seen: &Seen, all_listeners: &[String]) -> Vec<String> {
+    let start = seen.events.iter().position(|e| match e {
+        Event::View(v) => all_listeners.iter().all(|l| v.members.contains(l)),
+        Event::Message(_) => false,
+    });
+    let Some(start) = start else {
+        return Vec::new();
+    };
+    seen.events[start..]
+        .iter()
+        .map(|e| match e {
+            Event::View(v) => {
+                let mut m = v.members.clone();
+                m.sort();
+                format!("view {} [{}]", v.view, m.join(","))
+            }
+            Event::Message(m) => format!(
+                "msg {} {} {}",
+                m.seq,
+                m.sender,
+                m.data.clone().unwrap_or_default()
+            ),
+        })
+        .collect()
+}
+
+/// Listeners and senders on every node; once a tenth of the messages are
+/// delivered, `kill -9` the victim's daemon, and at once start a probe
+/// sender on a survivor (so there is always traffic to resume); then wait
+/// for the survivors.
+pub fn kill_mid_stream(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    per_sender: usize,
+    victim: Victim,
+    timeout: Duration,
+) -> Result<FailoverRun> {
+    let listeners = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| Listener::on_node(env, node, group, &format!("l{}", i + 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let members: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node.member(&format!("l{}", i + 1)))
+        .collect();
+    let mut sequencer_before = String::new();
+    for listener in &listeners {
+        sequencer_before = listener.wait_view_with(&members, timeout)?.sequencer;
+    }
+    let dead = match victim {
+        Victim::Sequencer => nodes
+            .iter()
+            .position(|n| n.name == sequencer_before)
+            .ok_or_else(|| {
+                HarnessError::Unexpected(format!("no node is the sequencer {sequencer_before}"))
+            })?,
+        Victim::Member => nodes
+            .iter()
+            .position(|n| n.name != sequencer_before)
+            .ok_or_else(|| HarnessError::Unexpected("every node is the sequencer".into()))?,
+    };
+    let work: Vec<SenderWork> = (1..=nodes.len())
+        .map(|k| SenderWork {
+            label: format!("s{k}"),
+            payloads: numbered_payloads(&format!("s{k}"), per_sender),
+        })
+        .collect();
+    let senders = nodes
+        .iter()
+        .zip(&work)
+        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let survivor = if dead == 0 { 1 } else { 0 };
+    let tenth = nodes.len() * per_sender / 10;
+    listeners[survivor].wait_messages(tenth, timeout)?;
+
+    let pid = nix::unistd::Pid::from_raw(nodes[dead].process().pid() as i32);
+    let seen_before: Vec<usize> = listeners
+        .iter()
+        .map(|l| l.snapshot().events.len())
+        .collect();
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| HarnessError::Unexpected(format!("kill -9 {}: {e}", nodes[dead].name)))?;
+    let probe = SenderWork {
+        label: "p1".into(),
+        payloads: numbered_payloads("p1", 50),
+    };
+    let prober = SendProc::on_node(
+        env,
+        &nodes[survivor],
+        group,
+        &probe.label,
+        &[],
+        probe.payloads.clone(),
+    )?;
+    let victim_prefix = format!("{}:", nodes[dead].name);
+    let failover = measure_failover(
+        &listeners,
+        &seen_before,
+        dead,
+        &victim_prefix,
+        killed_at,
+        timeout,
+    )?;
+    prober.finish(timeout)?;
+
+    let mut survivors_work = vec![probe.clone()];
+    for (i, (sender, w)) in senders.into_iter().zip(&work).enumerate() {
+        if i == dead {
+            // Its daemon is gone: whatever it sent may or may not survive.
+            drop(sender);
+            continue;
+        }
+        sender.finish(timeout)?;
+        survivors_work.push(w.clone());
+    }
+    let wanted: Vec<&String> = survivors_work.iter().flat_map(|w| &w.payloads).collect();
+    for (i, listener) in listeners.iter().enumerate().filter(|(i, _)| *i != dead) {
+        listener.wait_until(
+            &format!("every survivor's message at l{}", i + 1),
+            timeout,
+            |seen| {
+                let got: std::collections::BTreeSet<&str> =
+                    seen.messages().filter_map(|m| m.data.as_deref()).collect();
+                wanted
+                    .iter()
+                    .all(|p| got.contains(p.as_str()))
+                    .then_some(())
+            },
+        )?;
+    }
+    let mut all_work = work.clone();
+    all_work.push(probe);
+    check_survivors(&listeners, dead, &members, &all_work, &survivors_work)?;
+    let sequencer_after = listeners[survivor]
+        .snapshot()
+        .latest_view()
+        .map(|v| v.sequencer.clone())
+        .unwrap_or_default();
+    Ok(FailoverRun {
+        victim: nodes[dead].name.clone(),
+        sequencer_before,
+        sequencer_after,
+        failover,
+        delivered: listeners
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != dead)
+            .map(|(_, l)| l.snapshot().messages().count())
+            .collect(),
+    })
+}
+
+/// Polls the survivors (every 2 ms: a measurement, not synchronisation)
+/// until each has delivered a message in a view without the victim.
+fn measure_failover(
+    listeners: &[Listener],
+    seen_before: &[usize],
+    dead: usize,
+    victim_prefix: &str,
+    killed_at: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    let mut done = vec![false; listeners.len()];
+    done[dead] = true;
+    loop {
+        for (i, l) in listeners.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let seen = l.snapshot();
+            // Only what came after the kill counts (earlier views, before
+            // the victim joined, lack it too).
+            let after = &seen.events[seen_before[i].min(seen.events.len())..];
+            let view_at = after.iter().position(|e| {
+                matches!(e, Event::View(v) if !v.members.iter().any(|m| m.starts_with(victim_prefix)))
+            });
+            let resumed = view_at
+                .is_some_and(|at| after[at..].iter().any(|e| matches!(e, Event::Message(_))));
+            done[i] = resumed;
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(killed_at.elapsed());
+        }
+        if killed_at.elapsed() > timeout {
+            return Err(HarnessError::Unexpected(
+                "survivors did not resume delivery in a view without the dead node".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The survivors' events agree from the full view on; their messages pass
+/// every checker: one total order, no duplicates, FIFO for every sender (the
+/// dead one's delivered messages too), consistent seq, and no loss of a
+/// survivor's message (the dead sender's may be cut short, equally everywhere).
+fn check_survivors(
+    listeners: &[Listener],
+    dead: usize,
+    members: &[String],
+    all_work: &[SenderWork],
+    survivors_work: &[SenderWork],
+) -> Result<()> {
+    let alive: Vec<&Listener> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != dead)
+        .map(|(_, l)| l)
+        .collect();
+    let toks: Vec<Vec<String>> = alive
+        .iter()
+        .map(|l| tokens(&l.snapshot(), members))
+        .collect();
+    for (l, t) in alive.iter().zip(&toks).skip(1) {
+        if *t != toks[0] {
+            let at = t
+                .iter()
+                .zip(&toks[0])
+                .position(|(a, b)| a != b)
+                .unwrap_or(t.len().min(toks[0].len()));
+            return Err(HarnessError::Unexpected(format!(
+                "{} and {} differ at event {at}: {:?} vs {:?}",
+                alive[0].label(),
+                l.label(),
+                toks[0].get(at),
+                t.get(at)
+            )));
+        }
+    }
+    let traces: Vec<Trace> = alive.iter().map(|l| l.trace()).collect();
+    let mut violations = total_order_agreement(&traces);
+    violations.extend(no_duplicates(&traces));
+    violations.extend(fifo_per_sender(&traces, all_work));
+    violations.extend(seq_consistent(&traces));
+    let of_survivors: Vec<Trace> = traces
+        .iter()
+        .map(|t| Trace {
+            listener: t.listener.clone(),
+            deliveries: t
+                .deliveries
+                .iter()
+                .filter(|d| {
+                    survivors_work
+                        .iter()
+                        .any(|w| d.data.starts_with(&format!("{}-", w.label)))
+                })
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    violations.extend(no_loss(&of_survivors, survivors_work));
+    if !violations.is_empty() {
+        return Err(HarnessError::Unexpected(format!(
+            "checkers fired: {violations:?}"
+        )));
+    }
+    Ok(())
+}
