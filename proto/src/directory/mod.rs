@@ -460,14 +460,19 @@ impl Directory {
                 }
             }
             ToDirectory::Detach { group } => match self.groups.detach(node, group) {
-                Ok(()) => self.publish(group),
+                Ok(()) => {
+                    self.publish(group);
+                    // The node keeps its part until told: only now may it drop it.
+                    self.send_to_node(node, FromDirectory::GroupEnded { group });
+                }
                 Err(DetachError::HasMembers) => {
-                    log::warn!(
-                        "node {node}: detach from group {group} while it has members; ignored"
+                    log::debug!(
+                        "node {node}: detach from group {group} while it has members (a join crossed it); ignored"
                     );
                 }
                 Err(DetachError::NotAttached) => {
                     log::debug!("node {node}: detach from group {group} it is not attached to");
+                    self.send_to_node(node, FromDirectory::GroupEnded { group });
                 }
             },
             ToDirectory::ListGroups { request } => self.list_groups(node, request),
@@ -539,6 +544,13 @@ impl Directory {
         if let Some(conn) = self.registry.conn_of(node) {
             self.output
                 .push_back((conn, FromDirectory::Groups { request, groups }));
+        }
+    }
+
+    /// Sends a frame to a node if it has a link.
+    fn send_to_node(&mut self, node: NodeId, frame: FromDirectory) {
+        if let Some(conn) = self.registry.conn_of(node) {
+            self.output.push_back((conn, frame));
         }
     }
 

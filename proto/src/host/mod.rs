@@ -443,16 +443,20 @@ impl Host {
                 .members
                 .values()
                 .any(|m| m.group == Some(gid) || (m.group.is_none() && m.group_name == g.name));
-            let detach = !has_members && g.sends_drained() && self.connected;
+            if has_members {
+                g.detach_sent = false;
+            }
+            let detach = !has_members && !g.detach_sent && g.sends_drained() && self.connected;
             for c in controls.drain(..) {
                 self.send_control(gid, c);
             }
             if detach {
-                // The directory sends no view to a node that detached: end
-                // the group here. A later join attaches afresh, and our
-                // stream continues where it stopped.
+                // We keep our part (and go on sequencing if we do) until the
+                // directory answers with GroupEnded: views may still name us.
+                if let Some(g) = self.groups.get_mut(&gid) {
+                    g.detach_sent = true;
+                }
                 self.out_dir.push_back(ToDirectory::Detach { group: gid });
-                self.end_group(gid);
             }
         }
         self.schedule(now);

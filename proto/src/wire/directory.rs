@@ -150,7 +150,9 @@ pub enum FromDirectory {
     /// members (u16 count; node u32, member u32, name str8),
     /// nodes (u16 count; node u32, name str8, incarnation u64, ip, data_port u16, order_port u16).
     View(View),
-    /// The group ended (removed from the configuration). kind 104: group u32.
+    /// The group ended for this node: removed from the configuration, or
+    /// the node detached (it keeps its part until this arrives). kind 104:
+    /// group u32.
     GroupEnded { group: GroupId },
     /// Reply to ListGroups. kind 105: request u32, groups (u16 count; name str8,
     /// address, port u16, view u64, members u32, declared bool).

@@ -174,7 +174,8 @@ fn the_sequencer_stays_while_its_node_is_attached() {
     assert!(views(&out).iter().all(|v| v.2 == b));
     // b detaches: the earliest-joined remaining member is a's.
     s.frame(2, ToDirectory::Detach { group: GroupId(1) });
-    let out = s.output();
+    let mut out = s.output();
+    assert_eq!(take_ended(&mut out), vec![(ConnId(2), GroupId(1))]);
     let members = vec![member(a, 1, "x"), member(c, 1, "z")];
     assert_eq!(
         views(&out),
@@ -229,8 +230,11 @@ fn leave_keeps_the_node_attached_until_it_detaches() {
     );
     assert_eq!(s.output(), vec![]);
     s.frame(2, ToDirectory::Detach { group: GroupId(1) });
+    let mut out = s.output();
+    // The detached node is told its part is over; the others get the view.
+    assert_eq!(take_ended(&mut out), vec![(ConnId(2), GroupId(1))]);
     assert_eq!(
-        views(&s.output()),
+        views(&out),
         vec![(ConnId(1), ViewId(4), a, vec![member(a, 1, "x")])]
     );
     let _ = b;
@@ -249,8 +253,10 @@ fn a_declared_group_keeps_its_id_and_view_counter_when_emptied() {
         },
     );
     s.frame(1, ToDirectory::Detach { group: GroupId(1) });
-    // The last node detached: nobody left to tell.
-    assert_eq!(views(&s.output()).len(), 2);
+    // The last node detached: no view, only its GroupEnded.
+    let mut out = s.output();
+    assert_eq!(take_ended(&mut out), vec![(ConnId(1), GroupId(1))]);
+    assert_eq!(views(&out).len(), 2);
     assert_eq!(s.d.current_view(GroupId(1)), None);
     s.join(1, "chat", 2, "x");
     assert_eq!(

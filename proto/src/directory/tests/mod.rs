@@ -152,6 +152,20 @@ fn member(node: NodeId, member: u32, name: &str) -> MemberInfo {
     }
 }
 
+/// Takes the GroupEnded frames out of `out` (a detaching node is told its
+/// part is over), as (connection, group).
+fn take_ended(out: &mut Vec<(ConnId, FromDirectory)>) -> Vec<(ConnId, GroupId)> {
+    let mut ended = Vec::new();
+    out.retain(|(c, f)| match f {
+        FromDirectory::GroupEnded { group } => {
+            ended.push((*c, *group));
+            false
+        }
+        _ => true,
+    });
+    ended
+}
+
 /// The View frames in `out`, as (connection, view id, sequencer, members).
 fn views(out: &[(ConnId, FromDirectory)]) -> Vec<(ConnId, ViewId, NodeId, Vec<MemberInfo>)> {
     out.iter()

@@ -387,6 +387,7 @@ mod restarted_directory {
         s.resume(1, report(4, "d1", d1, 7420));
         assert!(s.d.group_id("d1").is_some());
         s.frame(1, ToDirectory::Detach { group: GroupId(4) });
+        assert_eq!(take_ended(&mut s.output()), vec![(ConnId(1), GroupId(4))]);
         assert_eq!(s.d.group_id("d1"), None);
         assert_eq!(s.d.poll_timeout(), Some(ms(LEASE_MS)));
         beat(&mut s, &[1, 2, 3]);

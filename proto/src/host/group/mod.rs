@@ -98,6 +98,8 @@ pub struct GroupState {
     is_sequencer: bool,
     limits: GroupLimits,
     pub deliveries: VecDeque<Delivered>,
+    /// Detach was asked for; the directory's GroupEnded ends the group.
+    pub detach_sent: bool,
     /// Views announced by the directory, installed when the order reaches
     /// their marker.
     pending_views: BTreeMap<ViewId, View>,
@@ -136,6 +138,7 @@ impl GroupState {
             is_sequencer: false,
             limits,
             deliveries: VecDeque::new(),
+            detach_sent: false,
             pending_views: BTreeMap::new(),
             retained: BTreeMap::new(),
             retained_order: VecDeque::new(),
