@@ -57,6 +57,10 @@ pub(super) struct Group {
     pub members: Vec<MemberInfo>,
     /// Nodes taking part in the current view.
     pub attached: BTreeSet<NodeId>,
+    /// When each attached node attached (a per-group counter): the node
+    /// attached longest has the oldest order history.
+    attached_at: BTreeMap<NodeId, u64>,
+    attach_counter: u64,
     /// The sequencer of the current view.
     pub sequencer: Option<NodeId>,
     /// Set while the group is being rebuilt from the nodes' reports.
@@ -84,6 +88,8 @@ impl Group {
             view: ViewId(0),
             members: Vec::new(),
             attached: BTreeSet::new(),
+            attached_at: BTreeMap::new(),
+            attach_counter: 0,
             sequencer: None,
             recovery: None,
         }
@@ -183,23 +189,49 @@ impl Group {
         self.sequencer = self.choose_sequencer();
     }
 
+    /// Attaches a node; true if it was not attached.
+    pub(super) fn attach(&mut self, node: NodeId) -> bool {
+        let new = self.attached.insert(node);
+        if new {
+            // Nodes resuming a recovering group are equally old (their
+            // report order is chance): the lowest id decides among them.
+            let at = if self.recovery.is_some() {
+                0
+            } else {
+                self.attach_counter += 1;
+                self.attach_counter
+            };
+            self.attached_at.insert(node, at);
+        }
+        new
+    }
+
+    /// Detaches a node; true if it was attached.
+    pub(super) fn unattach(&mut self, node: NodeId) -> bool {
+        self.attached_at.remove(&node);
+        self.attached.remove(&node)
+    }
+
     /// The deterministic rule: keep the sequencer while its node stays
     /// attached (moving the order elsewhere costs a flush); otherwise the
-    /// node of the earliest-joined member; with no member, the lowest node.
+    /// node attached longest (lowest id among equals): it has the oldest
+    /// history of the order, so it can catch up to the flush's cut and
+    /// repair every other survivor; a node that attached a moment ago may
+    /// have none.
     fn choose_sequencer(&self) -> Option<NodeId> {
         if let Some(s) = self.sequencer.filter(|s| self.attached.contains(s)) {
             return Some(s);
         }
-        self.members
-            .first()
-            .map(|m| m.node)
-            .or_else(|| self.attached.first().copied())
+        self.attached
+            .iter()
+            .copied()
+            .min_by_key(|n| (self.attached_at.get(n).copied().unwrap_or(0), *n))
     }
 
     /// Removes every member of `node` and detaches it. True if it was attached.
     fn drop_node(&mut self, node: NodeId) -> bool {
         self.members.retain(|m| m.node != node);
-        self.attached.remove(&node)
+        self.unattach(node)
     }
 
     fn summary(&self) -> GroupSummary {
@@ -342,7 +374,7 @@ impl Groups {
             member: req.member,
             name: req.member_name.to_owned(),
         });
-        g.attached.insert(req.node);
+        g.attach(req.node);
         g.next_view();
         Ok(id)
     }
@@ -392,7 +424,7 @@ impl Groups {
         if g.members.iter().any(|m| m.node == node) {
             return Err(DetachError::HasMembers);
         }
-        g.attached.remove(&node);
+        g.unattach(node);
         g.next_view();
         self.collect(id);
         Ok(())

@@ -70,7 +70,7 @@ impl Group {
             self.view = r.view;
             rec.sequencer = r.sequencer;
         }
-        self.attached.insert(node);
+        self.attach(node);
         self.set_node_members(node, &r.members);
         // The old join order is lost with the old directory; an order that
         // does not depend on who reported first keeps the first view (and
@@ -160,7 +160,7 @@ impl Groups {
             return Resumed::NewView(id);
         }
         g.view = g.view.max(r.view);
-        let attached = !g.attached.insert(node);
+        let attached = !g.attach(node);
         let changed = g.set_node_members(node, &r.members);
         if attached && !changed {
             return Resumed::Unchanged(id);
@@ -273,7 +273,7 @@ impl Groups {
             return false;
         };
         g.members.retain(|m| m.node != node);
-        if !g.attached.remove(&node) {
+        if !g.unattach(node) {
             return false;
         }
         g.next_view();

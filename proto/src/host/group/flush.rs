@@ -18,6 +18,7 @@
 
 use super::GroupState;
 use crate::ids::{GlobalSeq, NodeId, ViewId};
+use crate::order::log::OrderLog;
 use crate::order::sequencer::SequencerInput;
 use crate::time::Instant;
 use crate::wire::datagram::FlushReport;
@@ -136,11 +137,21 @@ impl GroupState {
         let latest = self.latest_view()?.clone();
         let f = self.flush.as_mut().filter(|f| f.new_sequencer == me)?;
         if f.cut.is_none() {
-            let survivors: Vec<NodeId> = latest
+            // A survivor took part without a break: in the installed view
+            // and in every view proposed since (a node that left and came
+            // back is a joiner, in no flush, and reports nothing).
+            let survivors: Vec<NodeId> = self
                 .nodes
-                .iter()
+                .values()
+                .filter(|n| n.node != me)
+                .filter(|n| {
+                    self.pending_views.values().all(|v| {
+                        v.nodes
+                            .iter()
+                            .any(|p| p.node == n.node && p.incarnation == n.incarnation)
+                    })
+                })
                 .map(|n| n.node)
-                .filter(|n| *n != me && self.nodes.contains_key(n))
                 .collect();
             if !survivors.iter().all(|n| f.reports.contains_key(n)) {
                 return None;
@@ -159,6 +170,14 @@ impl GroupState {
             );
             f.cut = Some((cut, donor));
             f.limit = cut;
+            if self.order.start().is_none() {
+                // We never saw the old order (we attached a moment ago): we
+                // are responsible for nothing before the cut.
+                self.order =
+                    OrderLog::started_at(self.view, cut.next(), self.limits.receive_window);
+                self.scanned = cut.next();
+                self.held_through = cut;
+            }
             self.order.expect_through(cut);
         }
         let (cut, _) = f.cut?;
