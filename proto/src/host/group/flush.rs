@@ -219,6 +219,9 @@ impl GroupState {
     pub(super) fn switch_sequencer(&mut self, sequencer: NodeId, cut: GlobalSeq) {
         self.order.truncate_after(cut);
         self.sequencer = sequencer;
+        if let Some(f) = &self.flush {
+            self.sequencer_since = f.view;
+        }
         self.send.unmark_ordered_after(cut);
         if self.held_through > cut {
             self.held_through = cut;

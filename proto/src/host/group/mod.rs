@@ -98,6 +98,9 @@ pub struct GroupState {
     is_sequencer: bool,
     limits: GroupLimits,
     pub deliveries: VecDeque<Delivered>,
+    /// The view whose sequencer orders the group now (a flush sets it to the
+    /// view it completes; older views installed later do not change it).
+    sequencer_since: ViewId,
     /// Detach was asked for; the directory's GroupEnded ends the group.
     pub detach_sent: bool,
     /// Views announced by the directory, installed when the order reaches
@@ -139,6 +142,7 @@ impl GroupState {
             limits,
             deliveries: VecDeque::new(),
             detach_sent: false,
+            sequencer_since: v.view,
             pending_views: BTreeMap::new(),
             retained: BTreeMap::new(),
             retained_order: VecDeque::new(),
@@ -178,8 +182,14 @@ impl GroupState {
         self.view_start = self.marker_next.take();
         self.members = v.members.clone();
         self.nodes = v.nodes.iter().map(|n| (n.node, n.clone())).collect();
-        self.sequencer = v.sequencer;
         self.address = SocketAddrV4::new(v.address, v.port);
+        if v.view < self.sequencer_since {
+            // An older view reached at its marker after a flush moved the
+            // order to a newer view's sequencer: that one stays.
+            return None;
+        }
+        self.sequencer = v.sequencer;
+        self.sequencer_since = v.view;
         let now_seq = v.sequencer == self.me.node;
         if now_seq && !self.is_sequencer {
             self.is_sequencer = true;
