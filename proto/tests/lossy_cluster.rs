@@ -309,7 +309,10 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
             // A burst of sends, as an app would write them, while the window allows.
             let burst = (net.rng.next() % 8) as usize;
             for _ in 0..burst {
-                if sent[i] < per_sender && net.hosts[i].can_accept(SessionId(1)) {
+                if sent[i] < per_sender
+                    && net.delivered[i].iter().any(|(s, _, _)| s == "VIEW")
+                    && net.hosts[i].can_accept(SessionId(1))
+                {
                     sent[i] += 1;
                     request += 1;
                     let t = net.t();
@@ -458,7 +461,10 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
         }
         for i in (0..n).filter(|&i| !net.dead[i]) {
             for _ in 0..(net.rng.next() % 8) {
-                if sent[i] < per_sender && net.hosts[i].can_accept(SessionId(1)) {
+                if sent[i] < per_sender
+                    && net.delivered[i].iter().any(|(s, _, _)| s == "VIEW")
+                    && net.hosts[i].can_accept(SessionId(1))
+                {
                     sent[i] += 1;
                     request += 1;
                     let t = net.t();
@@ -648,7 +654,10 @@ fn run_staggered_joins(seed: u64, n: usize, per_sender: usize) {
         if views.is_empty() {
             for i in 0..n {
                 for _ in 0..(net.rng.next() % 4) {
-                    if sent[i] < per_sender && net.hosts[i].can_accept(SessionId(1)) {
+                    if sent[i] < per_sender
+                        && net.delivered[i].iter().any(|(s, _, _)| s == "VIEW")
+                        && net.hosts[i].can_accept(SessionId(1))
+                    {
                         sent[i] += 1;
                         request += 1;
                         let t = net.t();

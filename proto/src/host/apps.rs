@@ -37,7 +37,12 @@ impl Host {
             if let Some(m) = self.members.get_mut(&id) {
                 m.leave_request = None;
                 m.join_request = None;
-                if let Some(g) = m.group {
+                // A join in flight may be granted already: leave it too
+                // when we know the group's id (else the ghost check does).
+                if let Some(g) = m
+                    .group
+                    .or_else(|| self.group_ids.get(&m.group_name).copied())
+                {
                     self.out_dir.push_back(ToDirectory::Leave {
                         group: g,
                         member: id,

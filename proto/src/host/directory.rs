@@ -180,13 +180,27 @@ impl Host {
             self.out_seq.push_back(cmd);
         }
         self.groups.insert(v.group, g);
-        self.announce_view(v.group);
+        // Members hear of the group once its order's start is known (pump):
+        // then they are told the view it starts in. Ghosts leave now.
+        for m in v
+            .members
+            .iter()
+            .filter(|m| m.node == me && !self.members.contains_key(&m.member))
+        {
+            self.out_dir.push_back(ToDirectory::Leave {
+                group: v.group,
+                member: m.member,
+            });
+        }
         self.pump(now, v.group);
     }
 
     /// Tells each local member of the group the view, and settles joins and
     /// leaves that waited for it.
     pub(super) fn announce_view(&mut self, gid: GroupId) {
+        if let Some(g) = self.groups.get_mut(&gid) {
+            g.announced = true;
+        }
         let Some(g) = self.groups.get(&gid) else {
             return;
         };

@@ -327,6 +327,17 @@ impl Host {
                 self.out_seq.push_back(cmd);
             }
             self.out_seq.extend(g.arrivals());
+            if !g.announced {
+                match g.order_start_view() {
+                    None => return,
+                    Some(sv) if sv == g.view => {
+                        self.announce_view(gid);
+                        continue;
+                    }
+                    // deliver() installs the later view first, and announces it.
+                    Some(_) => {}
+                }
+            }
             g.deliver();
             self.dirty.insert(gid);
             let Some(view) = self.route_deliveries(gid) else {
@@ -443,9 +454,8 @@ impl Host {
                 .members
                 .values()
                 .any(|m| m.group == Some(gid) || (m.group.is_none() && m.group_name == g.name));
-            if has_members {
-                g.detach_sent = false;
-            }
+            // A join after our Detach does not cancel it (the directory
+            // reads the Detach first): it is a new attachment, after GroupEnded.
             let detach = !has_members && !g.detach_sent && g.sends_drained() && self.connected;
             for c in controls.drain(..) {
                 self.send_control(gid, c);
@@ -473,6 +483,12 @@ impl Host {
             .and_then(|g| g.nodes.get(&g.sequencer))
             .map(|n| n.incarnation)
             .unwrap_or_default();
+        // After a Detach our acks would be counted for our next attachment.
+        if matches!(c, Control::OrderAck(..))
+            && self.groups.get(&gid).is_some_and(|g| g.detach_sent)
+        {
+            return;
+        }
         let mut buf = self.pool.pop().unwrap_or_default();
         buf.clear();
         let dest = match c {

@@ -1,1 +1,52 @@
+//! chorus-sim: a deterministic simulator of the chorus protocol core.
+//!
+//! One root seed derives a whole scenario ([`plan::Plan`]): the cluster's
+//! shape, each host's protocol settings, the network's faults, process
+//! faults (planned; injected once the protocol supports them) and the apps'
+//! workload. The simulated hosts are the very same `chorus_proto` state
+//! machines chorusd runs ([`chorus_proto::host::Host`],
+//! [`chorus_proto::order::sequencer::Sequencer`],
+//! [`chorus_proto::directory::Directory`]), driven through the same drain
+//! function, on one thread, in virtual time. Checkers (one property per
+//! file under [`check`]) judge every step; a failure prints the seed and the
+//! command that replays it with a trace (legend in tests/README.md).
 #![forbid(unsafe_code)]
+
+pub mod app;
+pub mod batch;
+pub mod capture;
+pub mod check;
+pub mod cluster;
+pub mod dir;
+pub mod net;
+pub mod node;
+pub mod plan;
+pub mod planted;
+pub mod rng;
+pub mod run;
+pub mod trace;
+pub mod world;
+
+pub use plan::{Options, Planted};
+pub use run::{replay_command, run_seed, Failure, Outcome, Stats};
+pub use trace::TraceMode;
+
+/// Parses `A..B` (B exclusive) or `A..=B` into a range of seeds.
+pub fn parse_range(s: &str) -> Option<std::ops::Range<u64>> {
+    if let Some((a, b)) = s.split_once("..=") {
+        let (a, b): (u64, u64) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+        return Some(a..b.checked_add(1)?);
+    }
+    let (a, b) = s.split_once("..")?;
+    Some(a.trim().parse().ok()?..b.trim().parse().ok()?)
+}
+
+/// Reads seeds from a regressions file: the first word of every line that
+/// is not blank or a `#` comment.
+pub fn parse_seeds_file(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}

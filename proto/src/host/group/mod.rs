@@ -103,6 +103,9 @@ pub struct GroupState {
     sequencer_since: ViewId,
     /// Detach was asked for; the directory's GroupEnded ends the group.
     pub detach_sent: bool,
+    /// Local members were told a view of this group (a joiner waits until
+    /// it knows which view its order starts in).
+    pub announced: bool,
     /// Views announced by the directory, installed when the order reaches
     /// their marker.
     pending_views: BTreeMap<ViewId, View>,
@@ -142,6 +145,7 @@ impl GroupState {
             limits,
             deliveries: VecDeque::new(),
             detach_sent: false,
+            announced: false,
             sequencer_since: v.view,
             pending_views: BTreeMap::new(),
             retained: BTreeMap::new(),
@@ -626,6 +630,11 @@ impl GroupState {
     /// The group's announced stability.
     pub fn stable(&self) -> GlobalSeq {
         self.order.stable()
+    }
+
+    /// The view this member's order starts in, once its start is known.
+    pub fn order_start_view(&self) -> Option<ViewId> {
+        self.order.start().map(|_| self.order.start_view())
     }
 
     /// Where the installed view's positions begin, as its ORDER batches say.

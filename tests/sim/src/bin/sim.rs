@@ -1,0 +1,140 @@
+//! `sim`: runs the deterministic simulator.
+//!
+//! ```text
+//! sim --seeds A..B [--jobs N]     run a range of seeds (B exclusive; A..=B inclusive)
+//! sim --seed S [--trace]          one seed (its trace on stdout with --trace)
+//! sim --regressions FILE          every seed listed in FILE
+//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression  --force-loss
+//!          --debug-host I (with --trace: host I's internal state after each of its steps)
+//! ```
+//! It prints each seed before running it and, on failure, the violation and
+//! the exact command that replays it. Exit status 1 if any seed failed.
+#![forbid(unsafe_code)]
+
+use chorus_sim::batch::run_batch;
+use chorus_sim::{
+    parse_range, parse_seeds_file, replay_command, run_seed, Options, Outcome, TraceMode,
+};
+use std::process::ExitCode;
+
+struct Args {
+    seeds: Vec<u64>,
+    trace: bool,
+    jobs: usize,
+    opts: Options,
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression] [--force-loss]");
+    ExitCode::from(2)
+}
+
+fn parse_args() -> Option<Args> {
+    let mut a = Args {
+        seeds: Vec::new(),
+        trace: false,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        opts: Options::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seeds" => a.seeds.extend(parse_range(&it.next()?)?),
+            "--seed" => a.seeds.push(it.next()?.parse().ok()?),
+            "--regressions" => {
+                let text = std::fs::read_to_string(it.next()?).ok()?;
+                a.seeds.extend(parse_seeds_file(&text));
+            }
+            "--trace" => a.trace = true,
+            "--jobs" => a.jobs = it.next()?.parse().ok()?,
+            "--process-faults" => a.opts.process_faults = true,
+            "--force-loss" => a.opts.force_loss_and_dup = true,
+            "--debug-host" => a.opts.debug_host = Some(it.next()?.parse().ok()?),
+            "--plant" => match it.next()?.as_str() {
+                "no-retransmit" => a.opts.planted.no_retransmit = true,
+                "no-duplicate-suppression" => a.opts.planted.no_duplicate_suppression = true,
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    (!a.seeds.is_empty()).then_some(a)
+}
+
+fn report(o: &Outcome, opts: &Options) -> bool {
+    match &o.result {
+        Ok(s) => {
+            println!(
+                "seed {} ok: {} hosts, {} messages, {} steps, {:.2}s virtual ({:.2}s safety), {} datagrams ({} dropped, {} duplicated)",
+                o.seed,
+                s.hosts,
+                s.accepted,
+                s.steps,
+                s.end_us as f64 / 1e6,
+                s.safety_us as f64 / 1e6,
+                s.net.sent,
+                s.net.dropped,
+                s.net.duplicated
+            );
+            true
+        }
+        Err(f) => {
+            for l in &f.trace_tail {
+                println!("{l}");
+            }
+            println!("seed {} FAILED: {}", o.seed, f.violation);
+            println!("replay: {}", replay_command(o.seed, opts));
+            false
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(args) = parse_args() else {
+        return usage();
+    };
+    if args.trace || args.seeds.len() == 1 {
+        let mut ok = true;
+        for &seed in &args.seeds {
+            println!("seed {seed}");
+            let mode = if args.trace {
+                TraceMode::Print
+            } else {
+                TraceMode::Ring(chorus_sim::batch::TAIL_LINES)
+            };
+            ok &= report(&run_seed(seed, &args.opts, mode), &args.opts);
+        }
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let (first, last) = (args.seeds[0], args.seeds[args.seeds.len() - 1]);
+    println!(
+        "seeds {first}..={last} ({} seeds, {} jobs)",
+        args.seeds.len(),
+        args.jobs
+    );
+    let r = run_batch(args.seeds.clone().into_iter(), &args.opts, args.jobs, None);
+    print!("{}", r.describe(&args.opts));
+    let failed: Vec<u64> = r.failed.iter().map(|o| o.seed).collect();
+    println!(
+        "{} seeds in {:.1}s ({:.1} seeds/s, {} jobs); {} failed{}",
+        r.run,
+        r.seconds,
+        r.rate(),
+        args.jobs,
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {failed:?}")
+        }
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,48 @@
+//! Bounded memory: windows never exceed their limits.
+//!
+//! - A host's send stream of a group never holds more than its capacity
+//!   (twice `send_window_messages`: beyond it the app is not read).
+//! - A sequencer keeps only records not yet stable. Each is a message some
+//!   sender still holds unstable (at most twice its send window per sender
+//!   node and incarnation) or a view marker, so its log never exceeds
+//!   `2 × Σ send windows × incarnations + views`.
+
+use crate::node::Node;
+
+/// Checks the host at `i` (and its sequencer).
+pub fn check(nodes: &[Node], i: usize, views: u64) -> Result<(), String> {
+    let n = &nodes[i];
+    if !n.alive {
+        return Ok(());
+    }
+    let cap = 2 * n.params.send_window_messages;
+    for g in n.host.groups() {
+        if g.send.len() > cap {
+            return Err(format!(
+                "h{i} group {}: send stream holds {} messages, capacity {cap}",
+                g.id,
+                g.send.len()
+            ));
+        }
+    }
+    if let Some(seq) = &n.seq {
+        let incarnations: u64 = nodes
+            .iter()
+            .map(|m| m.incarnation - crate::cluster::FIRST_INCARNATION + 1)
+            .sum();
+        let windows: u64 = nodes
+            .iter()
+            .map(|m| 2 * m.params.send_window_messages as u64)
+            .sum();
+        let bound = windows * incarnations + views + 1;
+        for gid in seq.groups() {
+            let len = seq.log_len(gid) as u64;
+            if len > bound {
+                return Err(format!(
+                    "sequencer h{i} group {gid}: {len} unstable records, bound {bound}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,682 @@
+//! The simulated cluster: nodes, directory, apps and network around one
+//! event queue. [`Sim::step`] takes the next event or timer, feeds it to the
+//! state machine it is for, drains the outputs into the network, the
+//! directory link, the sequencer channel and the apps, and runs the
+//! checkers that judge internal state.
+
+use crate::app::App;
+use crate::check::{bounded_memory, stability::Stability, Checks, Violation};
+use crate::dir::DirDriver;
+use crate::net::Network;
+use crate::node::{instant, Node, Outbox};
+use crate::plan::{Options, Plan, ProcessFault};
+use crate::rng::Rng;
+use crate::trace::{Trace, TraceMode};
+use crate::world::{Ev, Micros, Port, Sched};
+use chorus_proto::directory::ConnId;
+use chorus_proto::host::{MulticastChange, SessionId};
+use chorus_proto::order::sequencer::SequencerInput;
+use chorus_proto::wire::directory::{FromDirectory, ToDirectory};
+use chorus_proto::{Duration, GroupId};
+use std::collections::BTreeMap;
+
+/// Incarnation of every node's first run (a restart adds one).
+pub const FIRST_INCARNATION: u64 = 1000;
+
+/// What woke the world.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    Node(usize),
+    App(usize),
+    Dir,
+}
+
+/// The whole simulated cluster.
+#[derive(Debug)]
+pub struct Sim {
+    pub plan: Plan,
+    pub opts: Options,
+    pub s: Sched,
+    pub tr: Trace,
+    pub net: Network,
+    pub nodes: Vec<Node>,
+    pub dir: DirDriver,
+    pub apps: Vec<App>,
+    pub checks: Checks,
+    pub stability: Stability,
+    /// Where each (group, view) starts, from the sequencer that began it.
+    pub view_starts: BTreeMap<(u16, u64), u64>,
+    /// False once the liveness phase began: apps stop acting.
+    pub workload: bool,
+    pub steps: u64,
+    out: Outbox,
+    buf: Vec<u8>,
+    rng: Rng,
+    session_app: BTreeMap<(usize, SessionId), usize>,
+    views_seen: u64,
+    /// Traffic samples for the fuzz corpus, when wanted.
+    pub capture: Option<crate::capture::Capture>,
+}
+
+impl Sim {
+    /// A cluster as `plan` describes; nothing has happened yet.
+    pub fn new(plan: Plan, opts: Options, mode: TraceMode) -> Sim {
+        let mut root = Rng::new(plan.seed ^ 0x5157_C0DE);
+        let net = Network::new(&plan, root.fork(10));
+        let nodes = (0..plan.n())
+            .map(|i| Node::new(i, plan.hosts[i], FIRST_INCARNATION, opts.planted))
+            .collect();
+        let names: Vec<String> = plan.groups.iter().map(|g| g.name.clone()).collect();
+        let mut app_rng = root.fork(11);
+        let apps: Vec<App> = plan
+            .apps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| App::new(i, a.clone(), &names, app_rng.fork(i as u64)))
+            .collect();
+        let session_app = apps.iter().map(|a| ((a.node, a.session), a.id)).collect();
+        let mut sim = Sim {
+            dir: DirDriver::new(&plan),
+            plan,
+            opts,
+            s: Sched::default(),
+            tr: Trace::new(mode),
+            net,
+            nodes,
+            apps,
+            checks: Checks::default(),
+            stability: Stability::default(),
+            view_starts: BTreeMap::new(),
+            workload: true,
+            steps: 0,
+            out: Outbox::default(),
+            buf: Vec::with_capacity(2048),
+            rng: root.fork(12),
+            session_app,
+            views_seen: 0,
+            capture: None,
+        };
+        sim.boot();
+        sim
+    }
+
+    fn boot(&mut self) {
+        if self.tr.on() {
+            let p = &self.plan;
+            self.tr.line(format_args!(
+                "seed {} hosts {} groups {} apps {} messages {} features [{}]",
+                p.seed,
+                p.n(),
+                p.groups.len(),
+                p.apps.len(),
+                p.messages(),
+                p.features.join(" ")
+            ));
+            for (i, h) in p.hosts.iter().enumerate() {
+                self.tr.line(format_args!("h{i} settings {h:?}"));
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let at = self.rng.range(0, 5_000);
+            self.s.at(at, Ev::DirConnect { node: i });
+        }
+        if self.opts.process_faults {
+            for k in 0..self.plan.process.len() {
+                self.s.at(self.plan.process[k].0, Ev::Process { index: k });
+            }
+        }
+    }
+
+    /// The first violation found, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.checks.violations.first()
+    }
+
+    fn fail(&mut self, check: &'static str, r: Result<(), String>) {
+        if let Err(detail) = r {
+            self.checks.violations.push(Violation {
+                check,
+                at: self.s.now,
+                detail,
+            });
+        }
+    }
+
+    fn next_timer(&self) -> Option<(Micros, Timer)> {
+        let mut best: Option<(Micros, Timer)> = None;
+        let mut consider = |t: Option<Micros>, w: Timer| {
+            if let Some(t) = t {
+                if best.is_none_or(|(b, _)| t < b) {
+                    best = Some((t, w));
+                }
+            }
+        };
+        for (i, n) in self.nodes.iter().enumerate() {
+            consider(n.wake(), Timer::Node(i));
+        }
+        for (j, a) in self.apps.iter().enumerate() {
+            if self.nodes[a.node].alive {
+                consider(a.next_action, Timer::App(j));
+            }
+        }
+        consider(
+            self.dir.dir.poll_timeout().map(|t| t.as_micros()),
+            Timer::Dir,
+        );
+        best
+    }
+
+    /// Runs the next event or timer. False when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        let timer = self.next_timer();
+        let queued = self.s.peek_time();
+        let now = match (queued, timer) {
+            (None, None) => return false,
+            (Some(q), Some((t, _))) if q <= t => q,
+            (Some(q), None) => q,
+            (_, Some((t, _))) => t,
+        };
+        self.s.now = self.s.now.max(now);
+        self.tr.set_now(self.s.now);
+        self.checks.now = self.s.now;
+        self.steps += 1;
+        if queued == Some(now) {
+            if let Some((_, ev)) = self.s.pop() {
+                self.handle(ev);
+            }
+        } else if let Some((_, t)) = timer {
+            self.fire(t);
+        }
+        true
+    }
+
+    fn fire(&mut self, t: Timer) {
+        match t {
+            Timer::Node(i) => self.node_timers(i),
+            Timer::App(j) => {
+                let node = self.apps[j].node;
+                let now = self.s.now;
+                let workload = self.workload;
+                let app = &mut self.apps[j];
+                app.act(
+                    now,
+                    &mut self.nodes[node].host,
+                    &mut self.checks,
+                    &mut self.tr,
+                    workload,
+                );
+                self.drain_host(node);
+            }
+            Timer::Dir => {
+                self.dir.dir.handle_timeout(instant(self.s.now));
+                self.route_dir();
+            }
+        }
+    }
+
+    fn node_timers(&mut self, i: usize) {
+        let now = instant(self.s.now);
+        let n = &mut self.nodes[i];
+        if n.host.poll_timeout().is_some_and(|t| t <= now) {
+            n.host.handle_timeout(now);
+            self.drain_host(i);
+        }
+        let n = &mut self.nodes[i];
+        if let Some(seq) = n
+            .seq
+            .as_mut()
+            .filter(|s| s.poll_timeout().is_some_and(|t| t <= now))
+        {
+            seq.handle_timeout(now);
+            self.flush_sequencer(i);
+        }
+        let n = &mut self.nodes[i];
+        if let (Some(t), Some(hb)) = (n.next_heartbeat, n.heartbeat) {
+            if t <= now {
+                n.next_heartbeat = Some(t + hb);
+                self.send_to_dir(i, ToDirectory::Heartbeat);
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Datagram {
+                node,
+                port,
+                from,
+                bytes,
+            } => self.on_datagram(node, port, from, &bytes),
+            Ev::SeqInput {
+                node,
+                incarnation,
+                input,
+            } => self.seq_input(node, incarnation, input),
+            Ev::DirConnect { node } => self.dir_connect(node),
+            Ev::ToDir { conn, frame } => {
+                if self.tr.on() {
+                    self.tr.line(format_args!(
+                        "dir <- h{} {}",
+                        self.dir.node_of(conn).map_or(-1, |n| n as i64),
+                        short_to_dir(&frame)
+                    ));
+                }
+                self.dir.dir.handle_frame(instant(self.s.now), conn, frame);
+                self.route_dir();
+            }
+            Ev::FromDir { node, conn, frame } => self.on_dir_frame(node, conn, frame),
+            Ev::DirClosed { node, conn } => {
+                let n = &mut self.nodes[node];
+                if n.alive && n.conn == Some(conn) {
+                    if self.tr.on() {
+                        self.tr.line(format_args!(
+                            "h{node} directory link closed by the directory"
+                        ));
+                    }
+                    n.conn = None;
+                    n.heartbeat = None;
+                    n.next_heartbeat = None;
+                    n.host.handle_directory_lost(instant(self.s.now));
+                    self.drain_host(node);
+                }
+            }
+            Ev::Process { index } => self.process_fault(index),
+            Ev::Restart { node } => {
+                if self.tr.on() {
+                    self.tr.line(format_args!(
+                        "h{node} restarts as incarnation {}",
+                        self.nodes[node].incarnation
+                    ));
+                }
+                self.nodes[node].alive = true;
+                self.s.at(self.s.now, Ev::DirConnect { node });
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, node: usize, port: Port, from: std::net::SocketAddrV4, bytes: &[u8]) {
+        self.net.arrived(node);
+        if !self.nodes[node].alive {
+            return;
+        }
+        if self.tr.on() {
+            let kind = if port == Port::Order { "-seq" } else { "" };
+            self.tr.line(format_args!(
+                "h{node} rx{kind} {} from {from}",
+                crate::trace::datagram(bytes)
+            ));
+        }
+        let now = instant(self.s.now);
+        match port {
+            Port::Data => {
+                self.nodes[node].host.handle_datagram(now, from, bytes);
+                self.drain_host(node);
+            }
+            Port::Order => {
+                if let Some(seq) = self.nodes[node].seq.as_mut() {
+                    seq.handle_datagram(now, bytes);
+                    self.flush_sequencer(node);
+                }
+            }
+        }
+    }
+
+    fn seq_input(&mut self, node: usize, incarnation: u64, input: SequencerInput) {
+        let now = instant(self.s.now);
+        let n = &mut self.nodes[node];
+        if !n.alive || n.incarnation != incarnation {
+            return;
+        }
+        let Some(seq) = n.seq.as_mut() else { return };
+        let view = match &input {
+            SequencerInput::View {
+                group,
+                view,
+                members,
+                ..
+            } => {
+                self.stability.on_view(node, *group, members);
+                Some((*group, *view))
+            }
+            _ => None,
+        };
+        if self.tr.on() {
+            self.tr
+                .line(format_args!("h{node} seq-in {}", short_seq_input(&input)));
+        }
+        seq.handle_input(now, input);
+        if let Some((group, view)) = view {
+            if let Some(start) = seq.next_position(group) {
+                let key = (group.0 as u16 - 1, view.0);
+                self.view_starts.entry(key).or_insert(start.0);
+            }
+            self.views_seen += 1;
+        }
+        self.flush_sequencer(node);
+    }
+
+    fn dir_connect(&mut self, node: usize) {
+        if !self.nodes[node].alive {
+            return;
+        }
+        let conn = self.dir.open(node);
+        if self.tr.on() {
+            self.tr.line(format_args!("h{node} dir-connect {conn}"));
+        }
+        self.dir.dir.handle_connect(instant(self.s.now), conn);
+        let n = &mut self.nodes[node];
+        n.conn = Some(conn);
+        n.host.handle_directory_connected(instant(self.s.now));
+        self.drain_host(node);
+    }
+
+    fn on_dir_frame(&mut self, node: usize, conn: ConnId, frame: FromDirectory) {
+        let now = instant(self.s.now);
+        let n = &mut self.nodes[node];
+        if !n.alive || n.conn != Some(conn) {
+            return;
+        }
+        if self.tr.on() {
+            self.tr
+                .line(format_args!("h{node} <- dir {}", short_from_dir(&frame)));
+        }
+        if let FromDirectory::Welcome {
+            node: id,
+            cluster,
+            heartbeat_ms,
+            ..
+        } = &frame
+        {
+            let hb = Duration::from_millis(u64::from(*heartbeat_ms).max(10));
+            n.heartbeat = Some(hb);
+            n.next_heartbeat = Some(now + hb);
+            n.start_sequencer(*id, *cluster);
+        }
+        n.host.handle_directory(now, frame);
+        self.drain_host(node);
+    }
+
+    /// Sends a frame from `node` to the directory, in order, after the
+    /// link's delay.
+    fn send_to_dir(&mut self, node: usize, frame: ToDirectory) {
+        let Some(conn) = self.nodes[node].conn else {
+            return;
+        };
+        if let Some(c) = self.capture.as_mut() {
+            let mut b = Vec::new();
+            frame.encode(&mut b);
+            c.offer("directory_frame", b.get(3).copied().unwrap_or(0), &b);
+        }
+        let delay =
+            self.plan.dir_delay_us + self.net.dir_delay(self.s.now, node) + self.rng.below(200);
+        let n = &mut self.nodes[node];
+        let at = (self.s.now + delay).max(n.dir_up_at);
+        n.dir_up_at = at;
+        self.s.at(at, Ev::ToDir { conn, frame });
+    }
+
+    fn route_dir(&mut self) {
+        while let Some((conn, frame)) = self.dir.dir.poll_output() {
+            let Some(node) = self.dir.node_of(conn) else {
+                continue;
+            };
+            if let Some(c) = self.capture.as_mut() {
+                let mut b = Vec::new();
+                frame.encode(&mut b);
+                c.offer("directory_frame", b.get(3).copied().unwrap_or(0), &b);
+            }
+            let at = self.dir_down_at(node);
+            self.s.at(at, Ev::FromDir { node, conn, frame });
+        }
+        while let Some(conn) = self.dir.dir.poll_close() {
+            let Some(node) = self.dir.node_of(conn) else {
+                continue;
+            };
+            let at = self.dir_down_at(node);
+            self.s.at(at, Ev::DirClosed { node, conn });
+        }
+    }
+
+    fn dir_down_at(&mut self, node: usize) -> Micros {
+        let delay =
+            self.plan.dir_delay_us + self.net.dir_delay(self.s.now, node) + self.rng.below(200);
+        let n = &mut self.nodes[node];
+        n.dir_down_at = (self.s.now + delay).max(n.dir_down_at);
+        n.dir_down_at
+    }
+
+    /// Drains node `i`'s host and routes every output.
+    pub(crate) fn drain_host(&mut self, i: usize) {
+        if self.tr.on() && self.opts.debug_host == Some(i) {
+            let lines: Vec<String> = self.nodes[i]
+                .host
+                .groups()
+                .map(|g| g.debug_line())
+                .collect();
+            self.tr
+                .line(format_args!("h{i} state {}", lines.join("; ")));
+        }
+        let mut out = std::mem::take(&mut self.out);
+        self.nodes[i].drain(self.s.now, &mut out);
+        self.route(i, &mut out);
+        self.out = out;
+        let r = bounded_memory::check(&self.nodes, i, self.views_seen);
+        self.fail("bounded_memory", r);
+    }
+
+    fn route(&mut self, i: usize, out: &mut Outbox) {
+        for c in out.mcast.drain(..) {
+            let (addr, joined) = match c {
+                MulticastChange::Join(a) => (a, true),
+                MulticastChange::Leave(a) => (a, false),
+            };
+            if self.tr.on() {
+                self.tr.line(format_args!(
+                    "h{i} mcast {} {addr}",
+                    if joined { "join" } else { "leave" }
+                ));
+            }
+            self.net.set_member(addr, i, joined);
+        }
+        for (dest, bytes) in out.dgrams.drain(..) {
+            if self.tr.on() {
+                self.tr.line(format_args!(
+                    "h{i} tx {} to {dest}",
+                    crate::trace::datagram(&bytes)
+                ));
+            }
+            if let Some(c) = self.capture.as_mut() {
+                c.offer(
+                    "datagram_decode",
+                    bytes.get(3).copied().unwrap_or(0),
+                    &bytes,
+                );
+            }
+            self.net
+                .send(&mut self.s, &mut self.tr, i, false, dest, &bytes);
+        }
+        for input in out.seq.drain(..) {
+            let n = &mut self.nodes[i];
+            let at = (self.s.now + self.rng.below(30)).max(n.seq_chan_at);
+            n.seq_chan_at = at;
+            let incarnation = n.incarnation;
+            self.s.at(
+                at,
+                Ev::SeqInput {
+                    node: i,
+                    incarnation,
+                    input,
+                },
+            );
+        }
+        let frames: Vec<ToDirectory> = out.dir.drain(..).collect();
+        for f in frames {
+            self.send_to_dir(i, f);
+        }
+        for (session, ev) in out.app.drain(..) {
+            if let Some(c) = self.capture.as_mut() {
+                let mut b = Vec::new();
+                ev.encode(&mut b);
+                c.offer("app_frame", b.get(3).copied().unwrap_or(0), &b);
+            }
+            if let Some(&a) = self.session_app.get(&(i, session)) {
+                self.apps[a].on_event(self.s.now, ev, &mut self.checks, &mut self.tr);
+            }
+        }
+        for session in out.close.drain(..) {
+            if let Some(&a) = self.session_app.get(&(i, session)) {
+                if self.tr.on() {
+                    self.tr
+                        .line(format_args!("h{i} closes the session of a{a}"));
+                }
+                self.apps[a].connected = false;
+            }
+        }
+    }
+
+    /// Sends everything node `i`'s sequencer has queued, then judges stability.
+    fn flush_sequencer(&mut self, i: usize) {
+        while let Some(dest) = self.nodes[i].poll_sequencer_transmit(&mut self.buf) {
+            if self.tr.on() {
+                self.tr.line(format_args!(
+                    "h{i} seq-tx {} to {dest}",
+                    crate::trace::datagram(&self.buf)
+                ));
+            }
+            let bytes = std::mem::take(&mut self.buf);
+            if let Some(c) = self.capture.as_mut() {
+                c.offer(
+                    "datagram_decode",
+                    bytes.get(3).copied().unwrap_or(0),
+                    &bytes,
+                );
+            }
+            self.net
+                .send(&mut self.s, &mut self.tr, i, true, dest, &bytes);
+            self.buf = bytes;
+        }
+        let r = self.stability.check(&self.nodes, i);
+        self.fail("stability", r);
+    }
+
+    fn process_fault(&mut self, index: usize) {
+        let (_, f) = self.plan.process[index];
+        if self.tr.on() {
+            self.tr.line(format_args!("process fault {f:?}"));
+        }
+        match f {
+            ProcessFault::Crash { node, down_us } => self.crash(node, down_us),
+            ProcessFault::SequencerCrash { group, down_us } => {
+                let gid = GroupId(group as u32 + 1);
+                let victim = self.nodes.iter().position(|n| {
+                    n.alive && n.seq.as_ref().is_some_and(|s| s.groups().any(|g| g == gid))
+                });
+                if let Some(node) = victim {
+                    self.crash(node, down_us);
+                }
+            }
+            ProcessFault::DirReset { node } => {
+                let n = &mut self.nodes[node];
+                if let (true, Some(conn)) = (n.alive, n.conn.take()) {
+                    n.heartbeat = None;
+                    n.next_heartbeat = None;
+                    n.host.handle_directory_lost(instant(self.s.now));
+                    self.dir.dir.handle_disconnect(instant(self.s.now), conn);
+                    self.route_dir();
+                    self.drain_host(node);
+                    self.s.at(self.s.now + 100_000, Ev::DirConnect { node });
+                }
+            }
+        }
+    }
+
+    /// The node dies: its state is gone, its apps with it; it may restart
+    /// with a new incarnation (and no apps).
+    fn crash(&mut self, node: usize, down_us: Option<Micros>) {
+        if !self.nodes[node].alive {
+            return;
+        }
+        let conn = self.nodes[node].conn.take();
+        self.nodes[node].alive = false;
+        self.net.forget_node(node);
+        for a in self.apps.iter_mut().filter(|a| a.node == node) {
+            a.crashed(&mut self.checks);
+        }
+        if let Some(conn) = conn {
+            self.dir.dir.handle_disconnect(instant(self.s.now), conn);
+            self.route_dir();
+        }
+        if let Some(d) = down_us {
+            let inc = self.nodes[node].incarnation + 1;
+            self.nodes[node] = Node::new(node, self.plan.hosts[node], inc, self.opts.planted);
+            self.nodes[node].alive = false;
+            self.s.at(self.s.now + d, Ev::Restart { node });
+        }
+    }
+
+    /// Ends every network fault (the liveness phase).
+    pub fn heal(&mut self) {
+        if self.tr.on() {
+            self.tr.line(format_args!(
+                "heal: faults end, workload stops; liveness phase"
+            ));
+        }
+        self.net.heal();
+        self.workload = false;
+    }
+}
+
+fn short_to_dir(f: &ToDirectory) -> String {
+    match f {
+        ToDirectory::Heartbeat => "Heartbeat".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn short_from_dir(f: &FromDirectory) -> String {
+    match f {
+        FromDirectory::View(v) => format!(
+            "View g{} v{} seq n{} members [{}] nodes [{}]",
+            v.group,
+            v.view,
+            v.sequencer,
+            v.members
+                .iter()
+                .map(|m| format!("{}:{}", m.node, m.name))
+                .collect::<Vec<_>>()
+                .join(" "),
+            v.nodes
+                .iter()
+                .map(|n| format!("{}/{}", n.node, n.incarnation))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn short_seq_input(i: &SequencerInput) -> String {
+    match i {
+        SequencerInput::View {
+            group,
+            view,
+            members,
+            ..
+        } => format!(
+            "View g{group} v{view} members {:?}",
+            members.iter().map(|(n, _)| n.0).collect::<Vec<_>>()
+        ),
+        SequencerInput::Arrived {
+            group,
+            stream,
+            first,
+            end,
+        } => {
+            format!(
+                "Arrived g{group} n{}/{} {first}..{end}",
+                stream.node, stream.incarnation
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,16 @@
+//! Turns the simulator's [`Planted`] switches on in a host, through the
+//! host's test-only `plant` hook.
+
+use crate::plan::Planted;
+use chorus_proto::host::planted::Planted as HostPlanted;
+use chorus_proto::host::Host;
+
+/// Plants the chosen bugs in `host` (nothing by default).
+pub fn apply(host: &mut Host, p: Planted) {
+    if p != Planted::default() {
+        host.plant(HostPlanted {
+            no_retransmit: p.no_retransmit,
+            no_duplicate_suppression: p.no_duplicate_suppression,
+        });
+    }
+}

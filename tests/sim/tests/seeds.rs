@@ -1,0 +1,72 @@
+//! The simulator in CI: every seed that ever failed, a fixed range, and a
+//! time-boxed random batch (its seeds printed so a failure replays).
+//!
+//! Knobs: `CHORUS_SIM_SEEDS` (size of the fixed range), `CHORUS_SIM_SECONDS`
+//! (random batch time; 0 skips it), `CHORUS_SIM_JOBS` (threads).
+
+use chorus_sim::batch::{jobs, run_batch};
+use chorus_sim::{parse_seeds_file, Options};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The batches take turns, each on every core (their rates stay honest).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn assert_all_pass(what: &str, seeds: impl Iterator<Item = u64> + Send, secs: Option<u64>) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let deadline = secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let opts = Options::default();
+    let report = run_batch(seeds, &opts, jobs(), deadline);
+    println!(
+        "{what}: {} seeds in {:.1}s ({:.1} seeds/s)",
+        report.run,
+        report.seconds,
+        report.rate()
+    );
+    assert!(
+        report.failed.is_empty(),
+        "{what}: {} seeds failed\n{}",
+        report.failed.len(),
+        report.describe(&opts)
+    );
+}
+
+#[test]
+fn regression_seeds() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../regressions/seeds.txt");
+    let text = std::fs::read_to_string(path).expect("tests/regressions/seeds.txt");
+    let seeds = parse_seeds_file(&text);
+    assert!(!seeds.is_empty(), "the regressions file lists seeds");
+    assert_all_pass("regressions", seeds.into_iter(), None);
+}
+
+#[test]
+fn fixed_seed_range() {
+    // Release builds run many more seeds per second than debug ones.
+    let default = if cfg!(debug_assertions) {
+        1_000
+    } else {
+        10_000
+    };
+    let n = env_u64("CHORUS_SIM_SEEDS").unwrap_or(default);
+    assert_all_pass("fixed range", 0..n, None);
+}
+
+#[test]
+fn random_batch() {
+    let secs = env_u64("CHORUS_SIM_SECONDS").unwrap_or(20);
+    if secs == 0 {
+        return;
+    }
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    // Far from the fixed range, so it explores other seeds.
+    let base = (clock % (1 << 40)) + (1 << 32);
+    println!("random batch: seeds from {base} for {secs}s (replay one with: sim --seed N --trace)");
+    assert_all_pass("random batch", base..u64::MAX, Some(secs));
+}
