@@ -4,6 +4,10 @@
 //! survivor's message exactly once, each sender in FIFO order, a view
 //! without the dead host, and how long delivery stalled.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::check::{
@@ -143,18 +147,12 @@ pub fn kill_mid_stream(
     let killed_at = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| HarnessError::Unexpected(format!("kill -9 {}: {e}", nodes[dead].name)))?;
-    let probe = SenderWork {
-        label: "p1".into(),
-        payloads: numbered_payloads("p1", 50),
-    };
-    let prober = SendProc::on_node(
-        env,
-        &nodes[survivor],
-        group,
-        &probe.label,
-        &[],
-        probe.payloads.clone(),
-    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = spawn_probe(
+        nodes[survivor].socket_path().to_owned(),
+        group.to_owned(),
+        stop.clone(),
+    );
     let victim_prefix = format!("{}:", nodes[dead].name);
     let failover = measure_failover(
         &listeners,
@@ -163,8 +161,12 @@ pub fn kill_mid_stream(
         &victim_prefix,
         killed_at,
         timeout,
-    )?;
-    prober.finish(timeout)?;
+    );
+    stop.store(true, Ordering::Relaxed);
+    let probe = prober
+        .join()
+        .map_err(|_| HarnessError::Unexpected("probe thread panicked".into()))??;
+    let failover = failover?;
 
     let mut survivors_work = vec![probe.clone()];
     for (i, (sender, w)) in senders.into_iter().zip(&work).enumerate() {
@@ -210,6 +212,40 @@ pub fn kill_mid_stream(
             .filter(|(i, _)| *i != dead)
             .map(|(_, l)| l.snapshot().messages().count())
             .collect(),
+    })
+}
+
+/// A member `p1` on a survivor that sends a numbered message every 5 ms
+/// until told to stop (or 2000 messages), so there is always traffic to
+/// resume after the failover. Connects to the daemon's Unix socket directly
+/// (Unix sockets do not belong to network namespaces).
+fn spawn_probe(
+    socket: PathBuf,
+    group: String,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<Result<SenderWork>> {
+    std::thread::spawn(move || {
+        let fail = |e: chorus::Error| HarnessError::Unexpected(format!("probe: {e}"));
+        let mut c = chorus::Client::connect(&socket).map_err(fail)?;
+        c.discard_events(true);
+        c.join(&group, "p1").map_err(fail)?;
+        let mut work = SenderWork {
+            label: "p1".into(),
+            payloads: Vec::new(),
+        };
+        for i in 1..=2000 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let payload = format!("p1-{i:06}");
+            c.send(&group, chorus::Order::Total, payload.as_bytes())
+                .map_err(fail)?;
+            c.flush().map_err(fail)?;
+            work.payloads.push(payload);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.leave(&group).map_err(fail)?;
+        Ok(work)
     })
 }
 
