@@ -260,12 +260,9 @@ fn view(n: usize, v: u64) -> View {
     }
 }
 
-fn messages(d: &[(String, u64, Vec<u8>)]) -> Vec<(String, u64, Vec<u8>)> {
-    d.iter().filter(|(s, _, _)| s != "VIEW").cloned().collect()
-}
-
-fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
-    let mut net = Net::new(n, seed, loss);
+/// Every host registers (node i + 1) and its app `m` asks to join `g`; with
+/// `first`, every host is then given that view at once.
+fn register_and_join(net: &mut Net, first: Option<View>) {
     let t = net.t();
     for (i, h) in net.hosts.iter_mut().enumerate() {
         h.handle_directory_connected(t);
@@ -279,17 +276,25 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
             },
         );
         h.handle_app_connect(t, SessionId(1), Credentials::default());
-        h.handle_app(
-            t,
-            SessionId(1),
-            ToDaemon::Join {
-                request: 1,
-                group: "g".into(),
-                name: "m".into(),
-            },
-        );
-        h.handle_directory(t, FromDirectory::View(view(n, 1)));
+        let join = ToDaemon::Join {
+            request: 1,
+            group: "g".into(),
+            name: "m".into(),
+        };
+        h.handle_app(t, SessionId(1), join);
+        if let Some(v) = &first {
+            h.handle_directory(t, FromDirectory::View(v.clone()));
+        }
     }
+}
+
+fn messages(d: &[(String, u64, Vec<u8>)]) -> Vec<(String, u64, Vec<u8>)> {
+    d.iter().filter(|(s, _, _)| s != "VIEW").cloned().collect()
+}
+
+fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
+    let mut net = Net::new(n, seed, loss);
+    register_and_join(&mut net, Some(view(n, 1)));
     net.flush();
     let mut sent = vec![0usize; n];
     let mut request = 10;
@@ -421,30 +426,7 @@ fn safe_under_loss() {
 /// the same position, and every survivor's message exactly once.
 fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
     let mut net = Net::new(n, seed, loss);
-    let t = net.t();
-    for (i, h) in net.hosts.iter_mut().enumerate() {
-        h.handle_directory_connected(t);
-        h.handle_directory(
-            t,
-            FromDirectory::Welcome {
-                node: NodeId(i as u32 + 1),
-                cluster: ClusterId(5),
-                lease_ms: 1000,
-                heartbeat_ms: 250,
-            },
-        );
-        h.handle_app_connect(t, SessionId(1), Credentials::default());
-        h.handle_app(
-            t,
-            SessionId(1),
-            ToDaemon::Join {
-                request: 1,
-                group: "g".into(),
-                name: "m".into(),
-            },
-        );
-        h.handle_directory(t, FromDirectory::View(view(n, 1)));
-    }
+    register_and_join(&mut net, Some(view(n, 1)));
     net.flush();
     let mut sent = vec![0usize; n];
     let mut request = 10;
@@ -598,29 +580,7 @@ fn crash_sweep() {
 /// everyone sends: everyone must end in the last view with everything.
 fn run_staggered_joins(seed: u64, n: usize, per_sender: usize) {
     let mut net = Net::new(n, seed, 2);
-    let t = net.t();
-    for (i, h) in net.hosts.iter_mut().enumerate() {
-        h.handle_directory_connected(t);
-        h.handle_directory(
-            t,
-            FromDirectory::Welcome {
-                node: NodeId(i as u32 + 1),
-                cluster: ClusterId(5),
-                lease_ms: 1000,
-                heartbeat_ms: 250,
-            },
-        );
-        h.handle_app_connect(t, SessionId(1), Credentials::default());
-        h.handle_app(
-            t,
-            SessionId(1),
-            ToDaemon::Join {
-                request: 1,
-                group: "g".into(),
-                name: "m".into(),
-            },
-        );
-    }
+    register_and_join(&mut net, None);
     // (deliver at, host, view)
     let mut views: Vec<(u64, usize, View)> = Vec::new();
     for k in 1..=n {

@@ -18,6 +18,7 @@ use crate::client::{numbered_payloads, SendProc};
 use crate::cluster::Node;
 use crate::error::{HarnessError, Result};
 use crate::listener::{Event, Listener, Seen};
+use crate::scenario::listeners_in_full_view;
 use crate::testenv::TestEnv;
 
 /// Which daemon to kill.
@@ -98,20 +99,8 @@ pub fn kill_mid_stream(
     victim: Victim,
     timeout: Duration,
 ) -> Result<FailoverRun> {
-    let listeners = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| Listener::on_node(env, node, group, &format!("l{}", i + 1)))
-        .collect::<Result<Vec<_>>>()?;
-    let members: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| node.member(&format!("l{}", i + 1)))
-        .collect();
-    let mut sequencer_before = String::new();
-    for listener in &listeners {
-        sequencer_before = listener.wait_view_with(&members, timeout)?.sequencer;
-    }
+    let (listeners, members, full) = listeners_in_full_view(env, nodes, group, timeout)?;
+    let sequencer_before = full.sequencer;
     let dead = match victim {
         Victim::Sequencer => nodes
             .iter()

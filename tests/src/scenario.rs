@@ -6,7 +6,7 @@ use crate::check::{SenderWork, Trace};
 use crate::client::{numbered_payloads, SendProc};
 use crate::cluster::Node;
 use crate::error::{HarnessError, Result};
-use crate::listener::Listener;
+use crate::listener::{Listener, ViewEvent};
 use crate::testenv::TestEnv;
 
 /// What a concurrent-senders run produced.
@@ -39,6 +39,32 @@ impl TotalOrderRun {
     }
 }
 
+/// On every node a listener `l<k>`; returns them once every one sees a view
+/// holding them all, with their member names and that view.
+pub fn listeners_in_full_view(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    timeout: Duration,
+) -> Result<(Vec<Listener>, Vec<String>, ViewEvent)> {
+    let listeners = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| Listener::on_node(env, node, group, &format!("l{}", i + 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let members: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| node.member(&format!("l{}", i + 1)))
+        .collect();
+    let mut view = None;
+    for listener in &listeners {
+        view = Some(listener.wait_view_with(&members, timeout)?);
+    }
+    let view = view.ok_or_else(|| HarnessError::Unexpected("no node, no listener".into()))?;
+    Ok((listeners, members, view))
+}
+
 /// On every node: a listener `l<k>`, then (once every listener sees a view
 /// with all of them) a sender `s<k>` sending `per_sender` numbered lines, all
 /// senders at once. Waits for every listener to deliver everything.
@@ -52,19 +78,7 @@ pub fn concurrent_senders(
     per_sender: usize,
     timeout: Duration,
 ) -> Result<TotalOrderRun> {
-    let listeners = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| Listener::on_node(env, node, group, &format!("l{}", i + 1)))
-        .collect::<Result<Vec<_>>>()?;
-    let members: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| node.member(&format!("l{}", i + 1)))
-        .collect();
-    for listener in &listeners {
-        listener.wait_view_with(&members, timeout)?;
-    }
+    let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
 
     let work: Vec<SenderWork> = (1..=nodes.len())
         .map(|k| SenderWork {
