@@ -93,8 +93,18 @@ fn run(mut poll: Poll, socket: UdpSocket, rx: Receiver<ToSequencer>, epoch: Inst
         loop {
             match rx.try_recv() {
                 Ok(ToSequencer::Configure(s)) => {
-                    log::debug!("sequencer: configured as node {}", s.node);
-                    seq = Some(Sequencer::new(s));
+                    let node = s.node;
+                    match seq.as_mut() {
+                        Some(q) => {
+                            if q.reconfigure(s) {
+                                log::debug!("sequencer: reconfigured as node {node}");
+                            }
+                        }
+                        None => {
+                            log::debug!("sequencer: configured as node {node}");
+                            seq = Some(Sequencer::new(s));
+                        }
+                    }
                 }
                 Ok(ToSequencer::Input(i)) => {
                     if let Some(s) = seq.as_mut() {

@@ -128,6 +128,23 @@ impl Sequencer {
         }
     }
 
+    /// Settings for the node as the directory (re)welcomed it. The same
+    /// identity welcomed again (a lost link, a directory restart) keeps
+    /// every group's order: the members go on in the same views. Only a new
+    /// identity starts afresh. Returns true when the state was reset.
+    pub fn reconfigure(&mut self, settings: SequencerSettings) -> bool {
+        let same = self.settings.node == settings.node
+            && self.settings.incarnation == settings.incarnation
+            && self.settings.cluster == settings.cluster;
+        if !same {
+            self.groups.clear();
+            self.out.clear();
+            self.next_tick = None;
+        }
+        self.settings = settings;
+        !same
+    }
+
     /// Groups currently sequenced here.
     pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.groups.keys().copied()

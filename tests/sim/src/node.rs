@@ -121,7 +121,7 @@ impl Node {
     /// The sequencer chorusd starts when the directory welcomes it.
     pub fn start_sequencer(&mut self, node: NodeId, cluster: ClusterId) {
         let p = &self.params;
-        self.seq = Some(Sequencer::new(SequencerSettings {
+        let settings = SequencerSettings {
             node,
             incarnation: Incarnation(self.incarnation),
             cluster,
@@ -129,7 +129,15 @@ impl Node {
             tick: Duration::from_millis(p.ack_interval_ms),
             retransmit: Duration::from_millis(p.retransmit_ms),
             heartbeat: Duration::from_millis(100),
-        }));
+        };
+        // As chorusd does: a node welcomed again under the same identity
+        // keeps its sequencer's state.
+        match self.seq.as_mut() {
+            Some(q) => {
+                q.reconfigure(settings);
+            }
+            None => self.seq = Some(Sequencer::new(settings)),
+        }
     }
 
     /// Takes the sequencer's next datagram, if any.

@@ -6,6 +6,7 @@
 //! sim --regressions FILE          every seed listed in FILE
 //! options: --process-faults  --plant no-retransmit|no-duplicate-suppression  --force-loss
 //!          --debug-host I (with --trace: host I's internal state after each of its steps)
+//!          --log LEVEL (with --trace: the protocol core's log records, e.g. `--log debug`)
 //! ```
 //! It prints each seed before running it and, on failure, the violation and
 //! the exact command that replays it. Exit status 1 if any seed failed.
@@ -20,12 +21,13 @@ use std::process::ExitCode;
 struct Args {
     seeds: Vec<u64>,
     trace: bool,
+    log: Option<log::LevelFilter>,
     jobs: usize,
     opts: Options,
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression] [--force-loss]");
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression] [--force-loss] [--debug-host I] [--log LEVEL]");
     ExitCode::from(2)
 }
 
@@ -33,6 +35,7 @@ fn parse_args() -> Option<Args> {
     let mut a = Args {
         seeds: Vec::new(),
         trace: false,
+        log: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         opts: Options::default(),
     };
@@ -50,6 +53,7 @@ fn parse_args() -> Option<Args> {
             "--process-faults" => a.opts.process_faults = true,
             "--force-loss" => a.opts.force_loss_and_dup = true,
             "--debug-host" => a.opts.debug_host = Some(it.next()?.parse().ok()?),
+            "--log" => a.log = Some(it.next()?.parse().ok()?),
             "--plant" => match it.next()?.as_str() {
                 "no-retransmit" => a.opts.planted.no_retransmit = true,
                 "no-duplicate-suppression" => a.opts.planted.no_duplicate_suppression = true,
@@ -89,10 +93,37 @@ fn report(o: &Outcome, opts: &Options) -> bool {
     }
 }
 
+/// Prints the core's log records among the trace lines (they are printed
+/// as they happen, so each record sits after the event that caused it).
+struct TraceLogger;
+
+static TRACE_LOGGER: TraceLogger = TraceLogger;
+
+impl TraceLogger {
+    fn install(level: log::LevelFilter) {
+        if log::set_logger(&TRACE_LOGGER).is_ok() {
+            log::set_max_level(level);
+        }
+    }
+}
+
+impl log::Log for TraceLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        println!("            log {} {}: {}", r.level(), r.target(), r.args());
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
     let Some(args) = parse_args() else {
         return usage();
     };
+    if let (true, Some(level)) = (args.trace, args.log) {
+        TraceLogger::install(level);
+    }
     if args.trace || args.seeds.len() == 1 {
         let mut ok = true;
         for &seed in &args.seeds {
