@@ -75,6 +75,12 @@ impl OrderLog {
         self.stable
     }
 
+    /// Everything up to `g` is held by every member that goes on (a new
+    /// sequencer learns it from the flush reports).
+    pub fn raise_stable(&mut self, g: GlobalSeq) {
+        self.stable = self.stable.max(g);
+    }
+
     /// Positions up to `g` exist (a flush cut): missing ones get naked.
     pub fn expect_through(&mut self, g: GlobalSeq) {
         self.highest_known = self.highest_known.max(g);

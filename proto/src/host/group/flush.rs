@@ -39,6 +39,9 @@ pub struct Flush {
     pub reports: BTreeMap<NodeId, GlobalSeq>,
     /// At the new sequencer: the cut and who holds everything up to it.
     pub cut: Option<(GlobalSeq, NodeId)>,
+    /// At the new sequencer, once the cut is fixed: the lowest report. Every
+    /// survivor holds everything up to it.
+    pub floor: GlobalSeq,
 }
 
 impl GroupState {
@@ -68,6 +71,7 @@ impl GroupState {
                     report_sent_at: None,
                     reports: BTreeMap::new(),
                     cut: None,
+                    floor: GlobalSeq(0),
                 });
             }
         }
@@ -157,13 +161,16 @@ impl GroupState {
                 return None;
             }
             let (mut cut, mut donor) = (f.limit, me);
+            let mut floor = GlobalSeq(u64::MAX);
             for n in &survivors {
                 if let Some(&h) = f.reports.get(n) {
+                    floor = floor.min(h);
                     if h > cut {
                         (cut, donor) = (h, *n);
                     }
                 }
             }
+            f.floor = floor;
             log::info!(
                 "group {}: flush cut at {cut} (from node {donor})",
                 self.name
@@ -181,6 +188,16 @@ impl GroupState {
             self.order.expect_through(cut);
         }
         let (cut, _) = f.cut?;
+        // Everything every survivor holds is stable among those who go on
+        // (the dead hold nothing any more). Without this, a `safe` message
+        // waiting for a stability the dead sequencer will never announce
+        // blocks delivery, delivery holds the receive windows, and we could
+        // never fetch up to the cut.
+        let floor = f.floor.min(self.held_through);
+        if floor > self.order.stable() {
+            self.order.raise_stable(floor);
+            self.send.release_stable(floor);
+        }
         if self.held_through < cut {
             return None;
         }
