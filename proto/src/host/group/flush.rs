@@ -82,6 +82,49 @@ impl GroupState {
         None
     }
 
+    /// The nodes whose reports the cut needs: every node of `latest` (but
+    /// us) that took part in the old sequencer's order. That is a node
+    /// present, with the same incarnation, in every view from the installed
+    /// one or from a proposed view that the old sequencer still ordered,
+    /// through `latest`. A node whose run of views begins in a view that
+    /// already names us is a joiner: its first view installs the new order,
+    /// it is in no flush and reports nothing.
+    ///
+    /// Members that joined in views proposed but not yet installed here are
+    /// survivors too: they may hold (and have delivered) positions past any
+    /// other report, so the cut must wait for them.
+    fn flush_survivors(&self, latest: &View) -> Vec<NodeId> {
+        let me = self.me.node;
+        latest
+            .nodes
+            .iter()
+            .filter(|n| n.node != me)
+            .filter(|n| {
+                let present = |nodes: &[crate::wire::directory::NodeInfo]| {
+                    nodes
+                        .iter()
+                        .any(|p| p.node == n.node && p.incarnation == n.incarnation)
+                };
+                // Walk back from the latest view while the node is present;
+                // the earliest view of that run tells whether it joined
+                // under the old order.
+                let mut first_sequencer = None;
+                for v in self.pending_views.values().rev() {
+                    if !present(&v.nodes) {
+                        return first_sequencer.is_some_and(|s| s != me);
+                    }
+                    first_sequencer = Some(v.sequencer);
+                }
+                let in_installed = self
+                    .nodes
+                    .get(&n.node)
+                    .is_some_and(|p| p.incarnation == n.incarnation);
+                in_installed || first_sequencer.is_some_and(|s| s != me)
+            })
+            .map(|n| n.node)
+            .collect()
+    }
+
     /// Where delivery must stop for now.
     pub(super) fn delivery_limit(&self) -> Option<GlobalSeq> {
         self.flush.as_ref().map(|f| f.limit)
@@ -139,24 +182,14 @@ impl GroupState {
     pub fn flush_progress(&mut self) -> Option<SequencerInput> {
         let me = self.me.node;
         let latest = self.latest_view()?.clone();
-        let f = self.flush.as_mut().filter(|f| f.new_sequencer == me)?;
+        let f = self.flush.as_ref().filter(|f| f.new_sequencer == me)?;
+        let survivors = if f.cut.is_none() {
+            self.flush_survivors(&latest)
+        } else {
+            Vec::new()
+        };
+        let f = self.flush.as_mut()?;
         if f.cut.is_none() {
-            // A survivor took part without a break: in the installed view
-            // and in every view proposed since (a node that left and came
-            // back is a joiner, in no flush, and reports nothing).
-            let survivors: Vec<NodeId> = self
-                .nodes
-                .values()
-                .filter(|n| n.node != me)
-                .filter(|n| {
-                    self.pending_views.values().all(|v| {
-                        v.nodes
-                            .iter()
-                            .any(|p| p.node == n.node && p.incarnation == n.incarnation)
-                    })
-                })
-                .map(|n| n.node)
-                .collect();
             if !survivors.iter().all(|n| f.reports.contains_key(n)) {
                 return None;
             }
@@ -164,7 +197,11 @@ impl GroupState {
             let mut floor = GlobalSeq(u64::MAX);
             for n in &survivors {
                 if let Some(&h) = f.reports.get(n) {
-                    floor = floor.min(h);
+                    // Held through 0: its order has not started, so it is
+                    // responsible only from the new view's start.
+                    if h.0 > 0 {
+                        floor = floor.min(h);
+                    }
                     if h > cut {
                         (cut, donor) = (h, *n);
                     }
