@@ -7,7 +7,8 @@ use crate::ids::{ClusterId, GlobalSeq, SenderSeq};
 use crate::multicast::StreamKey;
 use crate::time::Instant;
 use crate::wire::datagram::{
-    self, DataWriter, Datagram, OrderBatch, OrderEntry, ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES,
+    self, DataWriter, Datagram, OrderBatch, OrderEntry, DATA_MSG_OVERHEAD_BYTES,
+    DATA_PREFIX_BYTES, ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -81,10 +82,19 @@ impl GroupState {
         let mut seq = lo;
         let limit = SenderSeq(hi.0.min(lo.0 + self.limits.receive_window as u64));
         while seq <= limit {
-            if self.held_message(key, seq).is_none() {
+            let Some(first) = self.held_message(key, seq) else {
                 seq = seq.next();
                 continue;
-            }
+            };
+            // The sender may allow larger datagrams than this node: a
+            // message that fits no datagram of ours still goes, alone, in
+            // one as large as its sender's (or no one could ever repair it).
+            let max_bytes = max_bytes.max(
+                DATA_PREFIX_BYTES
+                    + DATA_MSG_OVERHEAD_BYTES
+                    + first.sender_name.len().min(255)
+                    + first.payload.len(),
+            );
             let mut buf = Vec::with_capacity(max_bytes);
             let mut w = DataWriter::new(
                 &mut buf,
