@@ -42,6 +42,8 @@ pub struct Flush {
     /// At the new sequencer, once the cut is fixed: the lowest report. Every
     /// survivor holds everything up to it.
     pub floor: GlobalSeq,
+    /// At the new sequencer, once the cut is fixed: whose reports count.
+    pub survivors: Vec<NodeId>,
 }
 
 impl GroupState {
@@ -72,6 +74,7 @@ impl GroupState {
                     reports: BTreeMap::new(),
                     cut: None,
                     floor: GlobalSeq(0),
+                    survivors: Vec::new(),
                 });
             }
         }
@@ -137,7 +140,8 @@ impl GroupState {
             .as_mut()
             .filter(|f| f.new_sequencer == self.me.node)
         {
-            f.reports.insert(r.from, r.held);
+            let e = f.reports.entry(r.from).or_insert(r.held);
+            *e = (*e).max(r.held);
         }
     }
 
@@ -156,7 +160,10 @@ impl GroupState {
         if f.new_sequencer == me || f.report_sent_at.is_some_and(|t| t + rto > now) {
             return None;
         }
-        let (view, limit, target) = (f.view, f.limit, f.new_sequencer);
+        // What we hold now (at least our frozen limit): the cut may only
+        // grow with it, and the floor the new sequencer counts as stable
+        // rises as we catch up.
+        let (view, held, target) = (f.view, f.limit.max(self.held_through), f.new_sequencer);
         let n = self
             .latest_view()?
             .nodes
@@ -166,7 +173,22 @@ impl GroupState {
         if let Some(f) = self.flush.as_mut() {
             f.report_sent_at = Some(now);
         }
-        Some((addr, view, limit))
+        Some((addr, view, held))
+    }
+
+    /// Who repairs ORDER records and departed senders' messages during a
+    /// flush: at the new sequencer, the donor; at a survivor, the new
+    /// sequencer's host (the old sequencer is gone, and the new one gathers
+    /// everything up to the cut). A survivor that catches up reports more,
+    /// which raises the stability floor the new sequencer may need to move
+    /// its own windows.
+    pub(super) fn flush_repairer(&self) -> Option<NodeId> {
+        let f = self.flush.as_ref()?;
+        if f.new_sequencer == self.me.node {
+            self.flush_donor()
+        } else {
+            Some(f.new_sequencer)
+        }
     }
 
     /// Where to fetch what we miss during a flush at the new sequencer: the
@@ -208,6 +230,7 @@ impl GroupState {
                 }
             }
             f.floor = floor;
+            f.survivors = survivors;
             log::info!(
                 "group {}: flush cut at {cut} (from node {donor})",
                 self.name
@@ -225,6 +248,17 @@ impl GroupState {
             self.order.expect_through(cut);
         }
         let (cut, _) = f.cut?;
+        // Survivors report again as they catch up.
+        let now_floor = f
+            .survivors
+            .iter()
+            .filter_map(|n| f.reports.get(n))
+            .filter(|h| h.0 > 0)
+            .min()
+            .copied();
+        if let Some(fl) = now_floor {
+            f.floor = f.floor.max(fl);
+        }
         // Everything every survivor holds is stable among those who go on
         // (the dead hold nothing any more). Without this, a `safe` message
         // waiting for a stability the dead sequencer will never announce

@@ -518,7 +518,7 @@ impl GroupState {
     /// The host that repairs what a departed sender or the order lacks:
     /// the sequencer's, or during a flush at the new sequencer, the donor's.
     fn repair_node(&self) -> Option<crate::wire::directory::NodeInfo> {
-        let id = self.flush_donor().unwrap_or(self.sequencer);
+        let id = self.flush_repairer().unwrap_or(self.sequencer);
         self.nodes.get(&id).cloned().or_else(|| {
             self.pending_views
                 .values()
