@@ -42,6 +42,9 @@ pub struct RecvStream {
     /// Planted bug (tests only): a late copy of a delivered message is held
     /// again as the next to deliver.
     pub forget_delivered: bool,
+    /// Positions up to here are held even past the window (a new sequencer
+    /// catching up to its flush cut; see `OrderLog::reach_through`).
+    reach: SenderSeq,
 }
 
 impl RecvStream {
@@ -55,6 +58,7 @@ impl RecvStream {
             highest_needed: SenderSeq(0),
             reported: SenderSeq(0),
             forget_delivered: false,
+            reach: SenderSeq(0),
         }
     }
 
@@ -121,7 +125,7 @@ impl RecvStream {
             self.origin = seq;
         }
         let i = (seq.0 - self.origin.0) as usize;
-        if i >= self.window {
+        if i >= self.window && seq > self.reach {
             return Accept::BeyondWindow;
         }
         while self.slots.len() <= i {
@@ -140,6 +144,12 @@ impl RecvStream {
     /// True if `seq` is held (received, not yet delivered).
     pub fn holds(&self, seq: SenderSeq) -> bool {
         self.peek(seq).is_some()
+    }
+
+    /// Holds positions up to `seq` even past the window (they are ordered
+    /// before a flush cut this node must reach).
+    pub fn reach_through(&mut self, seq: SenderSeq) {
+        self.reach = self.reach.max(seq);
     }
 
     /// The message at `seq`, if held.

@@ -23,6 +23,9 @@ pub struct OrderLog {
     window: usize,
     highest_known: GlobalSeq,
     stable: GlobalSeq,
+    /// Records up to here are kept even past the window: a new sequencer
+    /// must know every record up to its flush cut (see `reach_through`).
+    reach: GlobalSeq,
 }
 
 impl OrderLog {
@@ -37,6 +40,7 @@ impl OrderLog {
             window: window.max(1),
             highest_known: GlobalSeq(0),
             stable: GlobalSeq(0),
+            reach: GlobalSeq(0),
         }
     }
 
@@ -81,6 +85,15 @@ impl OrderLog {
         self.stable = self.stable.max(g);
     }
 
+    /// Keeps records up to `g` even past the window. A new sequencer needs
+    /// every record up to its flush cut before it can take over, while its
+    /// delivery may wait (a `safe` message) for a stability only the
+    /// takeover brings: the window must not stand between them. The excess
+    /// is bounded by the cut, which some survivor held within its window.
+    pub fn reach_through(&mut self, g: GlobalSeq) {
+        self.reach = self.reach.max(g);
+    }
+
     /// Positions up to `g` exist (a flush cut): missing ones get naked.
     pub fn expect_through(&mut self, g: GlobalSeq) {
         self.highest_known = self.highest_known.max(g);
@@ -116,7 +129,7 @@ impl OrderLog {
             for k in 0..u64::from(e.count) {
                 if g >= start.0 && g >= self.next.0 {
                     let i = (g - self.next.0) as usize;
-                    if i < self.window {
+                    if i < self.window || g <= self.reach.0 {
                         while self.slots.len() <= i {
                             self.slots.push_back(None);
                         }

@@ -191,6 +191,12 @@ impl GroupState {
         }
     }
 
+    /// At the new sequencer, once the cut is fixed: everything up to it must
+    /// be held whatever the windows say.
+    pub(super) fn flush_reach(&self) -> Option<GlobalSeq> {
+        self.flush.as_ref()?.cut.map(|(cut, _)| cut)
+    }
+
     /// Where to fetch what we miss during a flush at the new sequencer: the
     /// survivor that reported the cut.
     pub(super) fn flush_donor(&self) -> Option<NodeId> {
@@ -246,6 +252,7 @@ impl GroupState {
                 self.held_through = cut;
             }
             self.order.expect_through(cut);
+            self.order.reach_through(cut);
         }
         let (cut, _) = f.cut?;
         // Survivors report again as they catch up.

@@ -355,9 +355,13 @@ impl GroupState {
             if key == self.me {
                 self.send.mark_ordered(seq, g);
             }
+            let reach = self.flush_reach().is_some_and(|cut| g <= cut);
             let s = self.stream(key);
             s.set_base(seq);
             s.need(seq);
+            if reach {
+                s.reach_through(seq);
+            }
             self.scanned = g.next();
         }
         self.send.release_stable(self.order.stable());
