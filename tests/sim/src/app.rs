@@ -282,6 +282,7 @@ impl App {
             if matches!(self.groups[i].state, MState::Member | MState::Leaving) {
                 checks.on_stint_end(self.key(i));
             }
+            checks.on_crash(self.key(i));
             self.groups[i].state = MState::Idle;
             self.groups[i].join_at = None;
         }
@@ -297,6 +298,7 @@ impl App {
             if matches!(self.groups[i].state, MState::Member | MState::Leaving) {
                 checks.on_stint_end(self.key(i));
             }
+            checks.on_crash(self.key(i));
             self.groups[i].state = MState::Idle;
             self.groups[i].join_at = None;
         }
@@ -359,7 +361,7 @@ impl App {
                     ));
                 }
                 let key = self.key(i);
-                checks.on_deliver(key, view.0, seq, &payload);
+                checks.on_deliver(key, view.0, seq, &payload, order == Order::Safe);
             }
             _ => {}
         }

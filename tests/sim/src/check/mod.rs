@@ -136,16 +136,21 @@ impl Checks {
     }
 
     /// A member was delivered a message.
-    pub fn on_deliver(&mut self, m: MemberKey, view: u64, seq: u64, p: &[u8]) {
+    pub fn on_deliver(&mut self, m: MemberKey, view: u64, seq: u64, p: &[u8], safe: bool) {
         let r = self.integrity.on_deliver(m, p);
         self.record("integrity", r);
         let Some(id) = payload_id(p) else { return };
-        let r = self.total_order.on_deliver(m, id, view, seq);
+        let r = self.total_order.on_deliver(m, id, view, seq, safe);
         self.record("total_order", r);
         let r = self.fifo.on_deliver(m, id);
         self.record("fifo", r);
         let r = self.vs.on_deliver(m, id, view);
         self.record("virtual_synchrony", r);
+    }
+
+    /// The member's host crashed (after `on_stint_end`).
+    pub fn on_crash(&mut self, m: MemberKey) {
+        self.total_order.on_crash(m);
     }
 
     /// A membership ended (leave answered, or the app disconnected).

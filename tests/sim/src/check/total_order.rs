@@ -5,9 +5,17 @@
 //! first and last delivery (so a joiner's sequence is a contiguous stretch of
 //! everyone else's). Every order (fifo, total, safe) is delivered at its
 //! place in the total order today, so every delivery is checked.
+//!
+//! Agreement is uniform for `safe` and among the living for `total` and
+//! `fifo` (as Spread's SAFE and AGREED). A member whose host crashes may
+//! have delivered, just before, a `total` message at a position that no
+//! survivor ever learned (the sequencer's own host delivers what it orders
+//! at once): the survivors' order after the flush rules, and the crashed
+//! member's non-safe deliveries give way to it. A `safe` delivery was held
+//! by every member first, so even a crashed member's must agree.
 
 use super::MemberKey;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -16,56 +24,105 @@ struct Run {
     count: u64,
 }
 
+/// Who delivered a message at a position, and whether it was `safe`.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: u64,
+    view: u64,
+    /// Every member that delivered it there (the first names it).
+    by: Vec<MemberKey>,
+    safe: bool,
+}
+
 /// The group's order as members delivered it.
 #[derive(Debug, Default)]
 pub struct TotalOrder {
-    by_pos: BTreeMap<(u16, u64), (u64, u64, MemberKey)>,
+    by_pos: BTreeMap<(u16, u64), Seen>,
     pos_of: BTreeMap<u64, u64>,
     runs: BTreeMap<MemberKey, Run>,
+    crashed: BTreeSet<MemberKey>,
 }
 
 impl TotalOrder {
+    /// True when a record gives way to a survivor's: not `safe`, and every
+    /// member that delivered it has crashed.
+    fn provisional(&self, o: &Seen) -> bool {
+        !o.safe && o.by.iter().all(|w| self.crashed.contains(w))
+    }
+
     /// A delivery of `id` at position `seq` in view `view`.
-    pub fn on_deliver(&mut self, m: MemberKey, id: u64, view: u64, seq: u64) -> Result<(), String> {
+    pub fn on_deliver(
+        &mut self,
+        m: MemberKey,
+        id: u64,
+        view: u64,
+        seq: u64,
+        safe: bool,
+    ) -> Result<(), String> {
         let g = m.group;
-        match self.by_pos.get(&(g, seq)) {
-            Some(&(other, v, who)) if other != id || v != view => {
-                return Err(format!(
-                    "group {g} position {seq}: {m} delivered {id:#x} in view {view}, {who} delivered {other:#x} in view {v}"
-                ));
+        match self.by_pos.get_mut(&(g, seq)) {
+            Some(o) if o.id == id && o.view == view => o.by.push(m),
+            Some(o) => {
+                let o = o.clone();
+                if !self.provisional(&o) {
+                    return Err(format!(
+                        "group {g} position {seq}: {m} delivered {id:#x} in view {view}, {} delivered {:#x} in view {}",
+                        o.by[0], o.id, o.view
+                    ));
+                }
+                if self.pos_of.get(&o.id) == Some(&seq) {
+                    self.pos_of.remove(&o.id);
+                }
+                self.by_pos.insert((g, seq), Seen { id, view, by: vec![m], safe });
+            }
+            None => {
+                self.by_pos.insert((g, seq), Seen { id, view, by: vec![m], safe });
+            }
+        }
+        match self.pos_of.get(&id).copied() {
+            Some(p) if p != seq => {
+                let gave_way = self
+                    .by_pos
+                    .get(&(g, p))
+                    .is_none_or(|o| o.id != id || self.provisional(o));
+                if !gave_way {
+                    return Err(format!(
+                        "message {id:#x} delivered at positions {p} and {seq} ({m})"
+                    ));
+                }
+                self.pos_of.insert(id, seq);
             }
             Some(_) => {}
             None => {
-                self.by_pos.insert((g, seq), (id, view, m));
+                self.pos_of.insert(id, seq);
             }
-        }
-        if let Some(&p) = self.pos_of.get(&id) {
-            if p != seq {
-                return Err(format!(
-                    "message {id:#x} delivered at positions {p} and {seq} ({m})"
-                ));
-            }
-        } else {
-            self.pos_of.insert(id, seq);
         }
         let run = self.runs.entry(m).or_insert(Run {
             first: seq,
             last: 0,
             count: 0,
         });
-        if run.count > 0 {
-            if seq <= run.last {
-                return Err(format!("{m} delivered position {seq} after {}", run.last));
+        let (first, last, count) = (run.first, run.last, run.count);
+        if count > 0 {
+            if seq <= last {
+                return Err(format!("{m} delivered position {seq} after {last}"));
             }
-            if let Some((&(_, p), &(other, _, who))) =
-                self.by_pos.range((g, run.last + 1)..(g, seq)).next()
-            {
+            let skipped = self
+                .by_pos
+                .range((g, last + 1)..(g, seq))
+                .find(|(_, o)| !self.provisional(o));
+            if let Some((&(_, p), o)) = skipped {
                 return Err(format!(
-                    "{m} skipped position {p} ({other:#x}, delivered by {who}): went from {} to {seq}",
-                    run.last
+                    "{m} skipped position {p} ({:#x}, delivered by {}): went from {last} to {seq}",
+                    o.id, o.by[0]
                 ));
             }
         }
+        let run = self.runs.entry(m).or_insert(Run {
+            first,
+            last: 0,
+            count: 0,
+        });
         run.last = seq;
         run.count += 1;
         Ok(())
@@ -73,6 +130,12 @@ impl TotalOrder {
 
     /// The member's membership ended (its run is kept for the end check).
     pub fn on_stint_end(&mut self, _m: MemberKey) {}
+
+    /// The member's host crashed: its non-safe deliveries give way to the
+    /// survivors' order from now on.
+    pub fn on_crash(&mut self, m: MemberKey) {
+        self.crashed.insert(m);
+    }
 
     /// The position a message was delivered at, if any member delivered it.
     pub fn position(&self, id: u64) -> Option<u64> {
@@ -83,7 +146,8 @@ impl TotalOrder {
     pub fn positions_from(&self, group: u16, from: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.by_pos
             .range((group, from)..(group, u64::MAX))
-            .map(|(&(_, p), &(id, _, _))| (p, id))
+            .filter(|(_, o)| !self.provisional(o))
+            .map(|(&(_, p), o)| (p, o.id))
     }
 
     /// The first position a member delivered.
@@ -91,12 +155,14 @@ impl TotalOrder {
         self.runs.get(&m).map(|r| r.first)
     }
 
-    /// Every member's run covers every position delivered in its range.
+    /// Every living member's run covers every position delivered in its
+    /// range (a crashed member's provisional positions aside).
     pub fn at_end(&self) -> Result<(), String> {
-        for (m, r) in &self.runs {
+        for (m, r) in self.runs.iter().filter(|(m, _)| !self.crashed.contains(m)) {
             let known = self
                 .by_pos
                 .range((m.group, r.first)..=(m.group, r.last))
+                .filter(|(_, o)| !self.provisional(o))
                 .count() as u64;
             if known != r.count {
                 return Err(format!(
@@ -124,25 +190,51 @@ mod tests {
     #[test]
     fn disagreement_reordering_and_skips_are_caught() {
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 2).is_ok());
+        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
         assert!(
-            t.on_deliver(m(2), 12, 1, 1).is_err(),
+            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
             "different message at 1"
         );
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 2).is_ok());
+        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
         assert!(
-            t.on_deliver(m(2), 10, 2, 1).is_err(),
+            t.on_deliver(m(2), 10, 2, 1, false).is_err(),
             "same message, other view"
         );
-        assert!(t.on_deliver(m(3), 10, 1, 1).is_ok());
-        assert!(t.on_deliver(m(3), 13, 1, 3).is_err(), "skipped 2");
+        assert!(t.on_deliver(m(3), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(3), 13, 1, 3, false).is_err(), "skipped 2");
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 3).is_ok());
-        assert!(t.on_deliver(m(2), 12, 1, 2).is_ok());
+        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 11, 1, 3, false).is_ok());
+        assert!(t.on_deliver(m(2), 12, 1, 2, false).is_ok());
         assert!(t.at_end().is_err(), "m1 missed position 2, seen later");
+    }
+
+    #[test]
+    fn a_crashed_members_total_deliveries_give_way_but_safe_ones_do_not() {
+        let mut t = TotalOrder::default();
+        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
+        assert!(t.on_deliver(m(2), 10, 1, 1, false).is_ok());
+        t.on_crash(m(1));
+        // The survivors' order after the flush: 12 at 2, then 11 at 4.
+        assert!(t.on_deliver(m(2), 12, 2, 2, false).is_ok());
+        assert!(t.on_deliver(m(2), 11, 2, 4, false).is_ok());
+        assert!(t.at_end().is_ok());
+        let mut t = TotalOrder::default();
+        assert!(t.on_deliver(m(1), 10, 1, 1, true).is_ok());
+        t.on_crash(m(1));
+        assert!(
+            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
+            "a safe delivery is uniform"
+        );
+        let mut t = TotalOrder::default();
+        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(
+            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
+            "the living must agree"
+        );
     }
 }
