@@ -456,7 +456,11 @@ impl Host {
                 .any(|m| m.group == Some(gid) || (m.group.is_none() && m.group_name == g.name));
             // A join after our Detach does not cancel it (the directory
             // reads the Detach first): it is a new attachment, after GroupEnded.
-            let detach = !has_members && !g.detach_sent && g.sends_drained() && self.connected;
+            let detach = !has_members
+                && !g.detach_sent
+                && g.sends_drained()
+                && g.delivered_stable()
+                && self.connected;
             for c in controls.drain(..) {
                 self.send_control(gid, c);
             }

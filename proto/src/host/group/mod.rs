@@ -626,6 +626,15 @@ impl GroupState {
         self.send.is_empty()
     }
 
+    /// True when everything delivered here is stable (every member holds
+    /// it). A node leaves a group only then: were the sequencer to die
+    /// after we left, survivors that lacked a position we delivered would
+    /// order it anew, and our members' last deliveries would disagree with
+    /// theirs.
+    pub fn delivered_stable(&self) -> bool {
+        self.order.start().is_none() || self.order.stable().0 + 1 >= self.order.next().0
+    }
+
     /// Our stream's next position (to continue it if we attach again).
     pub fn next_stream_seq(&self) -> SenderSeq {
         self.send.next_seq()
