@@ -278,7 +278,7 @@ impl Host {
                 group_name: g.name.clone(),
                 address: *g.address.ip(),
                 port: g.address.port(),
-                view: g.view,
+                view: g.latest_view_id(),
                 sequencer: g.sequencer,
                 members,
             }));

@@ -56,6 +56,8 @@ pub struct Sim {
     views_seen: u64,
     /// Traffic samples for the fuzz corpus, when wanted.
     pub capture: Option<crate::capture::Capture>,
+    /// The directory is down (restarting) until then.
+    dir_down_until: Micros,
 }
 
 impl Sim {
@@ -95,6 +97,7 @@ impl Sim {
             session_app,
             views_seen: 0,
             capture: None,
+            dir_down_until: 0,
         };
         sim.boot();
         sim
@@ -356,7 +359,12 @@ impl Sim {
     }
 
     fn dir_connect(&mut self, node: usize) {
-        if !self.nodes[node].alive {
+        if !self.nodes[node].alive || self.nodes[node].conn.is_some() {
+            return;
+        }
+        if self.s.now < self.dir_down_until {
+            // Refused while the directory restarts: try again when it is up.
+            self.s.at(self.dir_down_until, Ev::DirConnect { node });
             return;
         }
         let conn = self.dir.open(node);
@@ -574,6 +582,21 @@ impl Sim {
                 if let Some(node) = victim {
                     self.crash(node, down_us);
                 }
+            }
+            ProcessFault::DirRestart { down_us } => {
+                let back = self.s.now + down_us;
+                self.dir_down_until = back;
+                for node in 0..self.nodes.len() {
+                    let n = &mut self.nodes[node];
+                    if let (true, Some(_)) = (n.alive, n.conn.take()) {
+                        n.heartbeat = None;
+                        n.next_heartbeat = None;
+                        n.host.handle_directory_lost(instant(self.s.now));
+                        self.drain_host(node);
+                        self.s.at(back, Ev::DirConnect { node });
+                    }
+                }
+                self.dir.restart(&self.plan);
             }
             ProcessFault::DirReset { node } => {
                 let n = &mut self.nodes[node];

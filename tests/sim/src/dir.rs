@@ -42,6 +42,14 @@ impl DirDriver {
         }
     }
 
+    /// The directory process restarts: a fresh core (the same config),
+    /// every connection gone. Connection ids are never reused.
+    pub fn restart(&mut self, plan: &Plan) {
+        let next_conn = self.next_conn;
+        *self = DirDriver::new(plan);
+        self.next_conn = next_conn;
+    }
+
     /// A new connection from `node` (never reusing an id).
     pub fn open(&mut self, node: usize) -> ConnId {
         let c = ConnId(self.next_conn);

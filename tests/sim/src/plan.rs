@@ -94,6 +94,10 @@ pub enum ProcessFault {
     },
     /// The node's directory connection breaks and is reopened.
     DirReset { node: usize },
+    /// The directory process restarts: its state (soft: registry, views)
+    /// is gone, every link breaks, and it is back after `down_us`. The
+    /// daemons reconnect and resume their groups.
+    DirRestart { down_us: Micros },
 }
 
 /// A declared group.
@@ -495,7 +499,7 @@ fn process_faults(r: &mut Rng, n: usize, groups: usize) -> Vec<(Micros, ProcessF
     for _ in 0..r.range(0, 2) {
         let at = r.range(500_000, 4_000_000);
         let down_us = r.coin().then(|| r.range(100_000, 1_500_000));
-        let f = match r.below(3) {
+        let f = match r.below(4) {
             0 => ProcessFault::Crash {
                 node: r.index(n),
                 down_us,
@@ -504,7 +508,10 @@ fn process_faults(r: &mut Rng, n: usize, groups: usize) -> Vec<(Micros, ProcessF
                 group: r.index(groups),
                 down_us,
             },
-            _ => ProcessFault::DirReset { node: r.index(n) },
+            2 => ProcessFault::DirReset { node: r.index(n) },
+            _ => ProcessFault::DirRestart {
+                down_us: r.range(50_000, 600_000),
+            },
         };
         out.push((at, f));
     }

@@ -230,6 +230,19 @@ impl GroupState {
         }
     }
 
+    /// The highest view id this node knows of the group: installed, or
+    /// proposed and waiting for its marker. A restarted directory must
+    /// number its next view past it: reusing a pending view's id would
+    /// make this node take the new view for the old one sent again.
+    pub fn latest_view_id(&self) -> ViewId {
+        self.pending_views
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.view)
+            .max(self.view)
+    }
+
     /// The view proposed by the directory with this id, if any.
     pub fn pending_view(&self, id: ViewId) -> Option<&View> {
         self.pending_views.get(&id)
