@@ -81,6 +81,26 @@ impl DirectoryProc {
     pub fn process(&self) -> &ChildGuard {
         &self.guard
     }
+
+    /// `kill -9` the directory, then start it again on the same address and
+    /// config (its state is soft: the daemons re-register and resume), and
+    /// wait for `READY=1`. `life` names the new process's log files.
+    pub fn kill_and_restart(
+        &mut self,
+        env: &TestEnv,
+        launcher: &Launcher,
+        life: u32,
+    ) -> Result<()> {
+        self.guard.kill();
+        let notify = NotifySocket::bind(&env.path("directory.notify"))?;
+        let mut cmd = launcher.command(&bins().directory);
+        cmd.arg("--config").arg(&self.config_path);
+        cmd.env("NOTIFY_SOCKET", notify.path());
+        let guard = env.spawn_simple(&format!("directory-{life}"), cmd)?;
+        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        self.guard = guard;
+        Ok(())
+    }
 }
 
 /// A running `chorusd`, and how to reach it.

@@ -79,6 +79,12 @@ impl LoopbackCluster {
         &self.env
     }
 
+    /// The environment, the daemons and the directory at once (a scenario
+    /// that restarts the directory needs all three).
+    pub fn parts_mut(&mut self) -> (&TestEnv, &[Node], &mut DirectoryProc) {
+        (&self.env, &self.nodes, &mut self.directory)
+    }
+
     /// Daemon `k`, counted from 1 like the node names.
     pub fn node(&self, k: usize) -> &Node {
         &self.nodes[k - 1]

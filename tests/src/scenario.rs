@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{SenderWork, Trace};
 use crate::client::{numbered_payloads, SendProc};
-use crate::cluster::Node;
+use crate::cluster::{DirectoryProc, Node};
 use crate::error::{HarnessError, Result};
 use crate::listener::{Listener, ViewEvent};
 use crate::testenv::TestEnv;
@@ -107,6 +107,99 @@ pub fn concurrent_senders(
         work,
         elapsed,
     })
+}
+
+/// Senders on every node; once a tenth of their messages are delivered,
+/// `kill -9` the directory and start it again. Then a second sender per
+/// node joins through the restarted directory and sends as many. Every
+/// listener must deliver every message of both rounds, in one order: the
+/// groups go on while the directory is away, and it recovers their views
+/// from what the daemons tell it.
+pub fn directory_restart_mid_stream(
+    env: &TestEnv,
+    nodes: &[Node],
+    directory: &mut DirectoryProc,
+    group: &str,
+    per_sender: usize,
+    timeout: Duration,
+) -> Result<TotalOrderRun> {
+    let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
+    let round = |prefix: &str| -> Vec<SenderWork> {
+        (1..=nodes.len())
+            .map(|k| SenderWork {
+                label: format!("{prefix}{k}"),
+                payloads: numbered_payloads(&format!("{prefix}{k}"), per_sender),
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    let first = round("s");
+    let senders = nodes
+        .iter()
+        .zip(&first)
+        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    // Mid-stream: every sender has joined (a join in flight when the
+    // directory dies is refused) and is a tenth of the way through.
+    let tenth: Vec<String> = first
+        .iter()
+        .map(|w| format!("{}-{:06}", w.label, per_sender / 10))
+        .collect();
+    listeners[0].wait_until("a tenth of every sender's messages", timeout, |seen| {
+        let got: std::collections::BTreeSet<&str> =
+            seen.messages().filter_map(|m| m.data.as_deref()).collect();
+        tenth.iter().all(|p| got.contains(p.as_str())).then_some(())
+    })?;
+    directory.kill_and_restart(env, &crate::cluster::Launcher::Host, 2)?;
+    for sender in senders {
+        sender.finish(timeout)?;
+    }
+    // A join while a daemon's directory link is down is refused
+    // (Unavailable): the second round starts once every daemon is back.
+    for node in nodes {
+        wait_registered(node, timeout)?;
+    }
+    let second = round("t");
+    let senders = nodes
+        .iter()
+        .zip(&second)
+        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    for sender in senders {
+        sender.finish(timeout)?;
+    }
+    let total = (first.len() + second.len()) * per_sender;
+    for listener in &listeners {
+        listener.wait_messages(total, timeout)?;
+    }
+    let elapsed = start.elapsed();
+    let traces: Vec<Trace> = listeners.iter().map(Listener::trace).collect();
+    check_sender_names(&traces, nodes, &first)?;
+    check_sender_names(&traces, nodes, &second)?;
+    let work: Vec<SenderWork> = first.into_iter().chain(second).collect();
+    Ok(TotalOrderRun {
+        traces,
+        work,
+        elapsed,
+    })
+}
+
+/// Polls `node`'s status until its directory link is up again (the daemon
+/// reports no event for it).
+fn wait_registered(node: &Node, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let fail = |e: chorus::Error| HarnessError::Unexpected(format!("{}: status: {e}", node.name));
+    let mut client = chorus::Client::connect(node.socket_path()).map_err(fail)?;
+    while !client.status().map_err(fail)?.connected {
+        if Instant::now() > deadline {
+            return Err(HarnessError::Unexpected(format!(
+                "{}: not registered with the restarted directory within {timeout:?}",
+                node.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// Every payload of sender `s<k>` must carry sender `n<k>:s<k>`.

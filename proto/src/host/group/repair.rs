@@ -7,8 +7,8 @@ use crate::ids::{ClusterId, GlobalSeq, SenderSeq};
 use crate::multicast::StreamKey;
 use crate::time::Instant;
 use crate::wire::datagram::{
-    self, DataWriter, Datagram, OrderBatch, OrderEntry, DATA_MSG_OVERHEAD_BYTES,
-    DATA_PREFIX_BYTES, ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES,
+    self, DataWriter, Datagram, OrderBatch, OrderEntry, DATA_MSG_OVERHEAD_BYTES, DATA_PREFIX_BYTES,
+    ORDER_ENTRY_BYTES, ORDER_PREFIX_BYTES,
 };
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;

@@ -73,10 +73,26 @@ impl TotalOrder {
                 if self.pos_of.get(&o.id) == Some(&seq) {
                     self.pos_of.remove(&o.id);
                 }
-                self.by_pos.insert((g, seq), Seen { id, view, by: vec![m], safe });
+                self.by_pos.insert(
+                    (g, seq),
+                    Seen {
+                        id,
+                        view,
+                        by: vec![m],
+                        safe,
+                    },
+                );
             }
             None => {
-                self.by_pos.insert((g, seq), Seen { id, view, by: vec![m], safe });
+                self.by_pos.insert(
+                    (g, seq),
+                    Seen {
+                        id,
+                        view,
+                        by: vec![m],
+                        safe,
+                    },
+                );
             }
         }
         match self.pos_of.get(&id).copied() {
