@@ -41,12 +41,23 @@ pub fn parse_range(s: &str) -> Option<std::ops::Range<u64>> {
     Some(a.trim().parse().ok()?..b.trim().parse().ok()?)
 }
 
+/// The tag after a seed in the regressions file that replays it with
+/// process faults (crashes, restarts, directory resets and restarts).
+pub const PROCESS_FAULTS_TAG: &str = "[process-faults]";
+
 /// Reads seeds from a regressions file: the first word of every line that
-/// is not blank or a `#` comment.
-pub fn parse_seeds_file(text: &str) -> Vec<u64> {
+/// is not blank or a `#` comment. With `process_faults`, only the seeds
+/// tagged [`PROCESS_FAULTS_TAG`]; without, only the untagged ones.
+pub fn parse_seeds_file_for(text: &str, process_faults: bool) -> Vec<u64> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| (l.split_whitespace().nth(1) == Some(PROCESS_FAULTS_TAG)) == process_faults)
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// The seeds of a regressions file replayed with default options.
+pub fn parse_seeds_file(text: &str) -> Vec<u64> {
+    parse_seeds_file_for(text, false)
 }

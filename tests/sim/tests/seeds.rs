@@ -5,7 +5,7 @@
 //! (random batch time; 0 skips it), `CHORUS_SIM_JOBS` (threads).
 
 use chorus_sim::batch::{jobs, run_batch};
-use chorus_sim::{parse_seeds_file, Options};
+use chorus_sim::{parse_seeds_file, parse_seeds_file_for, Options};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,10 +17,18 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn assert_all_pass(what: &str, seeds: impl Iterator<Item = u64> + Send, secs: Option<u64>) {
+    assert_all_pass_with(what, seeds, secs, &Options::default());
+}
+
+fn assert_all_pass_with(
+    what: &str,
+    seeds: impl Iterator<Item = u64> + Send,
+    secs: Option<u64>,
+    opts: &Options,
+) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let deadline = secs.map(|s| Instant::now() + Duration::from_secs(s));
-    let opts = Options::default();
-    let report = run_batch(seeds, &opts, jobs(), deadline);
+    let report = run_batch(seeds, opts, jobs(), deadline);
     println!(
         "{what}: {} seeds in {:.1}s ({:.1} seeds/s)",
         report.run,
@@ -31,8 +39,15 @@ fn assert_all_pass(what: &str, seeds: impl Iterator<Item = u64> + Send, secs: Op
         report.failed.is_empty(),
         "{what}: {} seeds failed\n{}",
         report.failed.len(),
-        report.describe(&opts)
+        report.describe(opts)
     );
+}
+
+fn process_faults() -> Options {
+    Options {
+        process_faults: true,
+        ..Options::default()
+    }
 }
 
 #[test]
@@ -42,6 +57,17 @@ fn regression_seeds() {
     let seeds = parse_seeds_file(&text);
     assert!(!seeds.is_empty(), "the regressions file lists seeds");
     assert_all_pass("regressions", seeds.into_iter(), None);
+    let seeds = parse_seeds_file_for(&text, true);
+    assert!(
+        !seeds.is_empty(),
+        "the regressions file lists process-fault seeds"
+    );
+    assert_all_pass_with(
+        "regressions (process faults)",
+        seeds.into_iter(),
+        None,
+        &process_faults(),
+    );
 }
 
 #[test]

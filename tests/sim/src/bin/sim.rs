@@ -3,7 +3,8 @@
 //! ```text
 //! sim --seeds A..B [--jobs N]     run a range of seeds (B exclusive; A..=B inclusive)
 //! sim --seed S [--trace]          one seed (its trace on stdout with --trace)
-//! sim --regressions FILE          every seed listed in FILE
+//! sim --regressions FILE          every untagged seed listed in FILE (with
+//!                                 --process-faults: the seeds tagged [process-faults])
 //! options: --process-faults  --plant no-retransmit|no-duplicate-suppression  --force-loss
 //!          --debug-host I (with --trace: host I's internal state after each of its steps)
 //!          --log LEVEL (with --trace: the protocol core's log records, e.g. `--log debug`)
@@ -14,7 +15,7 @@
 
 use chorus_sim::batch::run_batch;
 use chorus_sim::{
-    parse_range, parse_seeds_file, replay_command, run_seed, Options, Outcome, TraceMode,
+    parse_range, parse_seeds_file_for, replay_command, run_seed, Options, Outcome, TraceMode,
 };
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ struct Args {
     seeds: Vec<u64>,
     trace: bool,
     log: Option<log::LevelFilter>,
+    regressions: Option<String>,
     jobs: usize,
     opts: Options,
 }
@@ -36,6 +38,7 @@ fn parse_args() -> Option<Args> {
         seeds: Vec::new(),
         trace: false,
         log: None,
+        regressions: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         opts: Options::default(),
     };
@@ -45,8 +48,8 @@ fn parse_args() -> Option<Args> {
             "--seeds" => a.seeds.extend(parse_range(&it.next()?)?),
             "--seed" => a.seeds.push(it.next()?.parse().ok()?),
             "--regressions" => {
-                let text = std::fs::read_to_string(it.next()?).ok()?;
-                a.seeds.extend(parse_seeds_file(&text));
+                // Untagged seeds; with --process-faults, the tagged ones.
+                a.regressions = Some(std::fs::read_to_string(it.next()?).ok()?);
             }
             "--trace" => a.trace = true,
             "--jobs" => a.jobs = it.next()?.parse().ok()?,
@@ -61,6 +64,10 @@ fn parse_args() -> Option<Args> {
             },
             _ => return None,
         }
+    }
+    if let Some(text) = a.regressions.take() {
+        a.seeds
+            .extend(parse_seeds_file_for(&text, a.opts.process_faults));
     }
     (!a.seeds.is_empty()).then_some(a)
 }
