@@ -352,6 +352,10 @@ impl Sim {
             if let Some(start) = seq.next_position(group) {
                 let key = (group.0 as u16 - 1, view.0);
                 self.view_starts.entry(key).or_insert(start.0);
+                if start.0 == 1 {
+                    // A group new to every node: its order starts over.
+                    self.checks.total_order.on_order_start(key.0, view.0);
+                }
             }
             self.views_seen += 1;
         }

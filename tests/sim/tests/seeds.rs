@@ -1,7 +1,8 @@
 //! The simulator in CI: every seed that ever failed, a fixed range, and a
 //! time-boxed random batch (its seeds printed so a failure replays).
 //!
-//! Knobs: `CHORUS_SIM_SEEDS` (size of the fixed range), `CHORUS_SIM_SECONDS`
+//! Knobs: `CHORUS_SIM_SEEDS` (size of the fixed range), `CHORUS_SIM_PF_SEEDS`
+//! (size of the fixed range with process faults), `CHORUS_SIM_SECONDS`
 //! (random batch time; 0 skips it), `CHORUS_SIM_JOBS` (threads).
 
 use chorus_sim::batch::{jobs, run_batch};
@@ -80,6 +81,15 @@ fn fixed_seed_range() {
     };
     let n = env_u64("CHORUS_SIM_SEEDS").unwrap_or(default);
     assert_all_pass("fixed range", 0..n, None);
+}
+
+#[test]
+fn process_fault_seed_range() {
+    // Crashes, restarts, sequencer crashes mid-burst, directory link resets
+    // and directory restarts, on top of the network faults.
+    let default = if cfg!(debug_assertions) { 200 } else { 1_000 };
+    let n = env_u64("CHORUS_SIM_PF_SEEDS").unwrap_or(default);
+    assert_all_pass_with("process faults", 0..n, None, &process_faults());
 }
 
 #[test]

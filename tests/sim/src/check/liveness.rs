@@ -87,7 +87,8 @@ fn everyone_elses(checks: &Checks, key: MemberKey, starts: &ViewStarts, out: &mu
         .and_then(|v| starts.get(&(key.group, v)).copied())
         .or_else(|| checks.total_order.first_of(key));
     let Some(start) = start else { return };
-    for (p, id) in checks.total_order.positions_from(key.group, start) {
+    let view = first_view.unwrap_or(0);
+    for (p, id) in checks.total_order.positions_from(key.group, view, start) {
         if !checks.integrity.was_delivered(key, id) {
             out.push(format!(
                 "{key} (first view {first_view:?}, starting at {start}) never got position {p} ({id:#x})"

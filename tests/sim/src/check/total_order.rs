@@ -13,12 +13,18 @@
 //! at once): the survivors' order after the flush rules, and the crashed
 //! member's non-safe deliveries give way to it. A `safe` delivery was held
 //! by every member first, so even a crashed member's must agree.
+//!
+//! A declared group that every node left keeps its name and view numbers,
+//! but its order starts again at position 1 in the next view: positions
+//! are judged within one such order (an epoch, named by the view it starts
+//! in).
 
 use super::MemberKey;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Copy)]
 struct Run {
+    epoch: u64,
     first: u64,
     last: u64,
     count: u64,
@@ -37,8 +43,10 @@ struct Seen {
 /// The group's order as members delivered it.
 #[derive(Debug, Default)]
 pub struct TotalOrder {
-    by_pos: BTreeMap<(u16, u64), Seen>,
-    pos_of: BTreeMap<u64, u64>,
+    by_pos: BTreeMap<(u16, u64, u64), Seen>,
+    pos_of: BTreeMap<u64, (u64, u64)>,
+    /// Per group, the views where its order started at position 1.
+    epochs: BTreeMap<u16, BTreeSet<u64>>,
     runs: BTreeMap<MemberKey, Run>,
     crashed: BTreeSet<MemberKey>,
 }
@@ -48,6 +56,19 @@ impl TotalOrder {
     /// member that delivered it has crashed.
     fn provisional(&self, o: &Seen) -> bool {
         !o.safe && o.by.iter().all(|w| self.crashed.contains(w))
+    }
+
+    /// The group's order starts (again) at position 1 in `view`.
+    pub fn on_order_start(&mut self, group: u16, view: u64) {
+        self.epochs.entry(group).or_default().insert(view);
+    }
+
+    /// The order a delivery in `view` belongs to.
+    fn epoch(&self, group: u16, view: u64) -> u64 {
+        self.epochs
+            .get(&group)
+            .and_then(|e| e.range(..=view).next_back().copied())
+            .unwrap_or(0)
     }
 
     /// A delivery of `id` at position `seq` in view `view`.
@@ -60,7 +81,8 @@ impl TotalOrder {
         safe: bool,
     ) -> Result<(), String> {
         let g = m.group;
-        match self.by_pos.get_mut(&(g, seq)) {
+        let e = self.epoch(g, view);
+        match self.by_pos.get_mut(&(g, e, seq)) {
             Some(o) if o.id == id && o.view == view => o.by.push(m),
             Some(o) => {
                 let o = o.clone();
@@ -70,11 +92,11 @@ impl TotalOrder {
                         o.by[0], o.id, o.view
                     ));
                 }
-                if self.pos_of.get(&o.id) == Some(&seq) {
+                if self.pos_of.get(&o.id) == Some(&(e, seq)) {
                     self.pos_of.remove(&o.id);
                 }
                 self.by_pos.insert(
-                    (g, seq),
+                    (g, e, seq),
                     Seen {
                         id,
                         view,
@@ -85,7 +107,7 @@ impl TotalOrder {
             }
             None => {
                 self.by_pos.insert(
-                    (g, seq),
+                    (g, e, seq),
                     Seen {
                         id,
                         view,
@@ -96,38 +118,42 @@ impl TotalOrder {
             }
         }
         match self.pos_of.get(&id).copied() {
-            Some(p) if p != seq => {
+            Some((pe, p)) if (pe, p) != (e, seq) => {
                 let gave_way = self
                     .by_pos
-                    .get(&(g, p))
+                    .get(&(g, pe, p))
                     .is_none_or(|o| o.id != id || self.provisional(o));
                 if !gave_way {
                     return Err(format!(
                         "message {id:#x} delivered at positions {p} and {seq} ({m})"
                     ));
                 }
-                self.pos_of.insert(id, seq);
+                self.pos_of.insert(id, (e, seq));
             }
             Some(_) => {}
             None => {
-                self.pos_of.insert(id, seq);
+                self.pos_of.insert(id, (e, seq));
             }
         }
         let run = self.runs.entry(m).or_insert(Run {
+            epoch: e,
             first: seq,
             last: 0,
             count: 0,
         });
         let (first, last, count) = (run.first, run.last, run.count);
+        if run.epoch != e {
+            return Err(format!("{m} delivered in two orders of the group"));
+        }
         if count > 0 {
             if seq <= last {
                 return Err(format!("{m} delivered position {seq} after {last}"));
             }
             let skipped = self
                 .by_pos
-                .range((g, last + 1)..(g, seq))
+                .range((g, e, last + 1)..(g, e, seq))
                 .find(|(_, o)| !self.provisional(o));
-            if let Some((&(_, p), o)) = skipped {
+            if let Some((&(_, _, p), o)) = skipped {
                 return Err(format!(
                     "{m} skipped position {p} ({:#x}, delivered by {}): went from {last} to {seq}",
                     o.id, o.by[0]
@@ -135,6 +161,7 @@ impl TotalOrder {
             }
         }
         let run = self.runs.entry(m).or_insert(Run {
+            epoch: e,
             first,
             last: 0,
             count: 0,
@@ -155,15 +182,23 @@ impl TotalOrder {
 
     /// The position a message was delivered at, if any member delivered it.
     pub fn position(&self, id: u64) -> Option<u64> {
-        self.pos_of.get(&id).copied()
+        self.pos_of.get(&id).map(|&(_, p)| p)
     }
 
-    /// Positions of `group` delivered by anyone, from `from` on.
-    pub fn positions_from(&self, group: u16, from: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// Positions of `group` that a member whose first view is `first_view`
+    /// must deliver, from `from` on: those of the order that view belongs
+    /// to, delivered by someone who did not crash (or `safe`).
+    pub fn positions_from(
+        &self,
+        group: u16,
+        first_view: u64,
+        from: u64,
+    ) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let e = self.epoch(group, first_view);
         self.by_pos
-            .range((group, from)..(group, u64::MAX))
+            .range((group, e, from)..(group, e, u64::MAX))
             .filter(|(_, o)| !self.provisional(o))
-            .map(|(&(_, p), o)| (p, o.id))
+            .map(|(&(_, _, p), o)| (p, o.id))
     }
 
     /// The first position a member delivered.
@@ -177,7 +212,7 @@ impl TotalOrder {
         for (m, r) in self.runs.iter().filter(|(m, _)| !self.crashed.contains(m)) {
             let known = self
                 .by_pos
-                .range((m.group, r.first)..=(m.group, r.last))
+                .range((m.group, r.epoch, r.first)..=(m.group, r.epoch, r.last))
                 .filter(|(_, o)| !self.provisional(o))
                 .count() as u64;
             if known != r.count {
