@@ -14,11 +14,10 @@ use crate::check::{
     fifo_per_sender, no_duplicates, no_loss, seq_consistent, total_order_agreement, SenderWork,
     Trace,
 };
-use crate::client::{numbered_payloads, SendProc};
 use crate::cluster::Node;
 use crate::error::{HarnessError, Result};
 use crate::listener::{Event, Listener, Seen};
-use crate::scenario::listeners_in_full_view;
+use crate::scenario::{listeners_in_full_view, sender_work, start_senders};
 use crate::testenv::TestEnv;
 
 /// Which daemon to kill.
@@ -113,17 +112,8 @@ pub fn kill_mid_stream(
             .position(|n| n.name != sequencer_before)
             .ok_or_else(|| HarnessError::Unexpected("every node is the sequencer".into()))?,
     };
-    let work: Vec<SenderWork> = (1..=nodes.len())
-        .map(|k| SenderWork {
-            label: format!("s{k}"),
-            payloads: numbered_payloads(&format!("s{k}"), per_sender),
-        })
-        .collect();
-    let senders = nodes
-        .iter()
-        .zip(&work)
-        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let work = sender_work(nodes.len(), "s", per_sender);
+    let senders = start_senders(env, nodes, group, &work)?;
     let survivor = if dead == 0 { 1 } else { 0 };
     let tenth = nodes.len() * per_sender / 10;
     listeners[survivor].wait_messages(tenth, timeout)?;

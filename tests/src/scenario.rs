@@ -80,18 +80,9 @@ pub fn concurrent_senders(
 ) -> Result<TotalOrderRun> {
     let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
 
-    let work: Vec<SenderWork> = (1..=nodes.len())
-        .map(|k| SenderWork {
-            label: format!("s{k}"),
-            payloads: numbered_payloads(&format!("s{k}"), per_sender),
-        })
-        .collect();
+    let work = sender_work(nodes.len(), "s", per_sender);
     let start = Instant::now();
-    let senders = nodes
-        .iter()
-        .zip(&work)
-        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let senders = start_senders(env, nodes, group, &work)?;
     for sender in senders {
         sender.finish(timeout)?;
     }
@@ -124,21 +115,9 @@ pub fn directory_restart_mid_stream(
     timeout: Duration,
 ) -> Result<TotalOrderRun> {
     let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
-    let round = |prefix: &str| -> Vec<SenderWork> {
-        (1..=nodes.len())
-            .map(|k| SenderWork {
-                label: format!("{prefix}{k}"),
-                payloads: numbered_payloads(&format!("{prefix}{k}"), per_sender),
-            })
-            .collect()
-    };
     let start = Instant::now();
-    let first = round("s");
-    let senders = nodes
-        .iter()
-        .zip(&first)
-        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let first = sender_work(nodes.len(), "s", per_sender);
+    let senders = start_senders(env, nodes, group, &first)?;
     // Mid-stream: every sender has joined (a join in flight when the
     // directory dies is refused) and is a tenth of the way through.
     let tenth: Vec<String> = first
@@ -159,12 +138,8 @@ pub fn directory_restart_mid_stream(
     for node in nodes {
         wait_registered(node, timeout)?;
     }
-    let second = round("t");
-    let senders = nodes
-        .iter()
-        .zip(&second)
-        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
-        .collect::<Result<Vec<_>>>()?;
+    let second = sender_work(nodes.len(), "t", per_sender);
+    let senders = start_senders(env, nodes, group, &second)?;
     for sender in senders {
         sender.finish(timeout)?;
     }
@@ -182,6 +157,31 @@ pub fn directory_restart_mid_stream(
         work,
         elapsed,
     })
+}
+
+/// One sender per node, `<prefix>1`..`<prefix>N`, each with `per_sender`
+/// numbered payloads.
+pub fn sender_work(nodes: usize, prefix: &str, per_sender: usize) -> Vec<SenderWork> {
+    (1..=nodes)
+        .map(|k| SenderWork {
+            label: format!("{prefix}{k}"),
+            payloads: numbered_payloads(&format!("{prefix}{k}"), per_sender),
+        })
+        .collect()
+}
+
+/// Starts `work[k]`'s sender on `nodes[k]`.
+pub fn start_senders(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    work: &[SenderWork],
+) -> Result<Vec<SendProc>> {
+    nodes
+        .iter()
+        .zip(work)
+        .map(|(node, w)| SendProc::on_node(env, node, group, &w.label, &[], w.payloads.clone()))
+        .collect()
 }
 
 /// Polls `node`'s status until its directory link is up again (the daemon

@@ -591,11 +591,7 @@ impl Sim {
                 let back = self.s.now + down_us;
                 self.dir_down_until = back;
                 for node in 0..self.nodes.len() {
-                    let n = &mut self.nodes[node];
-                    if let (true, Some(_)) = (n.alive, n.conn.take()) {
-                        n.heartbeat = None;
-                        n.next_heartbeat = None;
-                        n.host.handle_directory_lost(instant(self.s.now));
+                    if self.cut_dir_link(node).is_some() {
                         self.drain_host(node);
                         self.s.at(back, Ev::DirConnect { node });
                     }
@@ -603,11 +599,7 @@ impl Sim {
                 self.dir.restart(&self.plan);
             }
             ProcessFault::DirReset { node } => {
-                let n = &mut self.nodes[node];
-                if let (true, Some(conn)) = (n.alive, n.conn.take()) {
-                    n.heartbeat = None;
-                    n.next_heartbeat = None;
-                    n.host.handle_directory_lost(instant(self.s.now));
+                if let Some(conn) = self.cut_dir_link(node) {
                     self.dir.dir.handle_disconnect(instant(self.s.now), conn);
                     self.route_dir();
                     self.drain_host(node);
@@ -615,6 +607,20 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// A live node's directory link breaks (its side): the host learns it
+    /// and heartbeats stop. Returns the connection that was open.
+    fn cut_dir_link(&mut self, node: usize) -> Option<ConnId> {
+        let n = &mut self.nodes[node];
+        if !n.alive {
+            return None;
+        }
+        let conn = n.conn.take()?;
+        n.heartbeat = None;
+        n.next_heartbeat = None;
+        n.host.handle_directory_lost(instant(self.s.now));
+        Some(conn)
     }
 
     /// The node dies: its state is gone, its apps with it; it may restart
