@@ -37,13 +37,14 @@ pub fn run() -> ExitCode {
         }),
         ..DirectoryConfig::default()
     };
-    let server = match chorus_directory::Server::bind(&dir_cfg).and_then(|s| s.spawn()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("chorusd --dev: cannot start the in-process directory: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let server =
+        match chorus_directory::Server::bind(&dir_cfg).and_then(|s| s.without_grace().spawn()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("chorusd --dev: cannot start the in-process directory: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let dir_addr = server.local_addr();
     let cfg = DaemonConfig {
         directory: vec![dir_addr],

@@ -219,6 +219,14 @@ impl Server {
         })
     }
 
+    /// A directory that lives and dies with the process that embeds it
+    /// (`chorusd --dev`): it cannot have restarted under running groups, so
+    /// it skips the grace period and answers every Hello at once.
+    pub fn without_grace(mut self) -> Server {
+        self.core.skip_grace();
+        self
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

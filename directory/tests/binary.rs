@@ -170,20 +170,21 @@ fn group_names(addr: SocketAddr, node: &str) -> Vec<String> {
     });
     s.write_all(&out).expect("send");
     let mut frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
-    let mut got = Vec::new();
-    while got.len() < 2 {
+    // A directory in its grace period answers the list before the Welcome.
+    loop {
         if let Some(body) = frames.next_frame().expect("frame") {
-            got.push(FromDirectory::decode(body).expect("decode"));
-            continue;
+            match FromDirectory::decode(body).expect("decode") {
+                FromDirectory::Groups { groups, .. } => {
+                    return groups.iter().map(|g| g.name.clone()).collect()
+                }
+                FromDirectory::Welcome { .. } => continue,
+                other => panic!("expected Welcome or Groups, got {other:?}"),
+            }
         }
         let mut buf = [0u8; 4096];
         let n = s.read(&mut buf).expect("read");
         assert!(n > 0, "closed early");
         frames.extend(&buf[..n]);
-    }
-    match &got[1] {
-        FromDirectory::Groups { groups, .. } => groups.iter().map(|g| g.name.clone()).collect(),
-        other => panic!("expected Groups, got {other:?}"),
     }
 }
 

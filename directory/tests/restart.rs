@@ -43,8 +43,10 @@ fn daemons_keep_their_ids_and_the_group_goes_on_after_a_directory_restart() {
         .expect("spawn");
     let addr = first.local_addr();
     let mut a = FakeDaemon::connect(addr, "a", 1);
-    let mut b = FakeDaemon::connect(addr, "b", 1);
+    // A fresh Hello waits out the new directory's grace period (a lease):
+    // b connects once a is in, so that its own Hello is not late.
     let node_a = a.hello(NodeId(0));
+    let mut b = FakeDaemon::connect(addr, "b", 1);
     let node_b = b.hello(NodeId(0));
     a.join("chat", 1, "x");
     a.view();
@@ -99,8 +101,10 @@ fn a_daemon_back_within_its_lease_keeps_its_id_without_a_view_change() {
         .expect("spawn");
     let addr = server.local_addr();
     let mut a = FakeDaemon::connect(addr, "a", 1);
-    let mut b = FakeDaemon::connect(addr, "b", 1);
+    // A fresh Hello waits out the new directory's grace period (a lease):
+    // b connects once a is in, so that its own Hello is not late.
     let node_a = a.hello(NodeId(0));
+    let mut b = FakeDaemon::connect(addr, "b", 1);
     b.hello(NodeId(0));
     a.join("chat", 1, "x");
     a.view();
@@ -130,8 +134,10 @@ fn a_dropped_link_ends_the_node_after_a_fifth_of_its_lease() {
         .expect("spawn");
     let addr = server.local_addr();
     let mut a = FakeDaemon::connect(addr, "a", 1);
-    let mut b = FakeDaemon::connect(addr, "b", 1);
+    // A fresh Hello waits out the new directory's grace period (a lease):
+    // b connects once a is in, so that its own Hello is not late.
     let node_a = a.hello(NodeId(0));
+    let mut b = FakeDaemon::connect(addr, "b", 1);
     b.hello(NodeId(0));
     a.join("chat", 1, "x");
     a.view();

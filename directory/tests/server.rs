@@ -107,6 +107,7 @@ impl Client {
 fn hello_and_join_are_answered_and_garbage_hurts_only_its_sender() {
     let handle = Server::bind(&config())
         .expect("bind")
+        .without_grace()
         .spawn()
         .expect("spawn");
     let addr = handle.local_addr();
@@ -153,6 +154,7 @@ fn hello_and_join_are_answered_and_garbage_hurts_only_its_sender() {
 fn a_frame_before_hello_closes_the_connection() {
     let handle = Server::bind(&config())
         .expect("bind")
+        .without_grace()
         .spawn()
         .expect("spawn");
     let mut c = Client::connect(handle.local_addr());
@@ -165,6 +167,7 @@ fn a_frame_before_hello_closes_the_connection() {
 fn a_refused_hello_gets_its_reason_before_the_close() {
     let handle = Server::bind(&config())
         .expect("bind")
+        .without_grace()
         .spawn()
         .expect("spawn");
     let mut nameless = Client::connect(handle.local_addr());
@@ -188,6 +191,7 @@ fn a_refused_hello_gets_its_reason_before_the_close() {
 fn a_dropped_link_keeps_the_node_while_its_lease_runs() {
     let handle = Server::bind(&config())
         .expect("bind")
+        .without_grace()
         .spawn()
         .expect("spawn");
     let mut a = Client::connect(handle.local_addr());
@@ -216,6 +220,7 @@ fn a_dropped_link_keeps_the_node_while_its_lease_runs() {
 fn list_groups_is_answered() {
     let handle = Server::bind(&config())
         .expect("bind")
+        .without_grace()
         .spawn()
         .expect("spawn");
     let mut a = Client::connect(handle.local_addr());

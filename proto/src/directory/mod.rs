@@ -45,6 +45,14 @@
 //!   comes back as a new one). Fresh ids are above every id ever granted,
 //!   so they never collide with asked-for ones. Group ids likewise stay above
 //!   every id seen, declared, created or reported.
+//! - A Hello that asks for no id (a daemon that just started) during the
+//!   grace period is answered only when the period ends. A directory cannot
+//!   tell its first start from a restart, and a fresh id handed out then
+//!   could be one that a surviving daemon is about to ask back (the
+//!   directory's own host rebooting: its daemon comes back fresh and first);
+//!   that daemon would lose its id, and its groups their order and what was
+//!   not yet stable. Waiting costs a daemon started with the directory up to
+//!   one lease.
 //! - After (re-)registering under its previous id a daemon reports each
 //!   group it takes part in (Resume); the groups of a restarted directory
 //!   are rebuilt from those reports during a grace period of one lease from
@@ -151,6 +159,9 @@ pub struct Directory {
     restart_seen: bool,
     /// Joins waiting for the end of the grace period, in arrival order.
     held: Vec<PendingJoin>,
+    /// Hellos asking for no id, waiting for the end of the grace period,
+    /// in arrival order.
+    held_hellos: Vec<(ConnId, NodeInfo)>,
 }
 
 impl Directory {
@@ -167,6 +178,22 @@ impl Directory {
             grace_over: false,
             restart_seen: false,
             held: Vec::new(),
+            held_hellos: Vec::new(),
+        }
+    }
+
+    /// A directory that cannot have restarted under running groups (one
+    /// that lives and dies in the daemon's process, as `chorusd --dev`'s):
+    /// it has no grace period, so it answers every Hello at once.
+    pub fn without_grace(mut self) -> Self {
+        self.skip_grace();
+        self
+    }
+
+    /// Ends the grace period before any input (see `without_grace`).
+    pub fn skip_grace(&mut self) {
+        if self.grace_end.is_none() {
+            self.grace_over = true;
         }
     }
 
@@ -204,6 +231,9 @@ impl Directory {
                 };
                 self.hello(now, conn, info, previous);
             }
+            (Some(ConnState::AwaitingHello), frame) if self.is_held_hello(conn) => {
+                self.while_hello_held(conn, frame);
+            }
             (Some(ConnState::AwaitingHello), frame) => {
                 log::warn!("{conn}: {} before Hello; closing", kind_name(&frame));
                 self.close(conn);
@@ -223,6 +253,7 @@ impl Directory {
     /// any, stays registered until its lease runs out or it rebinds.
     pub fn handle_disconnect(&mut self, now: Instant, conn: ConnId) {
         self.note_time(now);
+        self.held_hellos.retain(|(c, _)| *c != conn);
         if let Some(node) = self.registry.forget_conn(conn) {
             // A closed link is stronger evidence than silence: a daemon that
             // only lost its link reconnects within a fifth of a lease (its
@@ -361,6 +392,15 @@ impl Directory {
             );
             self.end_node(old.0, "replaced by a new incarnation", true);
         }
+        if previous.0 == 0 && self.in_grace(now) {
+            return self.hold_hello(conn, info);
+        }
+        self.register(now, conn, info, previous);
+    }
+
+    /// Registers a node under a fresh id, or the `previous` one it asks for
+    /// if free, and welcomes it.
+    fn register(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: NodeId) {
         if self.registry.node_count() >= NODES_MAX {
             return self.refuse(conn, format!("directory full ({NODES_MAX} nodes)"));
         }
@@ -475,7 +515,11 @@ impl Directory {
                     self.send_to_node(node, FromDirectory::GroupEnded { group });
                 }
             },
-            ToDirectory::ListGroups { request } => self.list_groups(node, request),
+            ToDirectory::ListGroups { request } => {
+                if let Some(conn) = self.registry.conn_of(node) {
+                    self.list_groups(conn, request);
+                }
+            }
             ToDirectory::Goodbye => self.end_node(node, "said goodbye", true),
         }
     }
@@ -528,7 +572,7 @@ impl Directory {
     }
 
     /// Answers ListGroups, with as many groups as fit in one frame.
-    fn list_groups(&mut self, node: NodeId, request: u32) {
+    fn list_groups(&mut self, conn: ConnId, request: u32) {
         let budget =
             crate::wire::directory::DIRECTORY_FRAME_MAX_BYTES - GROUPS_REPLY_HEADROOM_BYTES;
         let mut used = 0;
@@ -541,10 +585,8 @@ impl Directory {
             }
             groups.push(g);
         }
-        if let Some(conn) = self.registry.conn_of(node) {
-            self.output
-                .push_back((conn, FromDirectory::Groups { request, groups }));
-        }
+        self.output
+            .push_back((conn, FromDirectory::Groups { request, groups }));
     }
 
     /// Sends a frame to a node if it has a link.

@@ -248,6 +248,14 @@ impl Registry {
         Some((entry.info, entry.conn))
     }
 
+    /// The connection said Hello, which waits for an answer: it is no
+    /// longer closed for silence.
+    pub(super) fn hello_received(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            self.deadlines.remove(&(c.hello_deadline, Due::Hello(conn)));
+        }
+    }
+
     /// Forgets a connection. A node bound to it stays registered, without
     /// a link, until its lease runs out or it rebinds. Returns that node.
     pub(super) fn forget_conn(&mut self, conn: ConnId) -> Option<NodeId> {

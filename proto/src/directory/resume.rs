@@ -26,10 +26,11 @@
 //! and the reported view.
 
 use super::groups::{Group, Groups, Recovery};
-use super::{Directory, FromDirectory, MEMBERS_PER_GROUP_MAX};
+use super::registry::ConnState;
+use super::{ConnId, Directory, FromDirectory, NodeInfo, MEMBERS_PER_GROUP_MAX};
 use crate::ids::{GroupId, MemberId, NodeId};
 use crate::time::Instant;
-use crate::wire::directory::{MemberInfo, Resume};
+use crate::wire::directory::{MemberInfo, Resume, ToDirectory};
 use std::collections::BTreeSet;
 
 /// Most joins held during the grace period; more are refused.
@@ -288,7 +289,7 @@ impl Directory {
     pub(super) fn note_time(&mut self, now: Instant) {
         let end = *self.grace_end.get_or_insert(now + self.lease);
         if !self.grace_over && now >= end {
-            self.end_grace();
+            self.end_grace(now);
         }
     }
 
@@ -299,7 +300,8 @@ impl Directory {
 
     /// The end of the grace period, while something waits for it.
     pub(super) fn grace_deadline(&self) -> Option<Instant> {
-        let waiting = !self.held.is_empty() || self.groups.any_recovering();
+        let waiting =
+            !self.held.is_empty() || !self.held_hellos.is_empty() || self.groups.any_recovering();
         self.grace_end.filter(|_| waiting && !self.grace_over)
     }
 
@@ -365,11 +367,68 @@ impl Directory {
         }
     }
 
-    /// The grace period is over: held joins to recovering groups join
+    /// Holds a Hello that asks for no id until the grace period ends (see
+    /// the module doc of `directory`). The connection no longer owes a Hello.
+    pub(super) fn hold_hello(&mut self, conn: ConnId, info: NodeInfo) {
+        // A daemon that reconnected while waiting: its older link is dead.
+        if let Some(i) = self
+            .held_hellos
+            .iter()
+            .position(|(_, n)| n.name == info.name)
+        {
+            let (old, _) = self.held_hellos.remove(i);
+            if old != conn {
+                self.close(old);
+            }
+        }
+        self.registry.hello_received(conn);
+        log::info!(
+            "node `{}` ({conn}) will be registered when the grace period ends (nodes that ran groups before a restart claim their ids first)",
+            info.name
+        );
+        self.held_hellos.push((conn, info));
+    }
+
+    /// A frame on a link whose Hello waits. A daemon registered before may
+    /// heartbeat on its new link before it is answered, and the group list
+    /// is public; a Goodbye withdraws the Hello; anything else needs a node
+    /// id and breaks the protocol.
+    pub(super) fn while_hello_held(&mut self, conn: ConnId, frame: ToDirectory) {
+        match frame {
+            ToDirectory::Heartbeat => {}
+            ToDirectory::ListGroups { request } => self.list_groups(conn, request),
+            ToDirectory::Goodbye => {
+                log::info!("{conn}: Goodbye before registration; closing");
+                self.held_hellos.retain(|(c, _)| *c != conn);
+                self.close(conn);
+            }
+            other => {
+                log::warn!(
+                    "{conn}: {} while its Hello waits; closing",
+                    super::kind_name(&other)
+                );
+                self.held_hellos.retain(|(c, _)| *c != conn);
+                self.close(conn);
+            }
+        }
+    }
+
+    /// Whether `conn`'s Hello waits for the end of the grace period.
+    pub(super) fn is_held_hello(&self, conn: ConnId) -> bool {
+        self.held_hellos.iter().any(|(c, _)| *c == conn)
+    }
+
+    /// The grace period is over: held Hellos are registered (under fresh
+    /// ids, above those claimed back), held joins to recovering groups join
     /// them, every recovering group gets its first view, then the other
     /// held joins are taken as usual.
-    fn end_grace(&mut self) {
+    fn end_grace(&mut self, now: Instant) {
         self.grace_over = true;
+        for (conn, info) in std::mem::take(&mut self.held_hellos) {
+            if self.registry.conn_state(conn) == Some(ConnState::AwaitingHello) {
+                self.register(now, conn, info, NodeId(0));
+            }
+        }
         let held = std::mem::take(&mut self.held);
         let (into_recovering, rest): (Vec<_>, Vec<_>) = held.into_iter().partition(|j| {
             self.groups

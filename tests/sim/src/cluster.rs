@@ -5,7 +5,7 @@
 //! checkers that judge internal state.
 
 use crate::app::App;
-use crate::check::{bounded_memory, stability::Stability, Checks, Violation};
+use crate::check::{bounded_memory, liveness, stability::Stability, Checks, Violation};
 use crate::dir::DirDriver;
 use crate::net::Network;
 use crate::node::{instant, Node, Outbox};
@@ -44,8 +44,9 @@ pub struct Sim {
     pub apps: Vec<App>,
     pub checks: Checks,
     pub stability: Stability,
-    /// Where each (group, view) starts, from the sequencer that began it.
-    pub view_starts: BTreeMap<(u16, u64), u64>,
+    /// Where each (group, order epoch, view) starts, from the sequencer
+    /// that began it.
+    pub view_starts: liveness::ViewStarts,
     /// False once the liveness phase began: apps stop acting.
     pub workload: bool,
     pub steps: u64,
@@ -350,12 +351,13 @@ impl Sim {
         seq.handle_input(now, input);
         if let Some((group, view)) = view {
             if let Some(start) = seq.next_position(group) {
-                let key = (group.0 as u16 - 1, view.0);
-                self.view_starts.entry(key).or_insert(start.0);
+                let g = group.0 as u16 - 1;
                 if start.0 == 1 {
                     // A group new to every node: its order starts over.
-                    self.checks.total_order.on_order_start(key.0, view.0);
+                    self.checks.on_order_start(g, view.0);
                 }
+                let e = self.checks.epoch_of(g, view.0);
+                self.view_starts.entry((g, e, view.0)).or_insert(start.0);
             }
             self.views_seen += 1;
         }
@@ -429,6 +431,10 @@ impl Sim {
 
     fn route_dir(&mut self) {
         while let Some((conn, frame)) = self.dir.dir.poll_output() {
+            if let FromDirectory::View(v) = &frame {
+                let g = v.group.0 as u16 - 1;
+                self.checks.on_view_issued(self.dir.generation, g, v.view.0);
+            }
             let Some(node) = self.dir.node_of(conn) else {
                 continue;
             };

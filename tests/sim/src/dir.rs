@@ -13,41 +13,30 @@ pub struct DirDriver {
     pub dir: Directory,
     conns: BTreeMap<ConnId, usize>,
     next_conn: u64,
+    /// How many times the directory process restarted.
+    pub generation: u64,
 }
 
 impl DirDriver {
     /// A directory declaring the plan's groups.
     pub fn new(plan: &Plan) -> DirDriver {
-        let groups = plan
-            .groups
-            .iter()
-            .map(|g| GroupDecl {
-                name: g.name.clone(),
-                address: g.address,
-                port: g.port,
-                max_members: None,
-                allow_users: None,
-                allow_groups: None,
-            })
-            .collect();
         DirDriver {
-            dir: Directory::new(DirectorySettings {
-                cluster: crate::trace::cluster(),
-                lease: Duration::from_millis(plan.lease_ms),
-                groups,
-                dynamic: None,
-            }),
+            dir: Directory::new(settings(plan)).without_grace(),
             conns: BTreeMap::new(),
             next_conn: 1,
+            generation: 0,
         }
     }
 
-    /// The directory process restarts: a fresh core (the same config),
-    /// every connection gone. Connection ids are never reused.
+    /// The directory process restarts: a fresh core (the same config, and
+    /// a grace period, unlike the first one, which started long before the
+    /// daemons), every connection gone. Connection ids are never reused.
     pub fn restart(&mut self, plan: &Plan) {
-        let next_conn = self.next_conn;
+        let (next_conn, generation) = (self.next_conn, self.generation);
         *self = DirDriver::new(plan);
+        self.dir = Directory::new(settings(plan));
         self.next_conn = next_conn;
+        self.generation = generation + 1;
     }
 
     /// A new connection from `node` (never reusing an id).
@@ -61,5 +50,27 @@ impl DirDriver {
     /// The node at the other end of `conn`.
     pub fn node_of(&self, conn: ConnId) -> Option<usize> {
         self.conns.get(&conn).copied()
+    }
+}
+
+/// The directory's settings: the plan's groups, declared.
+fn settings(plan: &Plan) -> DirectorySettings {
+    let groups = plan
+        .groups
+        .iter()
+        .map(|g| GroupDecl {
+            name: g.name.clone(),
+            address: g.address,
+            port: g.port,
+            max_members: None,
+            allow_users: None,
+            allow_groups: None,
+        })
+        .collect();
+    DirectorySettings {
+        cluster: crate::trace::cluster(),
+        lease: Duration::from_millis(plan.lease_ms),
+        groups,
+        dynamic: None,
     }
 }

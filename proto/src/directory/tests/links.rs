@@ -222,7 +222,7 @@ fn the_id_of_a_node_declared_dead_is_not_granted_again() {
 
 #[test]
 fn a_sequencer_id_learned_from_a_report_is_never_handed_out_fresh() {
-    let mut s = Script::new(settings(vec![decl("chat", 1)], None));
+    let mut s = Script::started(settings(vec![decl("chat", 1)], None));
     let a = s.node_again(1, "a", 1, NodeId(3));
     s.resume(
         1,
@@ -236,8 +236,65 @@ fn a_sequencer_id_learned_from_a_report_is_never_handed_out_fresh() {
             members: vec![(MemberId(1), "x".into())],
         },
     );
-    assert_eq!(s.node(2, "b", 1), NodeId(13));
+    // A daemon that just started waits for the end of the grace period.
+    s.d.handle_connect(s.now, ConnId(2));
+    s.frame(2, Script::hello_frame("b", 1));
+    assert_eq!(s.output(), vec![]);
     // The node that sequenced may still come back under its id.
     assert_eq!(s.node_again(3, "c", 1, NodeId(12)), NodeId(12));
+    s.frame(1, ToDirectory::Heartbeat);
+    s.advance_to(ms(LEASE_MS));
+    let out = s.output();
+    assert!(
+        matches!(
+            out[0],
+            (
+                ConnId(2),
+                FromDirectory::Welcome {
+                    node: NodeId(13),
+                    ..
+                }
+            )
+        ),
+        "{out:?}"
+    );
     let _ = a;
+}
+
+#[test]
+fn a_fresh_hello_waits_for_the_grace_period_so_ids_are_claimed_back_first() {
+    let mut s = Script::started(settings(vec![], None));
+    // The directory's own host rebooted: its daemon comes back fresh, first.
+    s.d.handle_connect(s.now, ConnId(1));
+    s.frame(1, Script::hello_frame("fresh", 2));
+    // A daemon already waiting for a Welcome may heartbeat on its link.
+    s.frame(1, ToDirectory::Heartbeat);
+    s.d.handle_connect(s.now, ConnId(2));
+    s.frame(2, Script::hello_frame("gone", 1));
+    s.frame(2, ToDirectory::Goodbye);
+    assert_eq!(s.output(), vec![]);
+    assert_eq!(s.closes(), vec![ConnId(2)]);
+    // A surviving daemon asks for its id back and gets it at once.
+    assert_eq!(s.node_again(3, "survivor", 1, NodeId(1)), NodeId(1));
+    assert_eq!(s.d.poll_timeout(), Some(ms(LEASE_MS)));
+    s.now = ms(500);
+    s.frame(3, ToDirectory::Heartbeat);
+    s.advance_to(ms(LEASE_MS));
+    let out = s.output();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [(
+                ConnId(1),
+                FromDirectory::Welcome {
+                    node: NodeId(2),
+                    ..
+                }
+            )]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(s.closes(), vec![]);
+    // After the grace period a fresh Hello is answered at once.
+    assert_eq!(s.node(4, "late", 1), NodeId(3));
 }

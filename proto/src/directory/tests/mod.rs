@@ -48,7 +48,17 @@ struct Script {
 }
 
 impl Script {
+    /// A directory past its grace period (started long before).
     fn new(s: DirectorySettings) -> Self {
+        Script {
+            d: Directory::new(s).without_grace(),
+            now: ms(0),
+        }
+    }
+
+    /// A directory process that just started (its grace period begins with
+    /// the first input).
+    fn started(s: DirectorySettings) -> Self {
         Script {
             d: Directory::new(s),
             now: ms(0),

@@ -34,7 +34,7 @@ fn chat(view: u64, sequencer: u32, members: &[(u32, &str)]) -> Resume {
 /// A directory that just restarted, with "chat" declared, and nodes a, b,
 /// c back under their ids 1, 2, 3 (at t=0, its first input).
 fn restarted(groups: Vec<GroupDecl>, dynamic: Option<DynamicDecl>) -> (Script, [NodeId; 3]) {
-    let mut s = Script::new(settings(groups, dynamic));
+    let mut s = Script::started(settings(groups, dynamic));
     let ids = [
         s.node_again(1, "a", 1, NodeId(1)),
         s.node_again(2, "b", 1, NodeId(2)),
@@ -198,8 +198,9 @@ mod restarted_directory {
     fn joins_wait_for_the_recovery_and_join_its_first_view() {
         let (mut s, [a, ..]) = restarted(vec![decl("chat", 1), decl("idle", 2)], None);
         s.resume(1, chat(3, 1, &[(1, "x")]));
-        // A new daemon's app joins chat and idle before the grace ends.
-        let d = s.node(4, "d", 1);
+        // A daemon that ran no group before the restart has an app join
+        // chat and idle before the grace ends.
+        let d = s.node_again(4, "d", 1, NodeId(4));
         s.now = ms(500);
         s.join(4, "chat", 1, "new");
         s.join(4, "idle", 2, "new");

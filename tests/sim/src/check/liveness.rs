@@ -15,7 +15,7 @@ use crate::node::Node;
 use std::collections::BTreeMap;
 
 /// Where each (group, view) begins, as its sequencer assigned it.
-pub type ViewStarts = BTreeMap<(u16, u64), u64>;
+pub type ViewStarts = BTreeMap<(u16, u64, u64), u64>;
 
 /// True when every host's sends are stable.
 pub fn drained(nodes: &[Node]) -> bool {
@@ -83,12 +83,12 @@ fn own_messages(checks: &Checks, a: &App, i: usize, key: MemberKey, out: &mut Ve
 
 fn everyone_elses(checks: &Checks, key: MemberKey, starts: &ViewStarts, out: &mut Vec<String>) {
     let first_view = checks.vs.first_view_of(key);
+    let e = checks.epoch_of(key.group, first_view.unwrap_or(0));
     let start = first_view
-        .and_then(|v| starts.get(&(key.group, v)).copied())
+        .and_then(|v| starts.get(&(key.group, e, v)).copied())
         .or_else(|| checks.total_order.first_of(key));
     let Some(start) = start else { return };
-    let view = first_view.unwrap_or(0);
-    for (p, id) in checks.total_order.positions_from(key.group, view, start) {
+    for (p, id) in checks.total_order.positions_from(key.group, e, start) {
         if !checks.integrity.was_delivered(key, id) {
             out.push(format!(
                 "{key} (first view {first_view:?}, starting at {start}) never got position {p} ({id:#x})"

@@ -14,6 +14,7 @@ pub mod total_order;
 pub mod virtual_synchrony;
 
 use crate::world::Micros;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One membership of one app in one group: an app that leaves and joins
 /// again starts a new stint.
@@ -103,6 +104,23 @@ pub struct Checks {
     pub fifo: fifo::Fifo,
     pub vs: virtual_synchrony::VirtualSynchrony,
     pub violations: Vec<Violation>,
+    /// View ids are reused only when a restarted directory that no node told
+    /// of a group numbers its views from 1 again: each such numbering is a
+    /// life of the group, and this names the life each issued view belongs to.
+    lives: Lives,
+    /// Per (group, life), the views where the group's order started at
+    /// position 1 (once every node had left a declared group).
+    order_starts: BTreeMap<(u16, u64), BTreeSet<u64>>,
+}
+
+/// Which life of its group each issued view id belongs to.
+#[derive(Debug, Default)]
+struct Lives {
+    /// (group, view) to life.
+    of: BTreeMap<(u16, u64), u64>,
+    /// Per group: its current life and the directory generation that
+    /// began it.
+    latest: BTreeMap<u16, (u64, u64)>,
 }
 
 impl Checks {
@@ -129,9 +147,48 @@ impl Checks {
         }
     }
 
+    /// The directory of generation `gen` (one per directory process life)
+    /// issued view `view` of `group`. A group's views start at 1; a
+    /// directory that rebuilt it from its nodes' reports goes on above what
+    /// they knew, so a view 1 from a later generation begins a new life.
+    pub fn on_view_issued(&mut self, gen: u64, group: u16, view: u64) {
+        let (life, since) = self.lives.latest.entry(group).or_insert((0, gen));
+        if view == 1 && *since != gen {
+            *life += 1;
+            *since = gen;
+        }
+        let life = *life;
+        self.lives.of.insert((group, view), life);
+    }
+
+    fn life_of(&self, group: u16, view: u64) -> u64 {
+        self.lives.of.get(&(group, view)).copied().unwrap_or(0)
+    }
+
+    /// The group's order starts (again) at position 1 in `view`.
+    pub fn on_order_start(&mut self, group: u16, view: u64) {
+        let life = self.life_of(group, view);
+        self.order_starts
+            .entry((group, life))
+            .or_default()
+            .insert(view);
+    }
+
+    /// The order (life and start) a delivery in `view` of `group` belongs to.
+    pub fn epoch_of(&self, group: u16, view: u64) -> u64 {
+        let life = self.life_of(group, view);
+        let start = self
+            .order_starts
+            .get(&(group, life))
+            .and_then(|s| s.range(..=view).next_back().copied())
+            .unwrap_or(0);
+        (life << 32) | start
+    }
+
     /// A member was told a view.
     pub fn on_view(&mut self, m: MemberKey, view: u64, members: &[String]) {
-        let r = self.vs.on_view(m, view, members);
+        let life = self.life_of(m.group, view);
+        let r = self.vs.on_view(m, life, view, members);
         self.record("virtual_synchrony", r);
     }
 
@@ -140,7 +197,8 @@ impl Checks {
         let r = self.integrity.on_deliver(m, p);
         self.record("integrity", r);
         let Some(id) = payload_id(p) else { return };
-        let r = self.total_order.on_deliver(m, id, view, seq, safe);
+        let e = self.epoch_of(m.group, view);
+        let r = self.total_order.on_deliver(m, e, id, view, seq, safe);
         self.record("total_order", r);
         let r = self.fifo.on_deliver(m, id);
         self.record("fifo", r);

@@ -14,10 +14,11 @@
 //! member's non-safe deliveries give way to it. A `safe` delivery was held
 //! by every member first, so even a crashed member's must agree.
 //!
-//! A declared group that every node left keeps its name and view numbers,
-//! but its order starts again at position 1 in the next view: positions
-//! are judged within one such order (an epoch, named by the view it starts
-//! in).
+//! A declared group that every node left keeps its name, but its order
+//! starts again at position 1 in the next view (and a restarted directory
+//! that no node told of the group numbers its views from 1 again):
+//! positions are judged within one such order, an epoch, which the caller
+//! names (see `Checks::epoch_of`).
 
 use super::MemberKey;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,8 +46,6 @@ struct Seen {
 pub struct TotalOrder {
     by_pos: BTreeMap<(u16, u64, u64), Seen>,
     pos_of: BTreeMap<u64, (u64, u64)>,
-    /// Per group, the views where its order started at position 1.
-    epochs: BTreeMap<u16, BTreeSet<u64>>,
     runs: BTreeMap<MemberKey, Run>,
     crashed: BTreeSet<MemberKey>,
 }
@@ -58,30 +57,18 @@ impl TotalOrder {
         !o.safe && o.by.iter().all(|w| self.crashed.contains(w))
     }
 
-    /// The group's order starts (again) at position 1 in `view`.
-    pub fn on_order_start(&mut self, group: u16, view: u64) {
-        self.epochs.entry(group).or_default().insert(view);
-    }
-
-    /// The order a delivery in `view` belongs to.
-    fn epoch(&self, group: u16, view: u64) -> u64 {
-        self.epochs
-            .get(&group)
-            .and_then(|e| e.range(..=view).next_back().copied())
-            .unwrap_or(0)
-    }
-
-    /// A delivery of `id` at position `seq` in view `view`.
+    /// A delivery of `id` at position `seq` in view `view` of the group's
+    /// order `e`.
     pub fn on_deliver(
         &mut self,
         m: MemberKey,
+        e: u64,
         id: u64,
         view: u64,
         seq: u64,
         safe: bool,
     ) -> Result<(), String> {
         let g = m.group;
-        let e = self.epoch(g, view);
         match self.by_pos.get_mut(&(g, e, seq)) {
             Some(o) if o.id == id && o.view == view => o.by.push(m),
             Some(o) => {
@@ -185,16 +172,15 @@ impl TotalOrder {
         self.pos_of.get(&id).map(|&(_, p)| p)
     }
 
-    /// Positions of `group` that a member whose first view is `first_view`
-    /// must deliver, from `from` on: those of the order that view belongs
-    /// to, delivered by someone who did not crash (or `safe`).
+    /// Positions of `group` that a member of its order `e` must deliver,
+    /// from `from` on: those delivered by someone who did not crash (or
+    /// `safe`).
     pub fn positions_from(
         &self,
         group: u16,
-        first_view: u64,
+        e: u64,
         from: u64,
     ) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let e = self.epoch(group, first_view);
         self.by_pos
             .range((group, e, from)..(group, e, u64::MAX))
             .filter(|(_, o)| !self.provisional(o))
@@ -241,50 +227,50 @@ mod tests {
     #[test]
     fn disagreement_reordering_and_skips_are_caught() {
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 11, 1, 2, false).is_ok());
         assert!(
-            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
+            t.on_deliver(m(2), 1, 12, 1, 1, false).is_err(),
             "different message at 1"
         );
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 11, 1, 2, false).is_ok());
         assert!(
-            t.on_deliver(m(2), 10, 2, 1, false).is_err(),
+            t.on_deliver(m(2), 1, 10, 2, 1, false).is_err(),
             "same message, other view"
         );
-        assert!(t.on_deliver(m(3), 10, 1, 1, false).is_ok());
-        assert!(t.on_deliver(m(3), 13, 1, 3, false).is_err(), "skipped 2");
+        assert!(t.on_deliver(m(3), 1, 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(3), 1, 13, 1, 3, false).is_err(), "skipped 2");
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 3, false).is_ok());
-        assert!(t.on_deliver(m(2), 12, 1, 2, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 11, 1, 3, false).is_ok());
+        assert!(t.on_deliver(m(2), 1, 12, 1, 2, false).is_ok());
         assert!(t.at_end().is_err(), "m1 missed position 2, seen later");
     }
 
     #[test]
     fn a_crashed_members_total_deliveries_give_way_but_safe_ones_do_not() {
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
-        assert!(t.on_deliver(m(1), 11, 1, 2, false).is_ok());
-        assert!(t.on_deliver(m(2), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 11, 1, 2, false).is_ok());
+        assert!(t.on_deliver(m(2), 1, 10, 1, 1, false).is_ok());
         t.on_crash(m(1));
         // The survivors' order after the flush: 12 at 2, then 11 at 4.
-        assert!(t.on_deliver(m(2), 12, 2, 2, false).is_ok());
-        assert!(t.on_deliver(m(2), 11, 2, 4, false).is_ok());
+        assert!(t.on_deliver(m(2), 1, 12, 2, 2, false).is_ok());
+        assert!(t.on_deliver(m(2), 1, 11, 2, 4, false).is_ok());
         assert!(t.at_end().is_ok());
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, true).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, true).is_ok());
         t.on_crash(m(1));
         assert!(
-            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
+            t.on_deliver(m(2), 1, 12, 1, 1, false).is_err(),
             "a safe delivery is uniform"
         );
         let mut t = TotalOrder::default();
-        assert!(t.on_deliver(m(1), 10, 1, 1, false).is_ok());
+        assert!(t.on_deliver(m(1), 1, 10, 1, 1, false).is_ok());
         assert!(
-            t.on_deliver(m(2), 12, 1, 1, false).is_err(),
+            t.on_deliver(m(2), 1, 12, 1, 1, false).is_err(),
             "the living must agree"
         );
     }

@@ -12,10 +12,12 @@
 //!   in the total order and members install the view when their delivery
 //!   reaches it, so this holds whenever the sequencer survives the change.
 //!
-//! What is not asserted (yet): members whose stint ends (leave or app
-//! disconnect) in `v` are not compared; transitions through a sequencer
-//! change or a crash are compared like any other only when process faults
-//! are enabled, which is off until the flush of issue 4 lands.
+//! Views are named by (group, life, view id): a restarted directory that no
+//! node told of a group numbers its views from 1 again, a new life of the
+//! group (see `Checks::on_view_issued`).
+//!
+//! What is not asserted: members whose stint ends (leave or app disconnect)
+//! in `v` are not compared with those that move on.
 
 use super::MemberKey;
 use std::collections::BTreeMap;
@@ -27,12 +29,17 @@ struct InView {
     digest: u64,
 }
 
+/// A move from one view to the next: (group, life, from, to).
+type Transition = (u16, u64, u64, u64);
+
 /// Views and per-view delivery sets.
 #[derive(Debug, Default)]
 pub struct VirtualSynchrony {
-    views: BTreeMap<(u16, u64), (Vec<String>, MemberKey)>,
+    views: BTreeMap<(u16, u64, u64), (Vec<String>, MemberKey)>,
     current: BTreeMap<MemberKey, InView>,
-    transitions: BTreeMap<(u16, u64, u64), (u64, u64, MemberKey)>,
+    /// (group, life, from view, to view) to the first mover's (count,
+    /// digest, key).
+    transitions: BTreeMap<Transition, (u64, u64, MemberKey)>,
     first: BTreeMap<MemberKey, u64>,
 }
 
@@ -42,10 +49,17 @@ fn mix(id: u64) -> u64 {
 }
 
 impl VirtualSynchrony {
-    /// A member was told view `view` with `members`.
-    pub fn on_view(&mut self, m: MemberKey, view: u64, members: &[String]) -> Result<(), String> {
+    /// A member was told view `view` of the group's life `e`, with
+    /// `members`.
+    pub fn on_view(
+        &mut self,
+        m: MemberKey,
+        e: u64,
+        view: u64,
+        members: &[String],
+    ) -> Result<(), String> {
         let g = m.group;
-        match self.views.get(&(g, view)) {
+        match self.views.get(&(g, e, view)) {
             Some((list, who)) if list.as_slice() != members => {
                 return Err(format!(
                     "group {g} view {view}: {m} was told [{}], {who} was told [{}]",
@@ -55,7 +69,7 @@ impl VirtualSynchrony {
             }
             Some(_) => {}
             None => {
-                self.views.insert((g, view), (members.to_vec(), m));
+                self.views.insert((g, e, view), (members.to_vec(), m));
             }
         }
         self.first.entry(m).or_insert(view);
@@ -70,7 +84,7 @@ impl VirtualSynchrony {
         if view <= prev.view {
             return Err(format!("{m} was told view {view} after view {}", prev.view));
         }
-        let key = (g, prev.view, view);
+        let key = (g, e, prev.view, view);
         match self.transitions.get(&key) {
             Some(&(count, digest, who)) if (count, digest) != (prev.count, prev.digest) => Err(format!(
                 "group {g}: {m} and {who} both moved from view {} to {view} but delivered different sets in view {} ({} vs {count} messages)",
@@ -135,18 +149,18 @@ mod tests {
         let mut vs = VirtualSynchrony::default();
         let l = vec!["n0:a0".to_owned()];
         for a in [1, 2] {
-            assert!(vs.on_view(m(a), 1, &l).is_ok());
+            assert!(vs.on_view(m(a), 1, 1, &l).is_ok());
         }
         assert!(vs.on_deliver(m(1), 5, 1).is_ok());
         assert!(vs.on_deliver(m(2), 5, 1).is_ok());
         assert!(vs.on_deliver(m(1), 6, 1).is_ok());
-        assert!(vs.on_view(m(1), 2, &l).is_ok());
+        assert!(vs.on_view(m(1), 1, 2, &l).is_ok());
         assert!(
-            vs.on_view(m(2), 2, &l).is_err(),
+            vs.on_view(m(2), 1, 2, &l).is_err(),
             "m2 missed message 6 in view 1"
         );
         assert!(
-            vs.on_view(m(3), 2, &["x".to_owned()]).is_err(),
+            vs.on_view(m(3), 1, 2, &["x".to_owned()]).is_err(),
             "other member list"
         );
         assert!(vs.on_deliver(m(1), 7, 1).is_err(), "label of an old view");
