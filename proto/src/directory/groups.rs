@@ -193,17 +193,18 @@ impl Group {
     pub(super) fn attach(&mut self, node: NodeId) -> bool {
         let new = self.attached.insert(node);
         if new {
-            // Nodes resuming a recovering group are equally old (their
-            // report order is chance): the lowest id decides among them.
-            let at = if self.recovery.is_some() {
-                0
-            } else {
-                self.attach_counter += 1;
-                self.attach_counter
-            };
-            self.attached_at.insert(node, at);
+            self.attach_counter += 1;
+            self.attached_at.insert(node, self.attach_counter);
         }
         new
+    }
+
+    /// Counts the node, attached, as old as the group's order: a node
+    /// resuming a recovering group (see `resume.rs`).
+    pub(super) fn attached_since_recovery(&mut self, node: NodeId) {
+        if self.attached.contains(&node) {
+            self.attached_at.insert(node, 0);
+        }
     }
 
     /// Detaches a node; true if it was attached.

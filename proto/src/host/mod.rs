@@ -512,13 +512,14 @@ impl Host {
                 datagram::encode(&Datagram::OrderAck(a), cluster, &mut buf);
                 dest
             }
-            Control::FlushReport(dest, view, held) => {
+            Control::FlushReport(dest, view, held, anchored) => {
                 let r = FlushReport {
                     group: gid,
                     view,
                     from: node,
                     from_incarnation,
                     held,
+                    anchored,
                 };
                 datagram::encode(&Datagram::FlushReport(r), cluster, &mut buf);
                 dest

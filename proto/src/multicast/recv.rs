@@ -95,6 +95,14 @@ impl RecvStream {
         self.reported = self.reported.max(base);
     }
 
+    /// Forgets the base (keeping what is held): the order this receiver
+    /// follows starts over elsewhere, and its next ORDER record for this
+    /// sender sets the base again. Only for a receiver that delivered
+    /// nothing of this stream (see `GroupState::restart_order_at`).
+    pub fn forget_base(&mut self) {
+        self.base = None;
+    }
+
     /// Offers a received message.
     pub fn offer(&mut self, seq: SenderSeq, msg: Held) -> Accept {
         if self.base.is_none() && self.slots.is_empty() {

@@ -144,6 +144,12 @@ pub struct FlushReport {
     pub from: NodeId,
     pub from_incarnation: Incarnation,
     pub held: GlobalSeq,
+    /// The survivor's order is anchored: it holds every position from its
+    /// start on that a member may need from it. A joiner's is not until
+    /// what precedes its start was stable once: its `held` may then not
+    /// raise the cut (the positions before its start may be the dead
+    /// sequencer's alone), but it bounds what is stable.
+    pub anchored: bool,
 }
 
 /// Any datagram, decoded.
@@ -351,6 +357,7 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
             from: NodeId(r.u32()?),
             from_incarnation: Incarnation(r.u64()?),
             held: GlobalSeq(r.u64()?),
+            anchored: r.bool("anchored")?,
         })),
         other => Err(DecodeError::UnknownKind(other)),
     }
@@ -482,6 +489,7 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u32(f.from.0);
             out.put_u64(f.from_incarnation.0);
             out.put_u64(f.held.0);
+            out.put_u8(u8::from(f.anchored));
         }
         Datagram::OrderNak(n) => {
             put_header(out, KIND_ORDER_NAK, cluster);
@@ -555,13 +563,13 @@ mod tests {
         }
 
         #[test]
-        fn small_kinds_round_trip(group in 1u32.., a: u32, b: u64, c: u64, d: u64,
+        fn small_kinds_round_trip(group in 1u32.., a: u32, b: u64, c: u64, d: u64, anchored: bool,
             ranges in proptest::collection::vec((1u64..1000, 0u64..1000), 0..10)) {
             let ranges: Vec<(u64, u64)> = ranges.into_iter().map(|(x, y)| (x, x + y)).collect();
             let all = vec![
                 Datagram::Nak(Nak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sender: NodeId(a ^ 1), sender_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (SenderSeq(*x), SenderSeq(*y))).collect() }),
                 Datagram::OrderAck(OrderAck { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), cumulative: GlobalSeq(d) }),
-                Datagram::FlushReport(FlushReport { group: GroupId(group), view: ViewId(d), from: NodeId(a), from_incarnation: Incarnation(b), held: GlobalSeq(c) }),
+                Datagram::FlushReport(FlushReport { group: GroupId(group), view: ViewId(d), from: NodeId(a), from_incarnation: Incarnation(b), held: GlobalSeq(c), anchored }),
                 Datagram::OrderNak(OrderNak { group: GroupId(group), from: NodeId(a), from_incarnation: Incarnation(b), sequencer_incarnation: Incarnation(c), ranges: ranges.iter().map(|(x, y)| (GlobalSeq(*x), GlobalSeq(*y))).collect() }),
             ];
             for dg in all {

@@ -35,8 +35,8 @@ pub struct Flush {
     /// Delivery stops here until the cut is known (our report).
     pub limit: GlobalSeq,
     pub report_sent_at: Option<Instant>,
-    /// At the new sequencer: each survivor's report.
-    pub reports: BTreeMap<NodeId, GlobalSeq>,
+    /// At the new sequencer: each survivor's report (held, anchored).
+    pub reports: BTreeMap<NodeId, (GlobalSeq, bool)>,
     /// At the new sequencer: the cut and who holds everything up to it.
     pub cut: Option<(GlobalSeq, NodeId)>,
     /// At the new sequencer, once the cut is fixed: the lowest report. Every
@@ -140,8 +140,9 @@ impl GroupState {
             .as_mut()
             .filter(|f| f.new_sequencer == self.me.node)
         {
-            let e = f.reports.entry(r.from).or_insert(r.held);
-            *e = (*e).max(r.held);
+            let e = f.reports.entry(r.from).or_insert((r.held, r.anchored));
+            // A survivor that anchored meanwhile stays so; held only grows.
+            *e = (e.0.max(r.held), e.1 || r.anchored);
         }
     }
 
@@ -153,17 +154,18 @@ impl GroupState {
     pub(super) fn flush_report_due(
         &mut self,
         now: Instant,
-    ) -> Option<(SocketAddrV4, ViewId, GlobalSeq)> {
+    ) -> Option<(SocketAddrV4, ViewId, GlobalSeq, bool)> {
         let rto = self.limits.retransmit;
         let me = self.me.node;
         let f = self.flush.as_ref()?;
         if f.new_sequencer == me || f.report_sent_at.is_some_and(|t| t + rto > now) {
             return None;
         }
-        // What we hold now (at least our frozen limit): the cut may only
-        // grow with it, and the floor the new sequencer counts as stable
-        // rises as we catch up.
-        let (view, held, target) = (f.view, f.limit.max(self.held_through), f.new_sequencer);
+        // What we hold now: the cut may only grow with it, and the floor
+        // the new sequencer counts as stable rises as we catch up. Not our
+        // delivery limit, which a former new sequencer set to its cut.
+        let (view, target) = (f.view, f.new_sequencer);
+        let (held, anchored) = (self.held_through, self.is_anchored());
         let n = self
             .latest_view()?
             .nodes
@@ -173,7 +175,7 @@ impl GroupState {
         if let Some(f) = self.flush.as_mut() {
             f.report_sent_at = Some(now);
         }
-        Some((addr, view, held))
+        Some((addr, view, held, anchored))
     }
 
     /// Who repairs ORDER records and departed senders' messages during a
@@ -216,25 +218,32 @@ impl GroupState {
         } else {
             Vec::new()
         };
+        let (held_through, anchored) = (self.held_through, self.is_anchored());
         let f = self.flush.as_mut()?;
         if f.cut.is_none() {
             if !survivors.iter().all(|n| f.reports.contains_key(n)) {
                 return None;
             }
-            let (mut cut, mut donor) = (f.limit, me);
-            let mut floor = GlobalSeq(u64::MAX);
+            // The cut: the most any anchored survivor holds. A survivor
+            // that is not anchored (a joiner whose order starts at its view)
+            // may hold positions past a hole that only the dead sequencer
+            // filled, so it cannot be the donor; it delivered nothing, and
+            // starts over after the cut if its order starts past it.
+            let mut cut = if anchored { held_through } else { GlobalSeq(0) };
+            let mut donor = me;
             for n in &survivors {
-                if let Some(&h) = f.reports.get(n) {
-                    // Held through 0: its order has not started, so it is
-                    // responsible only from the new view's start.
-                    if h.0 > 0 {
-                        floor = floor.min(h);
-                    }
+                if let Some(&(h, true)) = f.reports.get(n) {
                     if h > cut {
                         (cut, donor) = (h, *n);
                     }
                 }
             }
+            if cut.0 == 0 {
+                // Nobody anchored survives: every survivor joined a moment
+                // ago and delivered nothing; our order goes on where it is.
+                cut = held_through;
+            }
+            let floor = Self::flush_floor(&survivors, &f.reports, cut);
             f.floor = floor;
             f.survivors = survivors;
             log::info!(
@@ -243,29 +252,20 @@ impl GroupState {
             );
             f.cut = Some((cut, donor));
             f.limit = cut;
-            if self.order.start().is_none() {
-                // We never saw the old order (we attached a moment ago): we
-                // are responsible for nothing before the cut.
-                self.order =
-                    OrderLog::started_at(self.view, cut.next(), self.limits.receive_window);
-                self.scanned = cut.next();
-                self.held_through = cut;
+            if self.order.start().is_none_or(|s| s > cut.next()) {
+                // We never saw the old order (we attached a moment ago), or
+                // ours starts past the cut (we had not anchored): we are
+                // responsible for nothing before the cut.
+                self.restart_order_at(cut);
             }
             self.order.expect_through(cut);
             self.order.reach_through(cut);
         }
+        let f = self.flush.as_mut()?;
         let (cut, _) = f.cut?;
         // Survivors report again as they catch up.
-        let now_floor = f
-            .survivors
-            .iter()
-            .filter_map(|n| f.reports.get(n))
-            .filter(|h| h.0 > 0)
-            .min()
-            .copied();
-        if let Some(fl) = now_floor {
-            f.floor = f.floor.max(fl);
-        }
+        let now_floor = Self::flush_floor(&f.survivors, &f.reports, cut);
+        f.floor = f.floor.max(now_floor);
         // Everything every survivor holds is stable among those who go on
         // (the dead hold nothing any more). Without this, a `safe` message
         // waiting for a stability the dead sequencer will never announce
@@ -280,6 +280,25 @@ impl GroupState {
             return None;
         }
         self.take_over(cut, &latest)
+    }
+
+    /// What every survivor that goes on holds: the least report, each
+    /// taken up to the cut. Held through 0: its order has not started, so
+    /// it is responsible only from the cut on. A survivor whose order starts
+    /// past the cut starts over there, and its report (past the cut) does
+    /// not lower the floor; one that starts before it does, anchored or not.
+    fn flush_floor(
+        survivors: &[NodeId],
+        reports: &BTreeMap<NodeId, (GlobalSeq, bool)>,
+        cut: GlobalSeq,
+    ) -> GlobalSeq {
+        survivors
+            .iter()
+            .filter_map(|n| reports.get(n))
+            .filter(|(h, _)| h.0 > 0)
+            .map(|(h, _)| (*h).min(cut))
+            .min()
+            .unwrap_or(cut)
     }
 
     fn take_over(&mut self, cut: GlobalSeq, v: &View) -> Option<SequencerInput> {
@@ -309,9 +328,26 @@ impl GroupState {
         })
     }
 
+    /// Our order starts over right after `cut`: a joiner whose order began
+    /// past a flush cut (it delivered nothing), or a new sequencer that saw
+    /// nothing of the old order. The streams' bases come again from the
+    /// records of the new order.
+    fn restart_order_at(&mut self, cut: GlobalSeq) {
+        self.order = OrderLog::started_at(self.view, cut.next(), self.limits.receive_window);
+        self.scanned = cut.next();
+        self.held_through = cut;
+        self.anchored = true;
+        for s in self.streams.values_mut() {
+            s.forget_base();
+        }
+    }
+
     /// The order is `sequencer`'s from `cut + 1` on: forget old records past
     /// the cut, and let our own messages ordered past it be ordered again.
     pub(super) fn switch_sequencer(&mut self, sequencer: NodeId, cut: GlobalSeq) {
+        if self.order.start().is_some_and(|s| s > cut.next()) {
+            self.restart_order_at(cut);
+        }
         self.order.truncate_after(cut);
         self.sequencer = sequencer;
         if let Some(f) = &self.flush {

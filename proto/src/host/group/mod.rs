@@ -72,7 +72,8 @@ pub enum Control {
     /// ORDER_NAK to the sequencer.
     OrderNak(SocketAddrV4, Vec<(GlobalSeq, GlobalSeq)>),
     /// FLUSH_REPORT to the new sequencer's host: (view, held).
-    FlushReport(SocketAddrV4, ViewId, GlobalSeq),
+    /// A flush report: to, view, held, anchored.
+    FlushReport(SocketAddrV4, ViewId, GlobalSeq, bool),
 }
 
 /// A group this host takes part in.
@@ -118,6 +119,13 @@ pub struct GroupState {
     view_start: Option<GlobalSeq>,
     /// Where the view whose marker was just delivered starts.
     marker_next: Option<GlobalSeq>,
+    /// Every position from our order's start on that a member may need
+    /// from us, we hold or can fetch: we started the order, took it over,
+    /// or (a joiner) everything before our start was stable once. Until
+    /// then a joiner delivers nothing and reports nothing in a flush (see
+    /// `flush.rs`: a joiner's order starts at its view, past positions
+    /// that a lagging member may still need from the sequencer alone).
+    anchored: bool,
 }
 
 impl GroupState {
@@ -153,7 +161,20 @@ impl GroupState {
             flush: None,
             view_start: None,
             marker_next: None,
+            anchored: false,
         }
+    }
+
+    /// Whether our order is anchored (see the field); a joiner becomes so
+    /// once the stability announced reaches the position before its start.
+    pub(super) fn is_anchored(&mut self) -> bool {
+        if !self.anchored {
+            self.anchored = self
+                .order
+                .start()
+                .is_some_and(|s| self.order.stable().next() >= s);
+        }
+        self.anchored
     }
 
     /// True when this node sequences the group.
@@ -203,6 +224,7 @@ impl GroupState {
                 self.order = OrderLog::started_at(v.view, start, self.limits.receive_window);
                 self.scanned = start;
                 self.held_through = GlobalSeq(start.0 - 1);
+                self.anchored = true;
             }
         } else if !now_seq && self.is_sequencer {
             self.is_sequencer = false;
@@ -439,7 +461,11 @@ impl GroupState {
             return;
         }
         let limit = self.delivery_limit();
+        let anchored = self.is_anchored();
         while let Some((key, seq)) = self.order.front() {
+            if !anchored {
+                break; // a joiner waits until what precedes its start is stable
+            }
             let g = self.order.next();
             if limit.is_some_and(|l| g > l) {
                 break; // a flush: nothing past our report until the cut is known
@@ -549,8 +575,8 @@ impl GroupState {
 
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Control>) {
         let rto = self.limits.retransmit;
-        if let Some((addr, view, held)) = self.flush_report_due(now) {
-            out.push(Control::FlushReport(addr, view, held));
+        if let Some((addr, view, held, anchored)) = self.flush_report_due(now) {
+            out.push(Control::FlushReport(addr, view, held, anchored));
         }
         let repair = self.repair_node();
         let seq_addr = self
