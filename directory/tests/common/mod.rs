@@ -127,6 +127,7 @@ impl FakeDaemon {
             port: v.port,
             view: v.view,
             sequencer: v.sequencer,
+            since: v.view,
             members,
         }));
     }

@@ -199,11 +199,13 @@ impl Group {
         new
     }
 
-    /// Counts the node, attached, as old as the group's order: a node
-    /// resuming a recovering group (see `resume.rs`).
-    pub(super) fn attached_since_recovery(&mut self, node: NodeId) {
+    /// Counts the node, attached, as having taken part since view `since`:
+    /// a node resuming a recovering group (see `resume.rs`). Nodes that
+    /// attach from now on count as younger.
+    pub(super) fn attached_since(&mut self, node: NodeId, since: ViewId) {
         if self.attached.contains(&node) {
-            self.attached_at.insert(node, 0);
+            self.attached_at.insert(node, since.0);
+            self.attach_counter = self.attach_counter.max(since.0);
         }
     }
 

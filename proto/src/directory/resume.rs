@@ -72,11 +72,11 @@ impl Group {
             rec.sequencer = r.sequencer;
         }
         self.attach(node);
-        // Nodes resuming a recovering group are equally old (their report
-        // order is chance; the lowest id decides among them) and older than
-        // any node that joins it meanwhile, which has no history of its
-        // order and could not take the order over from the others.
-        self.attached_since_recovery(node);
+        // A resuming node is as old as its part in the group's order (its
+        // report order is chance); every node that joins meanwhile is
+        // younger: it has no history of the order and could not take it
+        // over from the others if the sequencer is gone.
+        self.attached_since(node, r.since);
         self.set_node_members(node, &r.members);
         // The old join order is lost with the old directory; an order that
         // does not depend on who reported first keeps the first view (and

@@ -280,6 +280,7 @@ impl Host {
                 port: g.address.port(),
                 view: g.latest_view_id(),
                 sequencer: g.sequencer,
+                since: g.order_start_view().unwrap_or_else(|| g.latest_view_id()),
                 members,
             }));
         }

@@ -125,6 +125,11 @@ pub struct Resume {
     /// The node's installed view.
     pub view: ViewId,
     pub sequencer: NodeId,
+    /// The view the node's part in the group's current order began in. A
+    /// restarted directory counts the node that began earliest as the
+    /// oldest: it knows the most of the order, so it is the one to take
+    /// the order over if the sequencer is gone.
+    pub since: ViewId,
     /// This node's members of the group.
     pub members: Vec<(MemberId, String)>,
 }
@@ -316,6 +321,7 @@ impl ToDirectory {
                 out.put_u16(g.port);
                 out.put_u64(g.view.0);
                 out.put_u32(g.sequencer.0);
+                out.put_u64(g.since.0);
                 let n = put_count(out, g.members.len());
                 for (m, name) in &g.members[..n] {
                     out.put_u32(m.0);
@@ -364,6 +370,7 @@ fn decode_resume(r: &mut Reader<'_>) -> Result<ToDirectory, DecodeError> {
     let port = r.u16()?;
     let view = ViewId(r.u64()?);
     let sequencer = read_node(r, "sequencer")?;
+    let since = ViewId(r.u64()?);
     let n = read_count(r, 4 + STR8_MIN_BYTES, "member count")?;
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
@@ -376,6 +383,7 @@ fn decode_resume(r: &mut Reader<'_>) -> Result<ToDirectory, DecodeError> {
         port,
         view,
         sequencer,
+        since,
         members,
     }))
 }
@@ -679,6 +687,7 @@ mod tests {
                         port,
                         view: ViewId(view),
                         sequencer: NodeId(seq),
+                        since: ViewId(1),
                         members: members.into_iter().map(|(m, n)| (MemberId(m), n)).collect(),
                     })
                 }),

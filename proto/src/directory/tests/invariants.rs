@@ -47,6 +47,7 @@ fn resume() -> impl Strategy<Value = ToDirectory> {
                 port,
                 view: ViewId(view),
                 sequencer: NodeId(sequencer),
+                since: ViewId(1),
                 members: (0..3u32)
                     .filter(|m| members & (1 << m) != 0)
                     .map(|m| (MemberId(m + 1), names[m as usize].into()))

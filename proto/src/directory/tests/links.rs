@@ -233,6 +233,7 @@ fn a_sequencer_id_learned_from_a_report_is_never_handed_out_fresh() {
             port: 7410,
             view: ViewId(4),
             sequencer: NodeId(12),
+            since: ViewId(1),
             members: vec![(MemberId(1), "x".into())],
         },
     );

@@ -14,6 +14,7 @@ fn report(group: u32, name: &str, address: Ipv4Addr, port: u16) -> Resume {
         port,
         view: ViewId(1),
         sequencer: NodeId(1),
+        since: ViewId(1),
         members: vec![],
     }
 }
@@ -23,6 +24,7 @@ fn chat(view: u64, sequencer: u32, members: &[(u32, &str)]) -> Resume {
     Resume {
         view: ViewId(view),
         sequencer: NodeId(sequencer),
+        since: ViewId(1),
         members: members
             .iter()
             .map(|(m, n)| (MemberId(*m), n.to_string()))
@@ -195,6 +197,43 @@ mod restarted_directory {
     }
 
     #[test]
+    fn the_node_longest_in_the_order_takes_it_over_not_a_joiner() {
+        let (mut s, [a, b, _]) = restarted(vec![decl("chat", 1)], None);
+        s.now = ms(100);
+        // b took part since view 2, a only since view 3; the sequencer (9)
+        // did not come back.
+        s.resume(
+            1,
+            Resume {
+                since: ViewId(3),
+                ..chat(4, 9, &[(1, "x")])
+            },
+        );
+        s.resume(
+            2,
+            Resume {
+                since: ViewId(2),
+                ..chat(4, 9, &[(1, "y")])
+            },
+        );
+        // A daemon with no history of the group joins meanwhile.
+        let d = s.node_again(4, "d", 1, NodeId(4));
+        s.join(4, "chat", 1, "z");
+        beat(&mut s, &[3]);
+        s.advance_to(ms(LEASE_MS));
+        let out = views(&s.output());
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert!(out
+            .iter()
+            .all(|(_, v, seq, _)| *v == ViewId(5) && *seq == b));
+        assert!(
+            out.iter().any(|(c, ..)| *c == ConnId(4)),
+            "{d} is in the view"
+        );
+        let _ = a;
+    }
+
+    #[test]
     fn joins_wait_for_the_recovery_and_join_its_first_view() {
         let (mut s, [a, ..]) = restarted(vec![decl("chat", 1), decl("idle", 2)], None);
         s.resume(1, chat(3, 1, &[(1, "x")]));
@@ -265,6 +304,7 @@ mod restarted_directory {
             Resume {
                 view: ViewId(3),
                 sequencer: b,
+                since: ViewId(1),
                 members: vec![(MemberId(1), "y".into())],
                 ..news
             },
