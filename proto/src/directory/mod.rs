@@ -74,7 +74,7 @@ use groups::{DetachError, Groups, JoinRequest};
 use registry::{ConnState, Due, Registry};
 use resume::PendingJoin;
 pub use resume::HELD_JOINS_MAX;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -86,6 +86,9 @@ pub const NODES_MAX: usize = 1024;
 pub const MEMBERS_PER_GROUP_MAX: usize = 1024;
 /// Shortest heartbeat period handed out in a Welcome.
 pub const HEARTBEAT_MIN_MS: u32 = 10;
+/// Views kept per group for nodes that missed some while their link was
+/// down (see `send_recent_views`).
+const RECENT_VIEWS_MAX: usize = 16;
 /// Bytes of a Groups reply kept free for its header.
 const GROUPS_REPLY_HEADROOM_BYTES: usize = 64;
 
@@ -159,6 +162,8 @@ pub struct Directory {
     restart_seen: bool,
     /// Joins waiting for the end of the grace period, in arrival order.
     held: Vec<PendingJoin>,
+    /// Per group, the last views published (see `send_recent_views`).
+    recent_views: BTreeMap<GroupId, VecDeque<View>>,
     /// Hellos asking for no id, waiting for the end of the grace period,
     /// in arrival order.
     held_hellos: Vec<(ConnId, NodeInfo)>,
@@ -179,6 +184,7 @@ impl Directory {
             restart_seen: false,
             held: Vec::new(),
             held_hellos: Vec::new(),
+            recent_views: BTreeMap::new(),
         }
     }
 
@@ -443,6 +449,7 @@ impl Directory {
         let moved = self.registry.update_addresses(node, info);
         self.welcome(conn, node);
         for group in self.groups.attached_to(node) {
+            self.send_recent_views(conn, node, group);
             if moved {
                 if self.groups.bump(group) {
                     self.publish(group);
@@ -614,6 +621,36 @@ impl Directory {
                 self.output
                     .push_back((conn, FromDirectory::View(view.clone())));
             }
+        }
+        // Forget the views of groups that ended (dynamic ones come and go).
+        let groups = &self.groups;
+        self.recent_views.retain(|id, _| groups.get(*id).is_some());
+        let recent = self.recent_views.entry(group).or_default();
+        if recent.back().is_none_or(|v| v.view < view.view) {
+            if recent.len() >= RECENT_VIEWS_MAX {
+                recent.pop_front();
+            }
+            recent.push_back(view);
+        }
+    }
+
+    /// Sends `node`, back on `conn`, the recent views of `group` it took
+    /// part in, before the current one (which the caller sends): it may
+    /// have missed some while its link was down, and would wait for ever at
+    /// a missed view's marker in the order. Views it has are ignored.
+    fn send_recent_views(&mut self, conn: ConnId, node: NodeId, group: GroupId) {
+        let Some(current) = self.groups.get(group).map(|g| g.view) else {
+            return;
+        };
+        let Some(recent) = self.recent_views.get(&group) else {
+            return;
+        };
+        for v in recent
+            .iter()
+            .filter(|v| v.view < current && v.nodes.iter().any(|n| n.node == node))
+        {
+            self.output
+                .push_back((conn, FromDirectory::View(v.clone())));
         }
     }
 

@@ -343,6 +343,7 @@ impl Directory {
     /// A node reports a group it takes part in.
     pub(super) fn resume(&mut self, now: Instant, node: NodeId, r: Resume) {
         self.registry.reserve(r.sequencer);
+
         match self.groups.resume(node, &r, self.in_grace(now)) {
             Resumed::Unchanged(id) => log::debug!("node {node} resumed group {id}: no change"),
             Resumed::Recorded(id) => log::info!(

@@ -87,7 +87,7 @@ fn fixed_seed_range() {
 fn process_fault_seed_range() {
     // Crashes, restarts, sequencer crashes mid-burst, directory link resets
     // and directory restarts, on top of the network faults.
-    let default = if cfg!(debug_assertions) { 200 } else { 1_000 };
+    let default = if cfg!(debug_assertions) { 200 } else { 5_000 };
     let n = env_u64("CHORUS_SIM_PF_SEEDS").unwrap_or(default);
     assert_all_pass_with("process faults", 0..n, None, &process_faults());
 }

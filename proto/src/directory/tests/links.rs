@@ -299,3 +299,26 @@ fn a_fresh_hello_waits_for_the_grace_period_so_ids_are_claimed_back_first() {
     // After the grace period a fresh Hello is answered at once.
     assert_eq!(s.node(4, "late", 1), NodeId(3));
 }
+
+#[test]
+fn a_node_back_is_told_the_recent_views_before_the_current_one() {
+    let (mut s, a, b) = two_in_chat();
+    s.d.handle_disconnect(s.now, ConnId(1));
+    // Two view changes while a is away: its order will hold both markers,
+    // and it installs a view only once it knows it.
+    s.join(2, "chat", 2, "z");
+    s.join(2, "chat", 3, "w");
+    assert_eq!(views(&s.output()).len(), 2);
+    s.d.handle_connect(s.now, ConnId(3));
+    s.frame(3, Script::hello_again("a", 5, a));
+    let out = s.output();
+    assert!(matches!(out[0], (ConnId(3), FromDirectory::Welcome { node, .. }) if node == a));
+    let ids: Vec<(ConnId, ViewId)> = views(&out[1..]).iter().map(|v| (v.0, v.1)).collect();
+    // Views 1 and 2 it had (the daemon ignores them), 3 it missed, 4 is
+    // the current one, in order.
+    assert_eq!(
+        ids,
+        (1..=4).map(|v| (ConnId(3), ViewId(v))).collect::<Vec<_>>()
+    );
+    let _ = b;
+}

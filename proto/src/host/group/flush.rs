@@ -146,7 +146,7 @@ impl GroupState {
         }
     }
 
-    fn latest_view(&self) -> Option<&View> {
+    pub(super) fn latest_view(&self) -> Option<&View> {
         self.pending_views.values().next_back()
     }
 

@@ -190,6 +190,13 @@ impl GroupState {
             // The directory sends a view again after a rebind: once is enough.
             return None;
         }
+        if self.latest_view().is_some_and(|l| l.view > v.view) {
+            // A view we missed while our link was down, sent after a later
+            // one: it is needed only to install it at its marker; the later
+            // view already drove the sequencer and any flush.
+            self.pending_views.insert(v.view, v);
+            return None;
+        }
         let cmd = if v.sequencer != self.sequencer || self.flush.is_some() {
             self.begin_flush(&v)
         } else {
@@ -473,7 +480,22 @@ impl GroupState {
             if key.node.0 == 0 {
                 let view = ViewId(key.incarnation.0);
                 if view > self.view && !self.pending_views.contains_key(&view) {
-                    break; // the directory's view has not reached us yet
+                    let later = self.pending_views.keys().next_back().copied();
+                    if later.is_none_or(|l| l < view) {
+                        break; // the directory's view has not reached us yet
+                    }
+                    // The directory sends views in order: with a later one
+                    // here, this one was missed while our link was down and
+                    // is lost (the directory restarted since). Its members
+                    // go from our view to the next one we know.
+                    log::warn!(
+                        "group {}: view {view} was missed; its messages are delivered in view {}",
+                        self.name,
+                        self.view
+                    );
+                    self.order.advance();
+                    self.retained_order.push_back((g, key, seq));
+                    continue;
                 }
                 self.order.advance();
                 self.retained_order.push_back((g, key, seq));
