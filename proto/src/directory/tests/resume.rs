@@ -70,7 +70,8 @@ mod known_directory {
         s.frame(3, Script::hello_again("a", 1, a));
         let out = s.output();
         assert!(matches!(out[0], (ConnId(3), FromDirectory::Welcome { node, .. }) if node == a));
-        assert_eq!(views(&out[1..]).len(), 1);
+        // Views 1 and 2 (recent), then the current one, 3.
+        assert_eq!(views(&out[1..]).len(), 3);
         (s, a, b)
     }
 

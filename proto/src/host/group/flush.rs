@@ -157,7 +157,9 @@ impl GroupState {
     ) -> Option<(SocketAddrV4, ViewId, GlobalSeq, bool)> {
         let rto = self.limits.retransmit;
         let me = self.me.node;
-        let f = self.flush.as_ref()?;
+        let Some(f) = self.flush.as_ref() else {
+            return self.unstarted_report_due(now);
+        };
         if f.new_sequencer == me || f.report_sent_at.is_some_and(|t| t + rto > now) {
             return None;
         }
@@ -176,6 +178,34 @@ impl GroupState {
             f.report_sent_at = Some(now);
         }
         Some((addr, view, held, anchored))
+    }
+
+    /// A member whose order has not started (it attached a moment ago, and
+    /// no ORDER of its view has reached it) tells its view's sequencer host
+    /// that it holds nothing (held 0), once per retransmission interval.
+    /// That host may be a new sequencer in a flush that counts us as a
+    /// survivor: the same node and incarnation took part in the old order,
+    /// left (its members gone, detached) and attached again while no view
+    /// recorded the gap (a restarted directory publishes one view for all
+    /// that happened while it recovered). The old attachment delivered only
+    /// what was stable, so nothing before the new view's start is ours, and
+    /// without this report the flush would wait for us forever.
+    fn unstarted_report_due(
+        &mut self,
+        now: Instant,
+    ) -> Option<(SocketAddrV4, ViewId, GlobalSeq, bool)> {
+        if self.order.start().is_some() || self.sequencer == self.me.node {
+            return None;
+        }
+        // The first interval after attaching is the ORDER's to arrive.
+        let since = *self.unstarted_report_at.get_or_insert(now);
+        if since + self.limits.retransmit > now {
+            return None;
+        }
+        let n = self.nodes.get(&self.sequencer)?;
+        let addr = SocketAddrV4::new(n.ip, n.data_port);
+        self.unstarted_report_at = Some(now);
+        Some((addr, self.latest_view_id(), GlobalSeq(0), false))
     }
 
     /// Who repairs ORDER records and departed senders' messages during a
@@ -383,5 +413,104 @@ impl GroupState {
         );
         self.switch_sequencer(sequencer, cut);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::group::{Control, GroupLimits};
+    use crate::ids::{GroupId, Incarnation, SenderSeq};
+    use crate::multicast::StreamKey;
+    use crate::time::Duration;
+    use crate::wire::directory::NodeInfo;
+    use std::net::Ipv4Addr;
+
+    const RTO: Duration = Duration::from_millis(50);
+
+    fn limits() -> GroupLimits {
+        GroupLimits {
+            send_window: 16,
+            receive_window: 64,
+            retransmit: RTO,
+            ack_refresh: Duration::from_millis(500),
+            planted: Default::default(),
+        }
+    }
+
+    fn node(n: u32) -> NodeInfo {
+        NodeInfo {
+            node: NodeId(n),
+            name: format!("h{n}"),
+            incarnation: Incarnation(1),
+            ip: Ipv4Addr::new(127, 0, 1, n as u8),
+            data_port: 7001,
+            order_port: 7002,
+        }
+    }
+
+    fn view(id: u64, sequencer: u32, nodes: &[u32]) -> View {
+        View {
+            group: GroupId(1),
+            group_name: "g".into(),
+            address: Ipv4Addr::new(239, 1, 1, 1),
+            port: 7400,
+            view: ViewId(id),
+            sequencer: NodeId(sequencer),
+            members: Vec::new(),
+            nodes: nodes.iter().map(|&n| node(n)).collect(),
+        }
+    }
+
+    fn attach(me: u32, v: &View) -> GroupState {
+        let key = StreamKey {
+            node: NodeId(me),
+            incarnation: Incarnation(1),
+        };
+        let mut g = GroupState::new(v, key, SenderSeq(1), limits());
+        let _ = g.install(v);
+        g
+    }
+
+    /// Regression (sim seed 1782 with process faults): node 4 left the
+    /// group and attached again, same incarnation, while a restarted
+    /// directory recovered, so the new sequencer's installed view (8) and
+    /// the recovered one (9) both list it and the flush counts it as a
+    /// survivor. Its fresh attachment must say it holds nothing, or the
+    /// flush waits for its report forever.
+    #[test]
+    fn a_member_attached_again_unseen_reports_holding_nothing() {
+        let mut new_seq = attach(1, &view(8, 3, &[1, 3, 4]));
+        assert_eq!(new_seq.propose(view(9, 1, &[1, 4])), None);
+        assert_eq!(new_seq.flush_progress(), None, "waits for node 4");
+
+        let t = Instant::ZERO + Duration::from_millis(1000);
+        let mut joiner = attach(4, &view(9, 1, &[1, 4]));
+        let mut out = Vec::new();
+        joiner.tick(t, &mut out);
+        assert!(out.is_empty(), "the first interval is the ORDER's");
+        joiner.tick(t + RTO, &mut out);
+        let report = out.iter().find_map(|c| match c {
+            Control::FlushReport(to, view, held, _) => Some((*to, *view, *held)),
+            _ => None,
+        });
+        let to = SocketAddrV4::new(Ipv4Addr::new(127, 0, 1, 1), 7001);
+        assert_eq!(report, Some((to, ViewId(9), GlobalSeq(0))));
+
+        new_seq.on_flush_report(&FlushReport {
+            group: GroupId(1),
+            view: ViewId(9),
+            from: NodeId(4),
+            from_incarnation: Incarnation(1),
+            held: GlobalSeq(0),
+            anchored: false,
+        });
+        assert!(matches!(
+            new_seq.flush_progress(),
+            Some(SequencerInput::View {
+                view: ViewId(9),
+                ..
+            })
+        ));
     }
 }

@@ -126,6 +126,9 @@ pub struct GroupState {
     /// `flush.rs`: a joiner's order starts at its view, past positions
     /// that a lagging member may still need from the sequencer alone).
     anchored: bool,
+    /// When we last said, our order not started yet, that we hold nothing
+    /// (see `flush.rs`, `unstarted_report_due`).
+    unstarted_report_at: Option<Instant>,
 }
 
 impl GroupState {
@@ -162,6 +165,7 @@ impl GroupState {
             view_start: None,
             marker_next: None,
             anchored: false,
+            unstarted_report_at: None,
         }
     }
 
