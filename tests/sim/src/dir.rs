@@ -32,11 +32,9 @@ impl DirDriver {
     /// a grace period, unlike the first one, which started long before the
     /// daemons), every connection gone. Connection ids are never reused.
     pub fn restart(&mut self, plan: &Plan) {
-        let (next_conn, generation) = (self.next_conn, self.generation);
-        *self = DirDriver::new(plan);
         self.dir = Directory::new(settings(plan));
-        self.next_conn = next_conn;
-        self.generation = generation + 1;
+        self.conns.clear();
+        self.generation += 1;
     }
 
     /// A new connection from `node` (never reusing an id).

@@ -18,7 +18,6 @@
 
 use super::GroupState;
 use crate::ids::{GlobalSeq, NodeId, ViewId};
-use crate::order::log::OrderLog;
 use crate::order::sequencer::SequencerInput;
 use crate::time::Instant;
 use crate::wire::datagram::FlushReport;
@@ -363,10 +362,7 @@ impl GroupState {
     /// nothing of the old order. The streams' bases come again from the
     /// records of the new order.
     fn restart_order_at(&mut self, cut: GlobalSeq) {
-        self.order = OrderLog::started_at(self.view, cut.next(), self.limits.receive_window);
-        self.scanned = cut.next();
-        self.held_through = cut;
-        self.anchored = true;
+        self.start_order_at(cut.next());
         for s in self.streams.values_mut() {
             s.forget_base();
         }

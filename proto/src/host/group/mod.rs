@@ -169,6 +169,16 @@ impl GroupState {
         }
     }
 
+    /// Our order starts at `start` in the installed view, and we answer
+    /// for nothing before it: we start the group's order, or take it over
+    /// (see also `restart_order_at`).
+    fn start_order_at(&mut self, start: GlobalSeq) {
+        self.order = OrderLog::started_at(self.view, start, self.limits.receive_window);
+        self.scanned = start;
+        self.held_through = GlobalSeq(start.0 - 1);
+        self.anchored = true;
+    }
+
     /// Whether our order is anchored (see the field); a joiner becomes so
     /// once the stability announced reaches the position before its start.
     pub(super) fn is_anchored(&mut self) -> bool {
@@ -231,11 +241,7 @@ impl GroupState {
             self.is_sequencer = true;
             if self.order.start().is_none() {
                 // We start the group's order (or take it over knowing nothing).
-                let start = GlobalSeq(self.order.highest_known().0 + 1);
-                self.order = OrderLog::started_at(v.view, start, self.limits.receive_window);
-                self.scanned = start;
-                self.held_through = GlobalSeq(start.0 - 1);
-                self.anchored = true;
+                self.start_order_at(GlobalSeq(self.order.highest_known().0 + 1));
             }
         } else if !now_seq && self.is_sequencer {
             self.is_sequencer = false;
