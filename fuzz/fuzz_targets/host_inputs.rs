@@ -121,6 +121,7 @@ fn datagram(inp: &mut Input<'_>) -> Vec<u8> {
             sequencer_incarnation: inc,
             view: ViewId(1 + inp.small(8)),
             view_start: GlobalSeq(1 + inp.small(40)),
+            sequencer_start: GlobalSeq(1 + inp.small(40)),
             stable: GlobalSeq(inp.small(60)),
             first: GlobalSeq(a),
             entries: (0..inp.small(4))

@@ -478,6 +478,7 @@ impl Directory {
         match frame {
             ToDirectory::Hello { .. } | ToDirectory::Heartbeat => {}
             ToDirectory::Resume(r) => self.resume(now, node, r),
+            ToDirectory::PastView(v) => self.past_view(node, v),
             ToDirectory::Join {
                 group,
                 member,
@@ -654,6 +655,20 @@ impl Directory {
         }
     }
 
+    /// Sends every node of a group that just recovered the past views its
+    /// nodes told of (see `past_view`) that it took part in, before the
+    /// group's first view.
+    fn send_past_views(&mut self, group: GroupId) {
+        let Some(nodes) = self.groups.get(group).map(|g| g.attached.clone()) else {
+            return;
+        };
+        for node in nodes {
+            if let Some(conn) = self.registry.conn_of(node) {
+                self.send_recent_views(conn, node, group);
+            }
+        }
+    }
+
     /// The node is gone: removed from the registry, its members leave every
     /// group and it is detached; the groups it took part in get new views;
     /// its held joins are dropped. `close` asks the edge to close its
@@ -698,5 +713,6 @@ fn kind_name(frame: &ToDirectory) -> &'static str {
         ToDirectory::ListGroups { .. } => "ListGroups",
         ToDirectory::Goodbye => "Goodbye",
         ToDirectory::Resume(_) => "Resume",
+        ToDirectory::PastView(_) => "PastView",
     }
 }

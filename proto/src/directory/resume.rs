@@ -30,7 +30,7 @@ use super::registry::ConnState;
 use super::{ConnId, Directory, FromDirectory, NodeInfo, MEMBERS_PER_GROUP_MAX};
 use crate::ids::{GroupId, MemberId, NodeId};
 use crate::time::Instant;
-use crate::wire::directory::{MemberInfo, Resume, ToDirectory};
+use crate::wire::directory::{MemberInfo, Resume, ToDirectory, View};
 use std::collections::BTreeSet;
 
 /// Most joins held during the grace period; more are refused.
@@ -373,6 +373,38 @@ impl Directory {
         }
     }
 
+    /// A node that resumed a recovering group tells a view of it that it
+    /// remembers (the old directory published it). Kept with the group's
+    /// recent views, it goes to every node of that view before the group's
+    /// first view: a node whose link was down when the view was published
+    /// would reach its marker in the order without knowing it. Ignored
+    /// outside the group's recovery: this directory's own views are the
+    /// ones it hands out then, and their numbers may collide with the old.
+    pub(super) fn past_view(&mut self, node: NodeId, v: View) {
+        let known = self.groups.get(v.group).is_some_and(|g| {
+            g.is_recovering()
+                && g.attached.contains(&node)
+                && g.name == v.group_name
+                && v.view <= g.view
+        });
+        if !known || !v.nodes.iter().any(|n| n.node == node) {
+            log::debug!(
+                "node {node}: past view {} of group {} not taken (the group is not recovering here, or the view is not the node's)",
+                v.view,
+                v.group
+            );
+            return;
+        }
+        let recent = self.recent_views.entry(v.group).or_default();
+        let Err(at) = recent.binary_search_by_key(&v.view, |r| r.view) else {
+            return;
+        };
+        recent.insert(at, v);
+        if recent.len() > super::RECENT_VIEWS_MAX {
+            recent.pop_front();
+        }
+    }
+
     /// Holds a Hello that asks for no id until the grace period ends (see
     /// the module doc of `directory`). The connection no longer owes a Hello.
     pub(super) fn hold_hello(&mut self, conn: ConnId, info: NodeInfo) {
@@ -456,6 +488,7 @@ impl Directory {
                         v.sequencer
                     );
                 }
+                self.send_past_views(id);
                 self.publish(id);
             }
         }

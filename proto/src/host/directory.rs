@@ -263,7 +263,8 @@ impl Host {
     }
 
     /// We kept our identity across a lost link (or a directory restart):
-    /// tell the directory every group we take part in, as we know it.
+    /// tell the directory every group we take part in, as we know it, and
+    /// the views of it we remember.
     pub(super) fn resume_groups(&mut self) {
         let Some(me) = self.node else { return };
         for g in self.groups.values() {
@@ -283,6 +284,10 @@ impl Host {
                 since: g.order_start_view().unwrap_or_else(|| g.latest_view_id()),
                 members,
             }));
+            // A restarted directory hands these to members that missed one.
+            for v in g.remembered_views() {
+                self.out_dir.push_back(ToDirectory::PastView(v.clone()));
+            }
         }
     }
 

@@ -198,6 +198,7 @@ mod tests {
             sequencer_incarnation: Incarnation(1),
             view: ViewId(view),
             view_start: GlobalSeq(view_start),
+            sequencer_start: GlobalSeq(1),
             stable: GlobalSeq(0),
             first: GlobalSeq(first),
             entries: runs

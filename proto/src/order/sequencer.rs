@@ -71,6 +71,8 @@ struct LogEntry {
 struct SeqGroup {
     view: ViewId,
     view_start: GlobalSeq,
+    /// The first position we assigned (see `OrderBatch::sequencer_start`).
+    start: GlobalSeq,
     address: SocketAddrV4,
     /// Each member's cumulative ack.
     acked: BTreeMap<NodeId, (Incarnation, GlobalSeq)>,
@@ -207,6 +209,7 @@ impl Sequencer {
         let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
             view,
             view_start: next,
+            start: next,
             address,
             acked: BTreeMap::new(),
             ordered: streams.into_iter().collect(),
@@ -435,6 +438,7 @@ impl Sequencer {
             sequencer_incarnation: s.incarnation,
             view: g.view,
             view_start: g.view_start,
+            sequencer_start: g.start,
             stable: g.stable.min(GlobalSeq(first.0 - 1)),
             first,
             entries,

@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | 1 | DATA | multicast by a sender (retransmissions too) | group, sender, incarnation, stream start, first seq, count, messages |
 //! | 3 | NAK | unicast receiver → sender (or, for a departed sender, → the sequencer's host) | group, from, from inc, sender, sender inc, missing ranges |
-//! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, stable, first global seq, entries |
+//! | 4 | ORDER | multicast by the sequencer | group, sequencer, its inc, view, view start, sequencer start, stable, first global seq, entries |
 //! | 5 | ORDER_ACK | unicast member → sequencer | group, from, from inc, sequencer inc, cumulative global seq |
 //! | 6 | ORDER_NAK | unicast member → the sequencer's host (or, in a flush, a peer's host) | group, from, from inc, sequencer inc, missing ranges |
 //! | 7 | FLUSH_REPORT | unicast survivor → the new sequencer's host | group, view, from, from inc, held through |
@@ -38,7 +38,7 @@ pub const NAK_RANGES_MAX: usize = 64;
 /// Bytes of one ORDER entry.
 pub const ORDER_ENTRY_BYTES: usize = 4 + 8 + 8 + 2;
 /// Bytes of an ORDER body before its entries.
-pub const ORDER_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 2;
+pub const ORDER_PREFIX_BYTES: usize = HEADER_BYTES + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 2;
 
 const KIND_DATA: u8 = 1;
 const KIND_NAK: u8 = 3;
@@ -105,6 +105,12 @@ pub struct OrderBatch {
     /// The first global position the sequencer assigned in `view`: a member
     /// that joined in `view` delivers from here.
     pub view_start: GlobalSeq,
+    /// The first position this sequencer assigned in the group: the marker
+    /// of the view it took the order over in (1 for the group's first
+    /// sequencer). A survivor of a sequencer failover reads the flush cut
+    /// from it (`sequencer_start - 1`), whichever view's ORDER reaches it
+    /// first.
+    pub sequencer_start: GlobalSeq,
     /// Every position up to here is held by every member of the view.
     pub stable: GlobalSeq,
     /// Global position of the first message of `entries[0]` (with no
@@ -301,9 +307,10 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
             let sequencer_incarnation = Incarnation(r.u64()?);
             let view = ViewId(r.u64()?);
             let view_start = GlobalSeq(r.u64()?);
+            let sequencer_start = GlobalSeq(r.u64()?);
             let stable = GlobalSeq(r.u64()?);
             let first = GlobalSeq(r.u64()?);
-            if first.0 == 0 || view_start.0 == 0 || stable >= first {
+            if first.0 == 0 || view_start.0 == 0 || sequencer_start.0 == 0 || stable >= first {
                 return Err(DecodeError::Invalid("global seq"));
             }
             let count = r.u16()? as usize;
@@ -329,6 +336,7 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
                 sequencer_incarnation,
                 view,
                 view_start,
+                sequencer_start,
                 stable,
                 first,
                 entries,
@@ -464,6 +472,7 @@ pub fn encode(d: &Datagram<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
             out.put_u64(o.sequencer_incarnation.0);
             out.put_u64(o.view.0);
             out.put_u64(o.view_start.0);
+            out.put_u64(o.sequencer_start.0);
             out.put_u64(o.stable.0);
             out.put_u64(o.first.0);
             out.put_u16(o.entries.len() as u16);
@@ -549,12 +558,12 @@ mod tests {
 
         #[test]
         fn order_round_trips(
-            group in 1u32.., seqr: u32, inc: u64, view: u64, vs in 1u64.., stable in 0u64..1000, first in 1000u64..,
+            group in 1u32.., seqr: u32, inc: u64, view: u64, vs in 1u64.., ss in 1u64.., stable in 0u64..1000, first in 1000u64..,
             entries in proptest::collection::vec((any::<u32>(), any::<u64>(), 1u64.., 1u16..), 0..30)
         ) {
             let o = OrderBatch {
                 group: GroupId(group), sequencer: NodeId(seqr), sequencer_incarnation: Incarnation(inc),
-                view: ViewId(view), view_start: GlobalSeq(vs), stable: GlobalSeq(stable), first: GlobalSeq(first),
+                view: ViewId(view), view_start: GlobalSeq(vs), sequencer_start: GlobalSeq(ss), stable: GlobalSeq(stable), first: GlobalSeq(first),
                 entries: entries.iter().map(|(s, i, f, c)| OrderEntry { sender: NodeId(*s), sender_incarnation: Incarnation(*i), first: SenderSeq(*f), count: *c }).collect(),
             };
             let mut out = Vec::new();

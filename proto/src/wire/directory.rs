@@ -111,8 +111,14 @@ pub enum ToDirectory {
     /// After (re-)registering, a node states a group it takes part in, so
     /// a restarted directory rebuilds the group as it was. kind 8: group u32,
     /// group_name str8, address, port u16, view u64, sequencer u32,
-    /// members (u16 count; member u32, name str8).
+    /// since u64, members (u16 count; member u32, name str8).
     Resume(Resume),
+    /// After a group's Resume, each view of it the node remembers (its
+    /// recent installed views and those waiting for their marker). A
+    /// restarted directory hands them to the nodes that missed them before
+    /// the group's first view: a node must install every view whose marker
+    /// its order reaches. kind 9: the fields of a View (kind 103).
+    PastView(View),
 }
 
 /// A group as one node knows it, sent when it re-registers.
@@ -178,6 +184,7 @@ const KIND_DETACH: u8 = 5;
 const KIND_LIST_GROUPS: u8 = 6;
 const KIND_GOODBYE: u8 = 7;
 const KIND_RESUME: u8 = 8;
+const KIND_PAST_VIEW: u8 = 9;
 const KIND_WELCOME: u8 = 101;
 const KIND_JOIN_REFUSED: u8 = 102;
 const KIND_VIEW: u8 = 103;
@@ -328,6 +335,10 @@ impl ToDirectory {
                     out.put_str8(name);
                 }
             }
+            ToDirectory::PastView(v) => {
+                put_header(out, KIND_PAST_VIEW);
+                encode_view_fields(v, out);
+            }
         }
     }
 
@@ -356,6 +367,7 @@ impl ToDirectory {
             KIND_LIST_GROUPS => ToDirectory::ListGroups { request: r.u32()? },
             KIND_GOODBYE => ToDirectory::Goodbye,
             KIND_RESUME => decode_resume(&mut r)?,
+            KIND_PAST_VIEW => ToDirectory::PastView(decode_view(&mut r)?),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         r.finish()?;
@@ -433,7 +445,10 @@ impl FromDirectory {
                 out.put_u32(member.0);
                 out.put_str16(reason);
             }
-            FromDirectory::View(v) => encode_view(v, out),
+            FromDirectory::View(v) => {
+                put_header(out, KIND_VIEW);
+                encode_view_fields(v, out);
+            }
             FromDirectory::GroupEnded { group } => {
                 put_header(out, KIND_GROUP_ENDED);
                 out.put_u32(group.0);
@@ -489,8 +504,7 @@ impl FromDirectory {
     }
 }
 
-fn encode_view(v: &View, out: &mut Vec<u8>) {
-    put_header(out, KIND_VIEW);
+fn encode_view_fields(v: &View, out: &mut Vec<u8>) {
     out.put_u32(v.group.0);
     out.put_str8(&v.group_name);
     put_ip(out, v.address);
@@ -715,6 +729,7 @@ mod tests {
             (1u32..).prop_map(|g| ToDirectory::Detach { group: GroupId(g) }),
             any::<u32>().prop_map(|request| ToDirectory::ListGroups { request }),
             Just(ToDirectory::Goodbye),
+            view().prop_map(ToDirectory::PastView),
         ]
     }
 

@@ -433,7 +433,7 @@ impl Sim {
         while let Some((conn, frame)) = self.dir.dir.poll_output() {
             if let FromDirectory::View(v) = &frame {
                 let g = v.group.0 as u16 - 1;
-                self.checks.on_view_issued(self.dir.generation, g, v.view.0);
+                self.checks.on_view_issued(self.dir.generation, g, v);
             }
             let Some(node) = self.dir.node_of(conn) else {
                 continue;
@@ -668,30 +668,35 @@ impl Sim {
 fn short_to_dir(f: &ToDirectory) -> String {
     match f {
         ToDirectory::Heartbeat => "Heartbeat".to_owned(),
+        ToDirectory::PastView(v) => format!("PastView {}", short_view(v)),
         other => format!("{other:?}"),
     }
 }
 
 fn short_from_dir(f: &FromDirectory) -> String {
     match f {
-        FromDirectory::View(v) => format!(
-            "View g{} v{} seq n{} members [{}] nodes [{}]",
-            v.group,
-            v.view,
-            v.sequencer,
-            v.members
-                .iter()
-                .map(|m| format!("{}:{}", m.node, m.name))
-                .collect::<Vec<_>>()
-                .join(" "),
-            v.nodes
-                .iter()
-                .map(|n| format!("{}/{}", n.node, n.incarnation))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        FromDirectory::View(v) => format!("View {}", short_view(v)),
         other => format!("{other:?}"),
     }
+}
+
+fn short_view(v: &chorus_proto::wire::directory::View) -> String {
+    format!(
+        "g{} v{} seq n{} members [{}] nodes [{}]",
+        v.group,
+        v.view,
+        v.sequencer,
+        v.members
+            .iter()
+            .map(|m| format!("{}:{}", m.node, m.name))
+            .collect::<Vec<_>>()
+            .join(" "),
+        v.nodes
+            .iter()
+            .map(|n| format!("{}/{}", n.node, n.incarnation))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 fn short_seq_input(i: &SequencerInput) -> String {

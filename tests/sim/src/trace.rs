@@ -111,11 +111,12 @@ pub fn datagram(bytes: &[u8]) -> String {
                 })
                 .collect();
             format!(
-                "ORDER g{} seq n{} v{} vstart {} stable {} first {} [{}]",
+                "ORDER g{} seq n{} v{} vstart {} sstart {} stable {} first {} [{}]",
                 o.group,
                 o.sequencer,
                 o.view,
                 o.view_start,
+                o.sequencer_start,
                 o.stable,
                 o.first,
                 runs.join(" ")

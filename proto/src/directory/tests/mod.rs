@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::ids::{Incarnation, MemberId, ViewId};
-use crate::wire::directory::{MemberInfo, Resume};
+use crate::wire::directory::{MemberInfo, Resume, View};
 
 const LEASE_MS: u64 = 1000;
 

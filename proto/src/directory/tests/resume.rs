@@ -234,6 +234,71 @@ mod restarted_directory {
         let _ = a;
     }
 
+    /// A view of chat (as the old directory published it) on `nodes`.
+    fn old_view(s: &Script, view: u64, nodes: &[NodeId]) -> View {
+        View {
+            group: GroupId(1),
+            group_name: "chat".into(),
+            address: CHAT,
+            port: 7410,
+            view: ViewId(view),
+            sequencer: nodes[0],
+            members: nodes.iter().map(|n| member(*n, 1, "m")).collect(),
+            nodes: nodes.iter().map(|n| s.info(*n)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_view_one_node_missed_is_handed_to_it_before_the_first_view() {
+        let (mut s, [a, b, c]) = restarted(vec![decl("chat", 1)], None);
+        // The old directory published view 4 while a's link was down: a
+        // knows view 3, b view 4, and b tells both.
+        s.now = ms(100);
+        s.resume(1, chat(3, 1, &[(1, "m")]));
+        s.resume(2, chat(4, 1, &[(1, "m")]));
+        s.frame(2, ToDirectory::PastView(old_view(&s, 3, &[a, b])));
+        s.frame(2, ToDirectory::PastView(old_view(&s, 4, &[a, b])));
+        // Not taken: c does not take part in chat, and a view that does not
+        // list its teller.
+        s.frame(3, ToDirectory::PastView(old_view(&s, 2, &[a, c])));
+        s.frame(1, ToDirectory::PastView(old_view(&s, 1, &[b])));
+        beat(&mut s, &[3]);
+        s.advance_to(ms(LEASE_MS));
+        let got: Vec<(ConnId, ViewId)> = views(&s.output())
+            .into_iter()
+            .map(|(conn, view, ..)| (conn, view))
+            .collect();
+        let expected: Vec<(ConnId, ViewId)> = [(1, 3), (1, 4), (2, 3), (2, 4), (1, 5), (2, 5)]
+            .into_iter()
+            .map(|(c, v)| (ConnId(c), ViewId(v)))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn past_views_are_not_taken_outside_a_recovery() {
+        let mut s = Script::new(settings(vec![decl("chat", 1)], None));
+        let a = s.node(1, "a", 1);
+        s.join(1, "chat", 1, "m");
+        assert_eq!(views(&s.output()).len(), 1);
+        // An old view 7 (numbers this directory has not used yet).
+        s.frame(1, ToDirectory::PastView(old_view(&s, 7, &[a])));
+        assert_eq!(s.output(), vec![]);
+        // Back on a new link, a is told this directory's views only.
+        s.d.handle_disconnect(s.now, ConnId(1));
+        s.d.handle_connect(s.now, ConnId(2));
+        s.frame(2, Script::hello_again("a", 1, a));
+        let out = s.output();
+        let got: Vec<ViewId> = out
+            .iter()
+            .filter_map(|(_, f)| match f {
+                FromDirectory::View(v) => Some(v.view),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![ViewId(1)]);
+    }
+
     #[test]
     fn joins_wait_for_the_recovery_and_join_its_first_view() {
         let (mut s, [a, ..]) = restarted(vec![decl("chat", 1), decl("idle", 2)], None);

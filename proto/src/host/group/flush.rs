@@ -9,7 +9,8 @@
 //! delivered past `C` — catches up to `C` from the survivor that reported
 //! it, and then orders on from `C + 1` with the new view's marker. A
 //! survivor that sees the new sequencer's first ORDER learns `C` from it
-//! (`view_start = C + 2`), drops any old record past `C`, and fetches what
+//! (its `sequencer_start` is `C + 1`, the marker's position, in whichever
+//! view's ORDER reaches the survivor first), drops any old record past `C`, and fetches what
 //! it misses up to `C` from the new sequencer's host. Messages the old
 //! sequencer ordered past `C` are ordered again (their senders' streams
 //! still hold them), so none is lost or delivered twice. If a survivor dies
@@ -55,6 +56,19 @@ impl GroupState {
                 f.report_sent_at = None;
                 if f.new_sequencer != self.me.node {
                     f.cut = None;
+                }
+                // The survivor that held the cut is gone before we caught
+                // up with it: what only it held is lost with it, and no
+                // survivor delivered past its own report, so the cut is
+                // taken again from those left (sim seed 19896).
+                let in_view = |n: &NodeId| v.nodes.iter().any(|p| p.node == *n);
+                if f.cut.is_some_and(|(_, donor)| !in_view(&donor)) {
+                    log::info!(
+                        "group {}: the flush donor left before we held the cut; cutting again",
+                        self.name
+                    );
+                    f.cut = None;
+                    f.reports.retain(|n, _| in_view(n));
                 }
             }
             None => {
@@ -376,6 +390,7 @@ impl GroupState {
         }
         self.order.truncate_after(cut);
         self.sequencer = sequencer;
+        self.sequencer_start = cut.next();
         if let Some(f) = &self.flush {
             self.sequencer_since = f.view;
         }
@@ -394,7 +409,7 @@ impl GroupState {
         &mut self,
         sequencer: NodeId,
         view: ViewId,
-        view_start: GlobalSeq,
+        sequencer_start: GlobalSeq,
     ) -> bool {
         let Some(f) = self.flush.as_ref() else {
             return false;
@@ -402,7 +417,7 @@ impl GroupState {
         if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
             return false;
         }
-        let cut = GlobalSeq(view_start.0.saturating_sub(2));
+        let cut = GlobalSeq(sequencer_start.0.saturating_sub(1));
         log::info!(
             "group {}: new sequencer {sequencer} cuts the old order at {cut}",
             self.name

@@ -13,6 +13,10 @@ use crate::wire::directory::{MemberInfo, NodeInfo, View};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddrV4;
 
+/// Installed views a group remembers (see `GroupState::remembered_views`):
+/// as many as the directory keeps of its own.
+const INSTALLED_VIEWS_KEPT: usize = 16;
+
 mod flush;
 mod repair;
 
@@ -102,6 +106,11 @@ pub struct GroupState {
     /// The view whose sequencer orders the group now (a flush sets it to the
     /// view it completes; older views installed later do not change it).
     sequencer_since: ViewId,
+    /// The first position the group's current sequencer assigned (its
+    /// ORDER batches say; a takeover here sets it to the cut's next). Our
+    /// own ORDER repairs carry it, since a survivor in a flush may read
+    /// the cut from them.
+    sequencer_start: GlobalSeq,
     /// Detach was asked for; the directory's GroupEnded ends the group.
     pub detach_sent: bool,
     /// Local members were told a view of this group (a joiner waits until
@@ -110,6 +119,9 @@ pub struct GroupState {
     /// Views announced by the directory, installed when the order reaches
     /// their marker.
     pending_views: BTreeMap<ViewId, View>,
+    /// The last views installed, newest last: told to a restarted
+    /// directory, which hands them to members that missed them.
+    installed_views: VecDeque<View>,
     /// Delivered messages kept until stable, to repair peers whose sender
     /// is gone.
     retained: BTreeMap<(StreamKey, SenderSeq), (GlobalSeq, Held)>,
@@ -158,7 +170,9 @@ impl GroupState {
             detach_sent: false,
             announced: false,
             sequencer_since: v.view,
+            sequencer_start: GlobalSeq(1),
             pending_views: BTreeMap::new(),
+            installed_views: VecDeque::new(),
             retained: BTreeMap::new(),
             retained_order: VecDeque::new(),
             flush: None,
@@ -224,6 +238,10 @@ impl GroupState {
     /// reached); returns what the local sequencer must be told.
     pub fn install(&mut self, v: &View) -> Option<SequencerInput> {
         self.pending_views.retain(|id, _| *id > v.view);
+        if self.installed_views.len() >= INSTALLED_VIEWS_KEPT {
+            self.installed_views.pop_front();
+        }
+        self.installed_views.push_back(v.clone());
         self.view = v.view;
         self.view_start = self.marker_next.take();
         self.members = v.members.clone();
@@ -378,9 +396,12 @@ impl GroupState {
 
     /// Takes in an ORDER batch from the group's sequencer.
     pub fn on_order(&mut self, b: &OrderBatch) -> bool {
-        if b.sequencer != self.sequencer && !self.maybe_switch(b.sequencer, b.view, b.view_start) {
+        if b.sequencer != self.sequencer
+            && !self.maybe_switch(b.sequencer, b.view, b.sequencer_start)
+        {
             return false;
         }
+        self.sequencer_start = self.sequencer_start.max(b.sequencer_start);
         let stable_before = self.order.stable();
         // New stability alone is news too: it releases `safe` messages.
         let learned = self.order.absorb(b) | (self.order.stable() > stable_before);
@@ -714,6 +735,14 @@ impl GroupState {
     /// The group's announced stability.
     pub fn stable(&self) -> GlobalSeq {
         self.order.stable()
+    }
+
+    /// Every view of the group we remember, oldest first: the last ones
+    /// installed and those waiting for their marker.
+    pub fn remembered_views(&self) -> impl Iterator<Item = &View> {
+        self.installed_views
+            .iter()
+            .chain(self.pending_views.values())
     }
 
     /// The view this member's order starts in, once its start is known.

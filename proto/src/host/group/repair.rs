@@ -191,6 +191,7 @@ impl GroupState {
                     // The installed view's real start: a survivor in a flush
                     // reads the cut from it.
                     view_start: self.view_start(),
+                    sequencer_start: self.sequencer_start,
                     stable: self.order.stable().min(GlobalSeq(first.0 - 1)),
                     first,
                     entries,

@@ -14,6 +14,7 @@ pub mod total_order;
 pub mod virtual_synchrony;
 
 use crate::world::Micros;
+use chorus_proto::wire::directory::View;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One membership of one app in one group: an app that leaves and joins
@@ -118,6 +119,8 @@ pub struct Checks {
 struct Lives {
     /// (group, view) to life.
     of: BTreeMap<(u16, u64), u64>,
+    /// Each group's view 1 in its current life, as first issued.
+    first: BTreeMap<u16, View>,
     /// Per group: its current life and the directory generation that
     /// began it.
     latest: BTreeMap<u16, (u64, u64)>,
@@ -150,12 +153,19 @@ impl Checks {
     /// The directory of generation `gen` (one per directory process life)
     /// issued view `view` of `group`. A group's views start at 1; a
     /// directory that rebuilt it from its nodes' reports goes on above what
-    /// they knew, so a view 1 from a later generation begins a new life.
-    pub fn on_view_issued(&mut self, gen: u64, group: u16, view: u64) {
+    /// they knew, so a view 1 from a later generation begins a new life,
+    /// unless it is the old view 1 handed on (nodes tell a recovering
+    /// directory the views they remember, for those that missed one).
+    pub fn on_view_issued(&mut self, gen: u64, group: u16, v: &View) {
+        let view = v.view.0;
         let (life, since) = self.lives.latest.entry(group).or_insert((0, gen));
-        if view == 1 && *since != gen {
+        if view == 1 && *since != gen && self.lives.first.get(&group) != Some(v) {
             *life += 1;
             *since = gen;
+            self.lives.first.remove(&group);
+        }
+        if view == 1 {
+            self.lives.first.entry(group).or_insert_with(|| v.clone());
         }
         let life = *life;
         self.lives.of.insert((group, view), life);
