@@ -267,6 +267,13 @@ impl Host {
     /// the views of it we remember.
     pub(super) fn resume_groups(&mut self) {
         let Some(me) = self.node else { return };
+        for g in self.groups.values_mut() {
+            // A Detach sent on the old link may be lost with it (the
+            // directory restarted): we take part until told otherwise, and
+            // ack again, or stability stops at us (sim seed 26652). The
+            // next tick detaches again if we still have no member.
+            g.detach_sent = false;
+        }
         for g in self.groups.values() {
             let members = g
                 .members

@@ -384,16 +384,22 @@ impl GroupState {
 
     /// The order is `sequencer`'s from `cut + 1` on: forget old records past
     /// the cut, and let our own messages ordered past it be ordered again.
+    /// The flush ends.
     pub(super) fn switch_sequencer(&mut self, sequencer: NodeId, cut: GlobalSeq) {
+        let since = self.flush.as_ref().map_or(self.sequencer_since, |f| f.view);
+        self.follow_sequencer(sequencer, cut, since);
+        self.flush = None;
+    }
+
+    /// `sequencer` orders the group from `cut + 1` on, since `view`.
+    fn follow_sequencer(&mut self, sequencer: NodeId, cut: GlobalSeq, view: ViewId) {
         if self.order.start().is_some_and(|s| s > cut.next()) {
             self.restart_order_at(cut);
         }
         self.order.truncate_after(cut);
         self.sequencer = sequencer;
         self.sequencer_start = cut.next();
-        if let Some(f) = &self.flush {
-            self.sequencer_since = f.view;
-        }
+        self.sequencer_since = view;
         self.send.unmark_ordered_after(cut);
         if self.held_through > cut {
             self.held_through = cut;
@@ -401,10 +407,11 @@ impl GroupState {
         if self.scanned > cut.next() {
             self.scanned = cut.next();
         }
-        self.flush = None;
     }
 
-    /// A survivor sees the new sequencer's ORDER: the cut is in it.
+    /// A survivor sees the new sequencer's ORDER: the cut is in it. Or it
+    /// sees the ORDER of a sequencer between ours and the new one, which
+    /// took the order over and died before we heard from it.
     pub(super) fn maybe_switch(
         &mut self,
         sequencer: NodeId,
@@ -414,15 +421,59 @@ impl GroupState {
         let Some(f) = self.flush.as_ref() else {
             return false;
         };
-        if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
-            return false;
-        }
         let cut = GlobalSeq(sequencer_start.0.saturating_sub(1));
+        if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
+            return self.follow_between(sequencer, cut);
+        }
         log::info!(
             "group {}: new sequencer {sequencer} cuts the old order at {cut}",
             self.name
         );
         self.switch_sequencer(sequencer, cut);
+        true
+    }
+
+    /// Our sequencer died; the next one took the order over at `cut`, and
+    /// died too before we saw its ORDER. Some survivors did, and hold its
+    /// records past the cut, so the flush now under way may cut there: we
+    /// follow that order from its cut (its records reach us as repairs) and
+    /// the flush goes on (sim seed 26053). Nothing is delivered past a cut
+    /// a survivor could not know, so ours lies at or before `cut`.
+    fn follow_between(&mut self, sequencer: NodeId, cut: GlobalSeq) -> bool {
+        let Some(f) = self.flush.as_ref() else {
+            return false;
+        };
+        let me = self.me.node;
+        let named = self.pending_views.values().find(|v| {
+            v.view > self.sequencer_since
+                && v.view < f.view
+                && v.sequencer == sequencer
+                && sequencer != me
+                && sequencer != f.new_sequencer
+        });
+        let Some(since) = named.map(|v| v.view) else {
+            return false;
+        };
+        if self.order.next() > cut.next() {
+            log::warn!(
+                "group {}: sequencer {sequencer} cut the order at {cut}, before what we delivered; its ORDER is ignored",
+                self.name
+            );
+            return false;
+        }
+        log::info!(
+            "group {}: sequencer {sequencer}, gone too, had cut the old order at {cut}",
+            self.name
+        );
+        self.follow_sequencer(sequencer, cut, since);
+        if let Some(f) = self.flush.as_mut() {
+            f.limit = f.limit.min(cut);
+            f.report_sent_at = None;
+            if let Some((reach, _)) = f.cut {
+                self.order.expect_through(reach);
+                self.order.reach_through(reach);
+            }
+        }
         true
     }
 }
