@@ -68,10 +68,12 @@ pub(super) struct Group {
 }
 
 /// What a recovering group learned from the nodes' reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Recovery {
     /// The sequencer reported with the highest view.
     pub sequencer: NodeId,
+    /// The latest view each node that resumed the group reported.
+    pub reported: BTreeMap<NodeId, ViewId>,
 }
 
 impl Group {
@@ -212,6 +214,11 @@ impl Group {
     /// Detaches a node; true if it was attached.
     pub(super) fn unattach(&mut self, node: NodeId) -> bool {
         self.attached_at.remove(&node);
+        // A node that leaves a recovering group and attaches again (a held
+        // join) has no part in the order it reported.
+        if let Some(rec) = self.recovery.as_mut() {
+            rec.reported.remove(&node);
+        }
         self.attached.remove(&node)
     }
 

@@ -266,10 +266,26 @@ impl Directory {
             // backoff is capped below that) and rebinds; a dead one is
             // declared dead then instead of a whole lease later.
             self.registry.shorten(node, now + self.disconnect_grace());
+            self.drop_held_joins(node);
             let until = self.registry.lease_deadline(node).unwrap_or(now);
             log::info!(
                 "node {node} lost its link ({conn}); it is declared dead in {} ms unless it comes back",
                 until.saturating_since(now).as_millis()
+            );
+        }
+    }
+
+    /// Forgets the joins a node's old link asked for and that wait for the
+    /// grace period: the daemon failed them when the link broke (its apps
+    /// may ask again), so taking them later would put members in the group
+    /// that nobody serves (sim seed 39959).
+    fn drop_held_joins(&mut self, node: NodeId) {
+        let before = self.held.len();
+        self.held.retain(|j| j.node != node);
+        if self.held.len() < before {
+            log::info!(
+                "node {node}: {} held joins dropped with its link",
+                before - self.held.len()
             );
         }
     }
@@ -443,6 +459,7 @@ impl Directory {
             Some(old) => {
                 log::info!("node `{}` ({node}) moved from {old} to {conn}", info.name);
                 self.closing.push_back(old);
+                self.drop_held_joins(node);
             }
             None => log::info!("node `{}` ({node}) is back on {conn}", info.name),
         }
@@ -655,16 +672,32 @@ impl Directory {
         }
     }
 
-    /// Sends every node of a group that just recovered the past views its
-    /// nodes told of (see `past_view`) that it took part in, before the
-    /// group's first view.
-    fn send_past_views(&mut self, group: GroupId) {
-        let Some(nodes) = self.groups.get(group).map(|g| g.attached.clone()) else {
+    /// Sends each node that resumed a group that just recovered the views
+    /// its nodes told of (see `past_view`) that it took part in and had
+    /// not heard of (`reported`: the latest view each reported), before
+    /// the group's first view. Nodes attached since (held joins) start
+    /// with that first view and need none.
+    fn send_past_views(&mut self, group: GroupId, reported: &BTreeMap<NodeId, crate::ids::ViewId>) {
+        let Some(g) = self.groups.get(group) else {
             return;
         };
-        for node in nodes {
-            if let Some(conn) = self.registry.conn_of(node) {
-                self.send_recent_views(conn, node, group);
+        let current = g.view;
+        let Some(recent) = self.recent_views.get(&group) else {
+            return;
+        };
+        for (node, latest) in reported {
+            let Some(conn) = self
+                .registry
+                .conn_of(*node)
+                .filter(|_| g.attached.contains(node))
+            else {
+                continue;
+            };
+            for v in recent.iter().filter(|v| {
+                v.view > *latest && v.view < current && v.nodes.iter().any(|n| n.node == *node)
+            }) {
+                self.output
+                    .push_back((conn, FromDirectory::View(v.clone())));
             }
         }
     }

@@ -31,7 +31,7 @@ use super::{ConnId, Directory, FromDirectory, NodeInfo, MEMBERS_PER_GROUP_MAX};
 use crate::ids::{GroupId, MemberId, NodeId};
 use crate::time::Instant;
 use crate::wire::directory::{MemberInfo, Resume, ToDirectory, View};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Most joins held during the grace period; more are refused.
 pub const HELD_JOINS_MAX: usize = 16 * MEMBERS_PER_GROUP_MAX;
@@ -66,7 +66,9 @@ impl Group {
     fn record(&mut self, node: NodeId, r: &Resume) {
         let rec = self.recovery.get_or_insert(Recovery {
             sequencer: r.sequencer,
+            reported: BTreeMap::new(),
         });
+        rec.reported.insert(node, r.view);
         if r.view > self.view {
             self.view = r.view;
             rec.sequencer = r.sequencer;
@@ -85,10 +87,17 @@ impl Group {
     }
 
     /// Ends the recovery with the group's first view: one above the highest
-    /// view reported, with the reported sequencer if its node is attached.
+    /// view reported, with the reported sequencer if its node resumed the
+    /// group and is still attached.
     fn end_recovery(&mut self) {
         if let Some(rec) = self.recovery.take() {
-            self.sequencer = Some(rec.sequencer);
+            // Kept only if its node still takes part as it reported (sim
+            // seed 51612: the sequencer detached during the recovery and
+            // attached again with no history of the order).
+            self.sequencer = rec
+                .reported
+                .contains_key(&rec.sequencer)
+                .then_some(rec.sequencer);
             self.next_view();
         }
     }
@@ -477,6 +486,12 @@ impl Directory {
             self.join_now(join);
         }
         for id in self.groups.recovering() {
+            let reported = self
+                .groups
+                .get(id)
+                .and_then(|g| g.recovery.as_ref())
+                .map(|r| r.reported.clone())
+                .unwrap_or_default();
             if self.groups.end_recovery(id) {
                 if let Some(v) = self.current_view(id) {
                     log::info!(
@@ -488,7 +503,7 @@ impl Directory {
                         v.sequencer
                     );
                 }
-                self.send_past_views(id);
+                self.send_past_views(id, &reported);
                 self.publish(id);
             }
         }

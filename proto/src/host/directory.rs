@@ -163,6 +163,13 @@ impl Host {
                 if let Some(cmd) = g.propose(v.clone()) {
                     self.out_seq.push_back(cmd);
                 }
+                if self.leave_ghosts(&v) {
+                    // The directory refuses a Detach while it counts a
+                    // member of ours; once the ghosts are gone, detach again.
+                    if let Some(g) = self.groups.get_mut(&v.group) {
+                        g.detach_sent = false;
+                    }
+                }
             }
             self.pump(now, v.group);
             return;
@@ -182,17 +189,35 @@ impl Host {
         self.groups.insert(v.group, g);
         // Members hear of the group once its order's start is known (pump):
         // then they are told the view it starts in. Ghosts leave now.
+        self.leave_ghosts(&v);
+        self.pump(now, v.group);
+    }
+
+    /// Asks the directory to remove the members of this node that a view
+    /// lists and that no app here holds: joins whose app went away, or
+    /// whose answer was lost with a link (the daemon failed them, and the
+    /// directory took them all the same). True if there were any.
+    fn leave_ghosts(&mut self, v: &View) -> bool {
+        let Some(me) = self.node else { return false };
+        let mut any = false;
         for m in v
             .members
             .iter()
             .filter(|m| m.node == me && !self.members.contains_key(&m.member))
         {
+            log::info!(
+                "group {}: member {} ({}) is no app's here; leaving",
+                v.group_name,
+                m.member,
+                m.name
+            );
             self.out_dir.push_back(ToDirectory::Leave {
                 group: v.group,
                 member: m.member,
             });
+            any = true;
         }
-        self.pump(now, v.group);
+        any
     }
 
     /// Tells each local member of the group the view, and settles joins and
