@@ -49,7 +49,8 @@ pub struct Status {
     pub node_id: u32,
     /// This life of the daemon.
     pub incarnation: u64,
-    /// The directory address in use, or "" when none.
+    /// The directory address in use; while the daemon has no directory
+    /// link, the configured addresses, comma-separated.
     pub directory: String,
     /// Whether the daemon is connected to the directory.
     pub connected: bool,

@@ -279,6 +279,9 @@ impl Daemon {
         let ev = self.link.on_ready(self.poll.registry(), now);
         let cnow = self.core_now();
         if ev.connected {
+            if let Some(addr) = self.link.current {
+                self.host.note_directory_in_use(addr.to_string());
+            }
             self.host.handle_directory_connected(cnow);
         }
         for frame in ev.frames {

@@ -57,24 +57,53 @@ pub struct DirectoryProc {
     pub listen: SocketAddrV4,
     /// Its config file.
     pub config_path: PathBuf,
+    /// Names its files in the test directory (`NAME.toml`, `NAME.notify`,
+    /// `NAME.log`), so that a test can run more than one directory.
+    name: String,
     guard: ChildGuard,
 }
 
 impl DirectoryProc {
     /// Writes `config`, starts the directory and waits for `READY=1`.
+    /// Its files are `directory.*`.
     pub fn start(env: &TestEnv, launcher: &Launcher, config: &DirectoryConfig) -> Result<Self> {
-        let config_path = env.write_file("directory.toml", &config.to_toml())?;
-        let notify = NotifySocket::bind(&env.path("directory.notify"))?;
-        let mut cmd = launcher.command(&bins().directory);
-        cmd.arg("--config").arg(&config_path);
-        cmd.env("NOTIFY_SOCKET", notify.path());
-        let guard = env.spawn_simple("directory", cmd)?;
-        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        DirectoryProc::start_named(env, launcher, config, "directory")
+    }
+
+    /// As [`DirectoryProc::start`], with files `NAME.toml`, `NAME.notify`
+    /// and `NAME.log`: a second directory (a standby) needs its own.
+    pub fn start_named(
+        env: &TestEnv,
+        launcher: &Launcher,
+        config: &DirectoryConfig,
+        name: &str,
+    ) -> Result<Self> {
+        let config_path = env.write_file(&format!("{name}.toml"), &config.to_toml())?;
+        let guard = DirectoryProc::launch(env, launcher, &config_path, name, name)?;
         Ok(DirectoryProc {
             listen: config.listen,
             config_path,
+            name: name.to_owned(),
             guard,
         })
+    }
+
+    /// Starts the directory on `config_path` with `label` naming its log
+    /// files, and waits for `READY=1` on `NAME.notify`.
+    fn launch(
+        env: &TestEnv,
+        launcher: &Launcher,
+        config_path: &Path,
+        name: &str,
+        label: &str,
+    ) -> Result<ChildGuard> {
+        let notify = NotifySocket::bind(&env.path(&format!("{name}.notify")))?;
+        let mut cmd = launcher.command(&bins().directory);
+        cmd.arg("--config").arg(config_path);
+        cmd.env("NOTIFY_SOCKET", notify.path());
+        let guard = env.spawn_simple(label, cmd)?;
+        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        Ok(guard)
     }
 
     /// The process.
@@ -92,13 +121,8 @@ impl DirectoryProc {
         life: u32,
     ) -> Result<()> {
         self.guard.kill();
-        let notify = NotifySocket::bind(&env.path("directory.notify"))?;
-        let mut cmd = launcher.command(&bins().directory);
-        cmd.arg("--config").arg(&self.config_path);
-        cmd.env("NOTIFY_SOCKET", notify.path());
-        let guard = env.spawn_simple(&format!("directory-{life}"), cmd)?;
-        notify.wait_ready(&guard, READY_TIMEOUT)?;
-        self.guard = guard;
+        let label = format!("{}-{life}", self.name);
+        self.guard = DirectoryProc::launch(env, launcher, &self.config_path, &self.name, &label)?;
         Ok(())
     }
 }

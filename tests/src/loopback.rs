@@ -1,4 +1,5 @@
-//! A whole cluster on 127.0.0.1: one directory and N daemons.
+//! A whole cluster on 127.0.0.1: one directory (optionally a standby too)
+//! and N daemons.
 //!
 //! Every daemon uses interface 127.0.0.1 with its own data port; the test's
 //! group has its own multicast address and port (see [`crate::alloc`]) so that
@@ -17,13 +18,18 @@ use crate::testenv::TestEnv;
 /// The lease the harness gives the directory (the contract's default).
 pub const LEASE_MS: u64 = 1500;
 
-/// Directory + daemons on loopback. Dropping it kills everything it started.
+/// Directory (or a primary and a standby directory) + daemons on loopback.
+/// Dropping it kills everything it started.
 #[derive(Debug)]
 pub struct LoopbackCluster {
     /// The daemons, `n1`..`nN`. (Fields drop in order: daemons first.)
     pub nodes: Vec<Node>,
-    /// The directory.
+    /// The directory (the primary: first in every daemon's list).
     pub directory: DirectoryProc,
+    /// A second directory with the same groups, listed after the primary,
+    /// when started with [`LoopbackCluster::start_with_standby`]. Nothing
+    /// connects to it until the primary fails.
+    pub standby: Option<DirectoryProc>,
     /// The declared group every test uses.
     pub group: GroupSpec,
     env: TestEnv,
@@ -39,26 +45,51 @@ impl LoopbackCluster {
         daemons: usize,
         timeout: Duration,
     ) -> Result<LoopbackCluster> {
+        LoopbackCluster::launch(test, group_name, daemons, timeout, false)
+    }
+
+    /// As [`LoopbackCluster::start`], plus a standby directory (files
+    /// `standby.*`) on its own port with the same groups; every daemon's
+    /// `directory` lists the primary, then the standby.
+    pub fn start_with_standby(
+        test: &str,
+        group_name: &str,
+        daemons: usize,
+        timeout: Duration,
+    ) -> Result<LoopbackCluster> {
+        LoopbackCluster::launch(test, group_name, daemons, timeout, true)
+    }
+
+    fn launch(
+        test: &str,
+        group_name: &str,
+        daemons: usize,
+        timeout: Duration,
+        with_standby: bool,
+    ) -> Result<LoopbackCluster> {
         let env = TestEnv::new(test, timeout)?;
         let group = GroupSpec {
             name: group_name.to_owned(),
             mcast: mcast_group(test)?,
         };
-        let listen = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port()?);
-        let dir_config = DirectoryConfig {
-            listen,
-            lease_ms: LEASE_MS,
-            log_level: test_log_level(),
-            groups: vec![group.clone()],
+        // Each port is picked once the directories before it hold theirs.
+        let directory = start_directory(&env, &group, "directory")?;
+        let standby = if with_standby {
+            Some(start_directory(&env, &group, "standby")?)
+        } else {
+            None
         };
-        let directory = DirectoryProc::start(&env, &Launcher::Host, &dir_config)?;
+        let addresses: Vec<SocketAddrV4> = std::iter::once(&directory)
+            .chain(&standby)
+            .map(|d| d.listen)
+            .collect();
         let mut nodes = Vec::with_capacity(daemons);
         for k in 1..=daemons {
             let node = format!("n{k}");
             let config = DaemonConfig {
                 socket: env.path(&format!("{node}.sock")),
                 node,
-                directory: vec![listen],
+                directory: addresses.clone(),
                 interface: Ipv4Addr::LOCALHOST,
                 data_port: free_udp_port()?,
                 socket_mode: "0600".to_owned(),
@@ -69,6 +100,7 @@ impl LoopbackCluster {
         Ok(LoopbackCluster {
             nodes,
             directory,
+            standby,
             group,
             env,
         })
@@ -94,4 +126,16 @@ impl LoopbackCluster {
     pub fn listen(&self, k: usize, name: &str) -> Result<Listener> {
         Listener::on_node(&self.env, self.node(k), &self.group.name, name)
     }
+}
+
+/// Starts a directory on a free loopback port declaring `group`, its files
+/// named `name.*`.
+fn start_directory(env: &TestEnv, group: &GroupSpec, name: &str) -> Result<DirectoryProc> {
+    let config = DirectoryConfig {
+        listen: SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_tcp_port()?),
+        lease_ms: LEASE_MS,
+        log_level: test_log_level(),
+        groups: vec![group.clone()],
+    };
+    DirectoryProc::start_named(env, &Launcher::Host, &config, name)
 }

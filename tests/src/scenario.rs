@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::check::{SenderWork, Trace};
 use crate::client::{numbered_payloads, SendProc};
-use crate::cluster::{DirectoryProc, Node};
+use crate::cluster::{DirectoryProc, Launcher, Node};
 use crate::error::{HarnessError, Result};
 use crate::listener::{Listener, ViewEvent};
 use crate::testenv::TestEnv;
@@ -114,6 +114,50 @@ pub fn directory_restart_mid_stream(
     per_sender: usize,
     timeout: Duration,
 ) -> Result<TotalOrderRun> {
+    directory_outage_mid_stream(env, nodes, group, per_sender, timeout, || {
+        directory.kill_and_restart(env, &Launcher::Host, 2)
+    })
+}
+
+/// As [`directory_restart_mid_stream`], but the primary directory is killed
+/// for good: every daemon (registered with the primary until then) must
+/// move to `standby`, the next address in its list, which rebuilds the
+/// group from the daemons' reports; the second round joins through the
+/// standby.
+pub fn directory_failover_mid_stream(
+    env: &TestEnv,
+    nodes: &[Node],
+    primary: &DirectoryProc,
+    standby: &DirectoryProc,
+    group: &str,
+    per_sender: usize,
+    timeout: Duration,
+) -> Result<TotalOrderRun> {
+    for node in nodes {
+        check_directory_link(node, primary)?;
+    }
+    let run = directory_outage_mid_stream(env, nodes, group, per_sender, timeout, || {
+        primary.process().kill();
+        Ok(())
+    })?;
+    standby.process().ensure_running()?;
+    for node in nodes {
+        check_directory_link(node, standby)?;
+    }
+    Ok(run)
+}
+
+/// The workload of [`directory_restart_mid_stream`], with `outage` done to
+/// the directory once every first-round sender is a tenth of the way
+/// through.
+fn directory_outage_mid_stream(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    per_sender: usize,
+    timeout: Duration,
+    outage: impl FnOnce() -> Result<()>,
+) -> Result<TotalOrderRun> {
     let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
     let start = Instant::now();
     let first = sender_work(nodes.len(), "s", per_sender);
@@ -129,7 +173,7 @@ pub fn directory_restart_mid_stream(
             seen.messages().filter_map(|m| m.data.as_deref()).collect();
         tenth.iter().all(|p| got.contains(p.as_str())).then_some(())
     })?;
-    directory.kill_and_restart(env, &crate::cluster::Launcher::Host, 2)?;
+    outage()?;
     for sender in senders {
         sender.finish(timeout)?;
     }
@@ -193,11 +237,27 @@ fn wait_registered(node: &Node, timeout: Duration) -> Result<()> {
     while !client.status().map_err(fail)?.connected {
         if Instant::now() > deadline {
             return Err(HarnessError::Unexpected(format!(
-                "{}: not registered with the restarted directory within {timeout:?}",
+                "{}: not registered with a directory again within {timeout:?}",
                 node.name
             )));
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// `node` is registered (its status says connected) with `directory`:
+/// status names the directory its link is up with.
+fn check_directory_link(node: &Node, directory: &DirectoryProc) -> Result<()> {
+    let fail = |e: chorus::Error| HarnessError::Unexpected(format!("{}: status: {e}", node.name));
+    let status = chorus::Client::connect(node.socket_path())
+        .and_then(|mut c| c.status())
+        .map_err(fail)?;
+    if !status.connected || status.directory != directory.listen.to_string() {
+        return Err(HarnessError::Unexpected(format!(
+            "{}: expected registered with the directory at {}; status says {:?} (connected: {})",
+            node.name, directory.listen, status.directory, status.connected
+        )));
     }
     Ok(())
 }

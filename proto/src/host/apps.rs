@@ -79,7 +79,10 @@ impl Host {
                     node: self.s.node_name.clone(),
                     node_id: self.node.map_or(0, |n| n.0),
                     incarnation: self.s.incarnation.0,
-                    directory: self.s.directory_label.clone(),
+                    directory: self
+                        .directory_in_use
+                        .clone()
+                        .unwrap_or_else(|| self.s.directory_label.clone()),
                     connected: self.connected,
                     groups: self.groups.len() as u32,
                     members: self.members.len() as u32,

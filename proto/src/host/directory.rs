@@ -26,10 +26,17 @@ impl Host {
         });
     }
 
+    /// The edge's link is up with the directory at `addr` (of those
+    /// configured): `chorusctl status` shows it.
+    pub fn note_directory_in_use(&mut self, addr: String) {
+        self.directory_in_use = Some(addr);
+    }
+
     /// The link to the directory is gone. Current views keep serving;
     /// requests waiting on the directory fail.
     pub fn handle_directory_lost(&mut self, _now: Instant) {
         self.connected = false;
+        self.directory_in_use = None;
         let waiting: Vec<MemberId> = self
             .members
             .iter()

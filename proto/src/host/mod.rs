@@ -60,7 +60,8 @@ pub struct HostSettings {
     pub receive_window_messages: usize,
     pub ack_interval: Duration,
     pub retransmit: Duration,
-    /// Shown by `chorusctl status`.
+    /// Shown by `chorusctl status` while no directory link is up (the
+    /// configured addresses).
     pub directory_label: String,
     pub version: String,
 }
@@ -90,6 +91,8 @@ pub struct Host {
     node: Option<NodeId>,
     cluster: Option<ClusterId>,
     connected: bool,
+    /// The directory the link is up with, as the edge names it.
+    directory_in_use: Option<String>,
     groups: BTreeMap<GroupId, GroupState>,
     group_ids: BTreeMap<String, GroupId>,
     node_names: BTreeMap<NodeId, String>,
@@ -120,6 +123,7 @@ impl Host {
             node: None,
             cluster: None,
             connected: false,
+            directory_in_use: None,
             groups: BTreeMap::new(),
             group_ids: BTreeMap::new(),
             node_names: BTreeMap::new(),

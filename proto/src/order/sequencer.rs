@@ -48,6 +48,10 @@ pub enum SequencerInput {
         /// What is known stable already (a takeover must not assume more:
         /// members count as holding only this much until they ack).
         stable: GlobalSeq,
+        /// We take the order over from a sequencer that is gone: the view
+        /// begins with its marker, which tells the survivors the cut, even
+        /// when nothing was ordered before (`next` is 1).
+        takeover: bool,
     },
     /// Messages `first..end` of a stream are held by this node, in order.
     Arrived {
@@ -180,7 +184,11 @@ impl Sequencer {
                 next,
                 streams,
                 stable,
-            } => self.install_view(now, group, view, address, members, next, streams, stable),
+                takeover,
+            } => {
+                let seqs = (next, stable, takeover);
+                self.install_view(now, group, view, address, members, streams, seqs)
+            }
             SequencerInput::Arrived {
                 group,
                 stream,
@@ -201,9 +209,8 @@ impl Sequencer {
         view: ViewId,
         address: SocketAddrV4,
         members: Vec<(NodeId, Incarnation)>,
-        next: GlobalSeq,
         streams: Vec<(StreamKey, SenderSeq)>,
-        stable: GlobalSeq,
+        (next, stable, takeover): (GlobalSeq, GlobalSeq, bool),
     ) {
         let known = self.groups.contains_key(&group);
         let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
@@ -223,7 +230,7 @@ impl Sequencer {
         });
         // A takeover (a group new here whose order already ran) starts the
         // view with a marker too: it tells the survivors where the cut is.
-        if (known && view > g.view) || (!known && next.0 > 1) {
+        if (known && view > g.view) || (!known && (next.0 > 1 || takeover)) {
             // The view begins here for everyone: a marker takes the next
             // position, and the members install the view when they reach it.
             g.log.push_back(LogEntry {
@@ -564,6 +571,7 @@ mod tests {
                 next: GlobalSeq(1),
                 streams: Vec::new(),
                 stable: GlobalSeq(0),
+                takeover: false,
             },
         );
     }

@@ -337,10 +337,13 @@ impl Sim {
                 group,
                 view,
                 members,
+                next,
                 ..
             } => {
                 self.stability.on_view(node, *group, members);
-                Some((*group, *view))
+                // A group new to this sequencer whose order begins at 1.
+                let fresh = next.0 == 1 && seq.next_position(*group).is_none();
+                Some((*group, *view, fresh))
             }
             _ => None,
         };
@@ -349,11 +352,13 @@ impl Sim {
                 .line(format_args!("h{node} seq-in {}", short_seq_input(&input)));
         }
         seq.handle_input(now, input);
-        if let Some((group, view)) = view {
+        if let Some((group, view, fresh)) = view {
             if let Some(start) = seq.next_position(group) {
                 let g = group.0 as u16 - 1;
-                if start.0 == 1 {
-                    // A group new to every node: its order starts over.
+                if start.0 == 1 || fresh {
+                    // A group new to every node (or a takeover by a node
+                    // that saw none of the old order, which nobody else
+                    // left alive had either): its order starts over.
                     self.checks.on_order_start(g, view.0);
                 }
                 let e = self.checks.epoch_of(g, view.0);

@@ -10,12 +10,19 @@
 //! it, and then orders on from `C + 1` with the new view's marker. A
 //! survivor that sees the new sequencer's first ORDER learns `C` from it
 //! (its `sequencer_start` is `C + 1`, the marker's position, in whichever
-//! view's ORDER reaches the survivor first), drops any old record past `C`, and fetches what
-//! it misses up to `C` from the new sequencer's host. Messages the old
-//! sequencer ordered past `C` are ordered again (their senders' streams
-//! still hold them), so none is lost or delivered twice. If a survivor dies
-//! meanwhile, the next view restarts the collection with the same frozen
-//! values; if the new sequencer dies, the reports go to the next one.
+//! view's ORDER reaches the survivor first), drops any old record past
+//! `C`, and fetches what it misses up to `C` from the new sequencer's
+//! host. Messages the old sequencer ordered past `C` are ordered again
+//! (their senders' streams still hold them), so none is lost or delivered
+//! twice.
+//!
+//! If a survivor dies meanwhile, the next view restarts the collection
+//! with the same frozen values; if the new sequencer dies, the reports go
+//! to the next one; if the survivor that reported the cut dies before the
+//! new sequencer caught up with it, the cut is taken again from those
+//! left. A survivor that never saw the ORDER of a new sequencer that died
+//! follows that sequencer's order from its cut when its records reach it
+//! from a survivor that did (`follow_between`).
 
 use super::GroupState;
 use crate::ids::{GlobalSeq, NodeId, ViewId};
@@ -368,6 +375,7 @@ impl GroupState {
             next: cut.next(),
             streams,
             stable: self.order.stable(),
+            takeover: true,
         })
     }
 

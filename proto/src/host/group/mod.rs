@@ -284,6 +284,7 @@ impl GroupState {
             next: GlobalSeq(self.order.highest_known().0 + 1).max(self.order.next()),
             streams: self.takeover_streams(),
             stable: self.order.stable(),
+            takeover: false,
         }
     }
 

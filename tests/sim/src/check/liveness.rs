@@ -83,10 +83,20 @@ fn own_messages(checks: &Checks, a: &App, i: usize, key: MemberKey, out: &mut Ve
 
 fn everyone_elses(checks: &Checks, key: MemberKey, starts: &ViewStarts, out: &mut Vec<String>) {
     let first_view = checks.vs.first_view_of(key);
-    let e = checks.epoch_of(key.group, first_view.unwrap_or(0));
-    let start = first_view
+    let mut e = checks.epoch_of(key.group, first_view.unwrap_or(0));
+    let mut start = first_view
         .and_then(|v| starts.get(&(key.group, e, v)).copied())
         .or_else(|| checks.total_order.first_of(key));
+    // The group's order started over while it was a member (every node
+    // that held the old one left): it owes the new order from its start.
+    if let Some(now) = checks.vs.view_of(key) {
+        let e_now = checks.epoch_of(key.group, now);
+        if e_now != e {
+            e = e_now;
+            let start_view = e_now & 0xffff_ffff;
+            start = starts.get(&(key.group, e, start_view)).copied();
+        }
+    }
     let Some(start) = start else { return };
     for (p, id) in checks.total_order.positions_from(key.group, e, start) {
         if !checks.integrity.was_delivered(key, id) {
