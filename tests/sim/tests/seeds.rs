@@ -101,8 +101,20 @@ fn random_batch() {
     let clock = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
-    // Far from the fixed range, so it explores other seeds.
+    // Far from the fixed ranges, so it explores other seeds; half the time
+    // with process faults, on seeds of their own.
     let base = (clock % (1 << 40)) + (1 << 32);
-    println!("random batch: seeds from {base} for {secs}s (replay one with: sim --seed N --trace)");
-    assert_all_pass("random batch", base..u64::MAX, Some(secs));
+    let pf_base = base + (1 << 41);
+    let half = secs.div_ceil(2);
+    println!("random batch: seeds from {base} for {half}s (replay one with: sim --seed N --trace)");
+    assert_all_pass("random batch", base..pf_base, Some(half));
+    println!(
+        "random batch with process faults: seeds from {pf_base} for {half}s (replay one with: sim --seed N --trace --process-faults)"
+    );
+    assert_all_pass_with(
+        "random batch (process faults)",
+        pf_base..u64::MAX,
+        Some(half),
+        &process_faults(),
+    );
 }
