@@ -60,6 +60,7 @@ impl Client {
                 Ok(0) => return None,
                 Ok(n) => self.frames.extend(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => panic!("read: {e}"),
             }
         }

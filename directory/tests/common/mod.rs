@@ -77,7 +77,12 @@ impl FakeDaemon {
                     return None;
                 }
                 Ok(n) => self.frames.extend(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A read cut short (a timeout, or a signal: EINTR) is tried again.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     self.closed = true;
                     return None;
