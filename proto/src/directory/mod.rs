@@ -67,7 +67,7 @@ mod resume;
 #[cfg(test)]
 mod tests;
 
-use crate::ids::{ClusterId, GroupId, NodeId};
+use crate::ids::{ClusterId, GroupId, NodeId, ViewId};
 use crate::time::{Duration, Instant};
 use crate::wire::directory::{FromDirectory, GroupSummary, NodeInfo, ToDirectory, View};
 use groups::{DetachError, Groups, JoinRequest};
@@ -657,16 +657,27 @@ impl Directory {
     /// have missed some while its link was down, and would wait for ever at
     /// a missed view's marker in the order. Views it has are ignored.
     fn send_recent_views(&mut self, conn: ConnId, node: NodeId, group: GroupId) {
+        self.send_recent_views_after(conn, node, group, ViewId(0));
+    }
+
+    /// Sends `node` on `conn` the recent views of `group` that list it,
+    /// above `after` and below the current one, oldest first.
+    fn send_recent_views_after(
+        &mut self,
+        conn: ConnId,
+        node: NodeId,
+        group: GroupId,
+        after: ViewId,
+    ) {
         let Some(current) = self.groups.get(group).map(|g| g.view) else {
             return;
         };
         let Some(recent) = self.recent_views.get(&group) else {
             return;
         };
-        for v in recent
-            .iter()
-            .filter(|v| v.view < current && v.nodes.iter().any(|n| n.node == node))
-        {
+        for v in recent.iter().filter(|v| {
+            v.view > after && v.view < current && v.nodes.iter().any(|n| n.node == node)
+        }) {
             self.output
                 .push_back((conn, FromDirectory::View(v.clone())));
         }
@@ -677,27 +688,14 @@ impl Directory {
     /// not heard of (`reported`: the latest view each reported), before
     /// the group's first view. Nodes attached since (held joins) start
     /// with that first view and need none.
-    fn send_past_views(&mut self, group: GroupId, reported: &BTreeMap<NodeId, crate::ids::ViewId>) {
-        let Some(g) = self.groups.get(group) else {
-            return;
-        };
-        let current = g.view;
-        let Some(recent) = self.recent_views.get(&group) else {
-            return;
-        };
+    fn send_past_views(&mut self, group: GroupId, reported: &BTreeMap<NodeId, ViewId>) {
         for (node, latest) in reported {
-            let Some(conn) = self
-                .registry
-                .conn_of(*node)
-                .filter(|_| g.attached.contains(node))
-            else {
-                continue;
-            };
-            for v in recent.iter().filter(|v| {
-                v.view > *latest && v.view < current && v.nodes.iter().any(|n| n.node == *node)
-            }) {
-                self.output
-                    .push_back((conn, FromDirectory::View(v.clone())));
+            let attached = self
+                .groups
+                .get(group)
+                .is_some_and(|g| g.attached.contains(node));
+            if let Some(conn) = self.registry.conn_of(*node).filter(|_| attached) {
+                self.send_recent_views_after(conn, *node, group, *latest);
             }
         }
     }
