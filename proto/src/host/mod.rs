@@ -431,6 +431,9 @@ impl Host {
             };
             controls.clear();
             g.tick(now, &mut controls);
+            // Arrivals are reported as news comes in; once a tick too, so
+            // that a held run no event pointed at is still ordered.
+            self.out_seq.extend(g.arrivals());
             let due = if self.planted.no_retransmit {
                 Vec::new()
             } else {

@@ -213,6 +213,11 @@ impl Sequencer {
         (next, stable, takeover): (GlobalSeq, GlobalSeq, bool),
     ) {
         let known = self.groups.contains_key(&group);
+        if !known {
+            log::debug!(
+                "sequencer: group {group}: starts at {next} in view {view} (takeover {takeover}), streams {streams:?}"
+            );
+        }
         let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
             view,
             view_start: next,
@@ -289,6 +294,13 @@ impl Sequencer {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
+        if !g.ordered.contains_key(&stream) {
+            log::debug!(
+                "sequencer: group {group}: first arrival of stream {}/{}: {first}..{end}",
+                stream.node,
+                stream.incarnation
+            );
+        }
         let next_seq = g.ordered.entry(stream).or_insert(first);
         if first > *next_seq {
             log::warn!(

@@ -24,11 +24,12 @@ pub mod plan;
 pub mod planted;
 pub mod rng;
 pub mod run;
+pub mod scenario;
 pub mod trace;
 pub mod world;
 
 pub use plan::{Options, Planted};
-pub use run::{replay_command, run_seed, Failure, Outcome, Stats};
+pub use run::{replay_command, run_plan, run_seed, Failure, Outcome, Stats};
 pub use trace::TraceMode;
 
 /// Parses `A..B` (B exclusive) or `A..=B` into a range of seeds.

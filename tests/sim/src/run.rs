@@ -66,7 +66,12 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
 
 /// Runs one seed.
 pub fn run_seed(seed: u64, opts: &Options, mode: TraceMode) -> Outcome {
-    let plan = Plan::from_seed(seed, opts);
+    run_plan(Plan::from_seed(seed, opts), opts, mode)
+}
+
+/// Runs one plan (a seed's, or a named scenario's).
+pub fn run_plan(plan: Plan, opts: &Options, mode: TraceMode) -> Outcome {
+    let seed = plan.seed;
     let mut sim = Sim::new(plan, opts.clone(), mode);
     let result = run_phases(&mut sim).map_err(|violation| {
         if sim.tr.on() {

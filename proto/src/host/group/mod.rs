@@ -368,7 +368,8 @@ impl GroupState {
         );
     }
 
-    /// Takes in a DATA datagram (from another node). Returns true if new.
+    /// Takes in a DATA datagram (from another node). Returns true if it
+    /// brought news: a message, or (at the sequencer) where a stream starts.
     pub fn on_data(&mut self, d: &Data<'_>) -> bool {
         let key = StreamKey {
             node: d.sender,
@@ -378,11 +379,25 @@ impl GroupState {
             return false;
         }
         let is_seq = self.is_sequencer;
+        let group = self.id;
         let s = self.stream(key);
-        if is_seq && s.base().is_none() {
-            s.set_base(d.stream_start);
-        }
+        // A sequencer that has seen nothing of a stream ordered learns where
+        // it begins from its DATA. That is news even when every message in the
+        // datagram is held already: a new sequencer that held a sender's
+        // whole burst before it took over learns the start only from the
+        // sender's retransmission, and must then report the burst to its
+        // sequencer (nothing else may ever come to make it look again).
         let mut new = false;
+        if is_seq && s.base().is_none() {
+            log::debug!(
+                "group {group}: stream {}/{} starts at {} (as its DATA says)",
+                key.node,
+                key.incarnation,
+                d.stream_start
+            );
+            s.set_base(d.stream_start);
+            new = true;
+        }
         for (i, m) in d.msgs.iter().enumerate() {
             let seq = SenderSeq(d.first_seq.0 + i as u64);
             let held = Held {

@@ -3,6 +3,7 @@
 //! ```text
 //! sim --seeds A..B [--jobs N]     run a range of seeds (B exclusive; A..=B inclusive)
 //! sim --seed S [--trace]          one seed (its trace on stdout with --trace)
+//! sim --scenario NAME [--trace]   a named scenario (`--scenario list` names them)
 //! sim --regressions FILE          every untagged seed listed in FILE (with
 //!                                 --process-faults: the seeds tagged [process-faults])
 //! options: --process-faults  --plant no-retransmit|no-duplicate-suppression  --force-loss
@@ -15,12 +16,14 @@
 
 use chorus_sim::batch::run_batch;
 use chorus_sim::{
-    parse_range, parse_seeds_file_for, replay_command, run_seed, Options, Outcome, TraceMode,
+    parse_range, parse_seeds_file_for, replay_command, run_plan, run_seed, scenario, Options,
+    Outcome, TraceMode,
 };
 use std::process::ExitCode;
 
 struct Args {
     seeds: Vec<u64>,
+    scenario: Option<String>,
     trace: bool,
     log: Option<log::LevelFilter>,
     regressions: Option<String>,
@@ -29,13 +32,14 @@ struct Args {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression] [--force-loss] [--debug-host I] [--log LEVEL]");
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression] [--force-loss] [--debug-host I] [--log LEVEL]");
     ExitCode::from(2)
 }
 
 fn parse_args() -> Option<Args> {
     let mut a = Args {
         seeds: Vec::new(),
+        scenario: None,
         trace: false,
         log: None,
         regressions: None,
@@ -47,6 +51,7 @@ fn parse_args() -> Option<Args> {
         match arg.as_str() {
             "--seeds" => a.seeds.extend(parse_range(&it.next()?)?),
             "--seed" => a.seeds.push(it.next()?.parse().ok()?),
+            "--scenario" => a.scenario = Some(it.next()?),
             "--regressions" => {
                 // Untagged seeds; with --process-faults, the tagged ones.
                 a.regressions = Some(std::fs::read_to_string(it.next()?).ok()?);
@@ -69,7 +74,7 @@ fn parse_args() -> Option<Args> {
         a.seeds
             .extend(parse_seeds_file_for(&text, a.opts.process_faults));
     }
-    (!a.seeds.is_empty()).then_some(a)
+    (!a.seeds.is_empty() || a.scenario.is_some()).then_some(a)
 }
 
 fn report(o: &Outcome, opts: &Options) -> bool {
@@ -96,6 +101,48 @@ fn report(o: &Outcome, opts: &Options) -> bool {
             println!("seed {} FAILED: {}", o.seed, f.violation);
             println!("replay: {}", replay_command(o.seed, opts));
             false
+        }
+    }
+}
+
+/// Runs the named scenario (or lists them all for `list`).
+fn run_scenario(name: &str, trace: bool) -> ExitCode {
+    let Some(plan) = scenario::plan(name) else {
+        if name != "list" {
+            eprintln!("sim: no scenario `{name}`");
+        }
+        println!("scenarios: {}", scenario::NAMES.join(", "));
+        return if name == "list" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
+    };
+    println!("scenario {name}");
+    let mode = if trace {
+        TraceMode::Print
+    } else {
+        TraceMode::Ring(chorus_sim::batch::TAIL_LINES)
+    };
+    let outcome = run_plan(plan, &scenario::options(), mode);
+    match &outcome.result {
+        Ok(s) => {
+            println!(
+                "scenario {name} ok: {} messages, {:.2}s virtual",
+                s.accepted,
+                s.end_us as f64 / 1e6
+            );
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            for l in &f.trace_tail {
+                println!("{l}");
+            }
+            println!("scenario {name} FAILED: {}", f.violation);
+            println!(
+                "replay: cargo run --release -p chorus-sim --bin sim -- --scenario {name} --trace"
+            );
+            ExitCode::FAILURE
         }
     }
 }
@@ -130,6 +177,9 @@ fn main() -> ExitCode {
     };
     if let (true, Some(level)) = (args.trace, args.log) {
         TraceLogger::install(level);
+    }
+    if let Some(name) = &args.scenario {
+        return run_scenario(name, args.trace);
     }
     if args.trace || args.seeds.len() == 1 {
         let mut ok = true;
