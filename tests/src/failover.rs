@@ -172,6 +172,33 @@ pub fn kill_mid_stream(
             },
         )?;
     }
+    // Every sender leaves once it is done (the probe at once, a `send` when
+    // it exits): the last view holds the surviving listeners alone. Wait
+    // for it everywhere, so that no listener is compared before a view
+    // change another one has already delivered.
+    let mut last: Vec<&str> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != dead)
+        .map(|(_, m)| m.as_str())
+        .collect();
+    last.sort_unstable();
+    for (i, listener) in listeners.iter().enumerate().filter(|(i, _)| *i != dead) {
+        listener.wait_until(
+            &format!("a view of the surviving listeners alone at l{}", i + 1),
+            timeout,
+            |seen| {
+                let mut m: Vec<&str> = seen
+                    .latest_view()?
+                    .members
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                m.sort_unstable();
+                (m == last).then_some(())
+            },
+        )?;
+    }
     let mut all_work = work.clone();
     all_work.push(probe);
     check_survivors(&listeners, dead, &members, &all_work, &survivors_work)?;
