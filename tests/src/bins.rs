@@ -4,6 +4,10 @@
 //! harness runs `cargo build --bins` for them once per test process, with the
 //! same profile as the test itself: a stale `chorusd` from an earlier build
 //! must never be what a test exercises.
+//!
+//! A program shipped in this crate (`chorus-bench`) runs where no cargo may
+//! be: it calls [`use_prebuilt`] first, which takes the binaries already
+//! built next to it (or in `$CHORUS_BIN_DIR`) instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,16 +26,63 @@ pub struct Bins {
     pub chorusctl: PathBuf,
 }
 
+/// Environment variable naming the directory that holds prebuilt
+/// `chorusd` and `chorus-directory` for [`use_prebuilt`].
+pub const BIN_DIR_ENV: &str = "CHORUS_BIN_DIR";
+
+/// The binaries of this process: built by [`bins`] or found by
+/// [`use_prebuilt`], whichever ran first.
+static BINS: OnceLock<std::result::Result<Bins, String>> = OnceLock::new();
+
 /// Builds the binaries (once per process) and returns their paths.
 ///
 /// Panics with the build output if the build fails: no test can go on.
 pub fn bins() -> &'static Bins {
-    static BINS: OnceLock<std::result::Result<Bins, String>> = OnceLock::new();
     let built = BINS.get_or_init(|| build().map_err(|e| e.to_string()));
     match built {
         Ok(bins) => bins,
         Err(message) => panic!("{message}"),
     }
+}
+
+/// Makes [`bins`] use binaries already built instead of building them:
+/// those in `$CHORUS_BIN_DIR` when set, else those next to the running
+/// executable (`target/<profile>/`). Fails, saying how to build them, if
+/// `chorusd` or `chorus-directory` is not there. Call it before anything
+/// starts a process; once [`bins`] has run, its answer stays.
+pub fn use_prebuilt() -> Result<&'static Bins> {
+    let dir = match std::env::var_os(BIN_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => profile_dir()?,
+    };
+    let found = locate(&dir)?;
+    match BINS.get_or_init(|| Ok(found)) {
+        Ok(bins) => Ok(bins),
+        Err(message) => Err(HarnessError::Build(message.clone())),
+    }
+}
+
+/// The binaries in `dir`; `chorusctl` need not be there.
+fn locate(dir: &Path) -> Result<Bins> {
+    let bins = Bins {
+        directory: dir.join("chorus-directory"),
+        chorusd: dir.join("chorusd"),
+        chorusctl: dir.join("chorusctl"),
+    };
+    let missing: Vec<String> = [&bins.chorusd, &bins.directory]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(bins);
+    }
+    Err(HarnessError::Missing(format!(
+        "{} not found: build the workspace first (`cargo build --release --workspace`, \
+         then run ./target/release/chorus-bench), or set {BIN_DIR_ENV} to the directory \
+         that holds chorusd and chorus-directory",
+        missing.join(" and ")
+    )))
 }
 
 /// The directory holding the test's own profile outputs (`target/<profile>`).
@@ -112,4 +163,21 @@ fn build() -> Result<Bins> {
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_are_named_with_how_to_build_them() {
+        let empty = std::env::temp_dir().join(format!("chr-bins-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = locate(&empty).unwrap_err().to_string();
+        let _ = std::fs::remove_dir(&empty);
+        assert!(err.contains("chorusd and "), "{err}");
+        assert!(err.contains("chorus-directory not found"), "{err}");
+        assert!(err.contains("cargo build --release --workspace"), "{err}");
+        assert!(err.contains(BIN_DIR_ENV), "{err}");
+    }
 }

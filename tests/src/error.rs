@@ -21,6 +21,9 @@ pub enum HarnessError {
     /// `cargo build` of the chorus binaries failed or did not produce them.
     #[error("building the chorus binaries failed: {0}")]
     Build(String),
+    /// Binaries the harness was told to use as built are not there.
+    #[error("{0}")]
+    Missing(String),
     /// A process ended while the harness still needed it.
     #[error("{label} exited early with {status}; log: {}", log.display())]
     Exited {

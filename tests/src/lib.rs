@@ -13,7 +13,8 @@
 //! - [`listener`], [`client`]: `chorusctl listen --json` parsed into events
 //!   with waits on conditions, `chorusctl send`/`members`;
 //! - [`check`]: the delivery-guarantee checkers;
-//! - [`scenario`]: workloads shared by several tests.
+//! - [`scenario`]: workloads shared by several tests;
+//! - [`bench`]: the `chorus-bench` cluster benchmark.
 //!
 //! A failing test keeps its directory and prints the tail of every log;
 //! `CHORUS_TESTS_KEEP=1` keeps it for passing tests too.
@@ -22,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod alloc;
+pub mod bench;
 pub mod bins;
 pub mod check;
 pub mod client;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,8 @@ pub struct TestEnv {
     name: String,
     dir: PathBuf,
     registry: Arc<Registry>,
+    /// Keep the directory when dropped even though nothing panicked.
+    keep: AtomicBool,
     _watchdog: Watchdog,
 }
 
@@ -49,6 +51,7 @@ impl TestEnv {
             name: name.to_owned(),
             dir,
             registry,
+            keep: AtomicBool::new(false),
             _watchdog: watchdog,
         })
     }
@@ -86,6 +89,19 @@ impl TestEnv {
         Ok(self.spawn(Spawn::new(label, command))?.0)
     }
 
+    /// Keeps the directory when this environment is dropped, as a panic
+    /// would: for a program (the bench) that reports a failure without
+    /// panicking.
+    pub fn keep_files(&self) {
+        self.keep.store(true, Ordering::Relaxed);
+    }
+
+    /// SIGKILLs every process of this environment now (e.g. when the
+    /// program is interrupted); their guards still reap them when dropped.
+    pub fn kill_all(&self) {
+        self.registry.kill_all();
+    }
+
     /// Prints the directory and the tail of every `*.log` / `*.out` in it.
     pub fn dump_logs(&self) {
         eprintln!(
@@ -113,7 +129,8 @@ impl Drop for TestEnv {
         // Children dropped before us are already dead; kill any stragglers so
         // that the logs are complete and nothing outlives the test.
         self.registry.kill_all();
-        if std::thread::panicking() || std::env::var_os("CHORUS_TESTS_KEEP").is_some() {
+        let keep = self.keep.load(Ordering::Relaxed);
+        if keep || std::thread::panicking() || std::env::var_os("CHORUS_TESTS_KEEP").is_some() {
             self.dump_logs();
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
