@@ -278,17 +278,8 @@ impl App {
 
     /// The app goes away: its session closes, its memberships end.
     pub fn disconnect(&mut self, now: Micros, host: &mut Host, checks: &mut Checks) {
-        for i in 0..self.groups.len() {
-            if matches!(self.groups[i].state, MState::Member | MState::Leaving) {
-                checks.on_stint_end(self.key(i));
-            }
-            checks.on_crash(self.key(i));
-            self.groups[i].state = MState::Idle;
-            self.groups[i].join_at = None;
-        }
-        self.disconnected = true;
-        self.connected = false;
-        self.next_action = None;
+        // To the checkers the app is gone as if its host had crashed.
+        self.crashed(checks);
         host.handle_app_disconnect(crate::node::instant(now), self.session);
     }
 

@@ -502,21 +502,7 @@ impl Sim {
             self.net.set_member(addr, i, joined);
         }
         for (dest, bytes) in out.dgrams.drain(..) {
-            if self.tr.on() {
-                self.tr.line(format_args!(
-                    "h{i} tx {} to {dest}",
-                    crate::trace::datagram(&bytes)
-                ));
-            }
-            if let Some(c) = self.capture.as_mut() {
-                c.offer(
-                    "datagram_decode",
-                    bytes.get(3).copied().unwrap_or(0),
-                    &bytes,
-                );
-            }
-            self.net
-                .send(&mut self.s, &mut self.tr, i, false, dest, &bytes);
+            self.transmit(i, false, dest, &bytes);
         }
         for input in out.seq.drain(..) {
             let n = &mut self.nodes[i];
@@ -557,25 +543,35 @@ impl Sim {
         }
     }
 
+    /// Node `i` sends a datagram from its data socket, or from its
+    /// sequencer's: traced, offered to the fuzz corpus capture, then handed
+    /// to the network.
+    fn transmit(
+        &mut self,
+        i: usize,
+        from_sequencer: bool,
+        dest: std::net::SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        if self.tr.on() {
+            let what = if from_sequencer { "seq-tx" } else { "tx" };
+            self.tr.line(format_args!(
+                "h{i} {what} {} to {dest}",
+                crate::trace::datagram(bytes)
+            ));
+        }
+        if let Some(c) = self.capture.as_mut() {
+            c.offer("datagram_decode", bytes.get(3).copied().unwrap_or(0), bytes);
+        }
+        self.net
+            .send(&mut self.s, &mut self.tr, i, from_sequencer, dest, bytes);
+    }
+
     /// Sends everything node `i`'s sequencer has queued, then judges stability.
     fn flush_sequencer(&mut self, i: usize) {
         while let Some(dest) = self.nodes[i].poll_sequencer_transmit(&mut self.buf) {
-            if self.tr.on() {
-                self.tr.line(format_args!(
-                    "h{i} seq-tx {} to {dest}",
-                    crate::trace::datagram(&self.buf)
-                ));
-            }
             let bytes = std::mem::take(&mut self.buf);
-            if let Some(c) = self.capture.as_mut() {
-                c.offer(
-                    "datagram_decode",
-                    bytes.get(3).copied().unwrap_or(0),
-                    &bytes,
-                );
-            }
-            self.net
-                .send(&mut self.s, &mut self.tr, i, true, dest, &bytes);
+            self.transmit(i, true, dest, &bytes);
             self.buf = bytes;
         }
         let r = self.stability.check(&self.nodes, i);
