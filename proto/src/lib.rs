@@ -11,6 +11,7 @@
 pub mod directory;
 pub mod host;
 pub mod ids;
+pub mod membership;
 pub mod multicast;
 pub mod order;
 pub mod time;

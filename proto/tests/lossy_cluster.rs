@@ -517,7 +517,14 @@ fn run_crash(seed: u64, loss: u64, n: usize, per_sender: usize, victim: usize) {
                 if let Some(g) = h.group(GroupId(1)) {
                     let n = g.debug_next().0;
                     let recs: Vec<_> = (n.saturating_sub(3)..n + 4)
-                        .map(|x| (x, g.record(GlobalSeq(x)).map(|(k, q)| (k.node.0, q.0))))
+                        .map(|x| {
+                            (
+                                x,
+                                g.record(GlobalSeq(x))
+                                    .map(|s| s.to_wire())
+                                    .map(|(k, q)| (k.node.0, q.0)),
+                            )
+                        })
                         .collect();
                     eprintln!("   records {recs:?}");
                 }

@@ -272,7 +272,8 @@ impl Host {
         self.out_app
             .push_back((session, FromDaemon::Ok { request }));
         self.dirty.insert(gid);
-        self.out_seq.extend(g.arrivals());
+        g.report_arrivals();
+        self.route(gid);
     }
 
     pub(super) fn app_members(&mut self, session: SessionId, request: u32, group: &str) {
@@ -289,13 +290,14 @@ impl Host {
         let reply = FromDaemon::Members {
             request,
             group: g.name.clone(),
-            view: g.view,
+            view: g.views.view,
             members: g
+                .views
                 .members
                 .iter()
                 .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
                 .collect(),
-            sequencer: self.node_name(g.sequencer),
+            sequencer: self.node_name(g.views.sequencer),
         };
         self.out_app.push_back((session, reply));
     }

@@ -166,10 +166,9 @@ impl Host {
         );
         if let Some(g) = self.groups.get_mut(&v.group) {
             // Installed where the order reaches the view's marker.
-            if v.view > g.view {
-                if let Some(cmd) = g.propose(v.clone()) {
-                    self.out_seq.push_back(cmd);
-                }
+            if v.view > g.views.view {
+                g.propose(v.clone());
+                self.route(v.group);
                 if self.leave_ghosts(&v) {
                     // The directory refuses a Detach while it counts a
                     // member of ours; once the ghosts are gone, detach again.
@@ -190,10 +189,9 @@ impl Host {
         self.out_mcast
             .push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
         let mut g = GroupState::new(&v, key, start, limits);
-        if let Some(cmd) = g.install(&v) {
-            self.out_seq.push_back(cmd);
-        }
+        g.install(&v);
         self.groups.insert(v.group, g);
+        self.route(v.group);
         // Members hear of the group once its order's start is known (pump):
         // then they are told the view it starts in. Ghosts leave now.
         self.leave_ghosts(&v);
@@ -231,13 +229,14 @@ impl Host {
     /// leaves that waited for it.
     pub(super) fn announce_view(&mut self, gid: GroupId) {
         if let Some(g) = self.groups.get_mut(&gid) {
-            g.announced = true;
+            g.views.announced = true;
         }
         let Some(g) = self.groups.get(&gid) else {
             return;
         };
         let Some(me) = self.node else { return };
         let in_view: BTreeSet<MemberId> = g
+            .views
             .members
             .iter()
             .filter(|m| m.node == me)
@@ -252,12 +251,13 @@ impl Host {
             });
         }
         let names: Vec<String> = g
+            .views
             .members
             .iter()
             .map(|m| format!("{}:{}", self.node_name(m.node), m.name))
             .collect();
-        let sequencer = self.node_name(g.sequencer);
-        let (view, group_name) = (g.view, g.name.clone());
+        let sequencer = self.node_name(g.views.sequencer);
+        let (view, group_name) = (g.views.view, g.name.clone());
         let ids: Vec<MemberId> = self
             .members
             .iter()
@@ -308,6 +308,7 @@ impl Host {
         }
         for g in self.groups.values() {
             let members = g
+                .views
                 .members
                 .iter()
                 .filter(|m| m.node == me && self.members.get(&m.member).is_some_and(|l| l.active))
@@ -316,10 +317,10 @@ impl Host {
             self.out_dir.push_back(ToDirectory::Resume(Resume {
                 group: g.id,
                 group_name: g.name.clone(),
-                address: *g.address.ip(),
-                port: g.address.port(),
+                address: *g.views.address.ip(),
+                port: g.views.address.port(),
                 view: g.latest_view_id(),
-                sequencer: g.sequencer,
+                sequencer: g.views.sequencer,
                 since: g.order_start_view().unwrap_or_else(|| g.latest_view_id()),
                 members,
             }));
@@ -343,7 +344,8 @@ impl Host {
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for gid in ids {
             if let Some(g) = self.groups.remove(&gid) {
-                self.out_mcast.push_back(MulticastChange::Leave(g.address));
+                self.out_mcast
+                    .push_back(MulticastChange::Leave(g.views.address));
                 if g.is_sequencer() {
                     self.out_seq.push_back(SequencerInput::Stop { group: gid });
                 }
@@ -372,7 +374,8 @@ impl Host {
         if let Some(g) = self.groups.remove(&gid) {
             log::info!("group {}: no longer taking part", g.name);
             self.stream_next.insert(gid, g.next_stream_seq());
-            self.out_mcast.push_back(MulticastChange::Leave(g.address));
+            self.out_mcast
+                .push_back(MulticastChange::Leave(g.views.address));
             if g.is_sequencer() {
                 self.out_seq.push_back(SequencerInput::Stop { group: gid });
             }

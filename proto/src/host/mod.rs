@@ -28,8 +28,10 @@ pub mod drive;
 pub mod group;
 pub mod planted;
 mod session;
+mod timers;
 
 use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, ViewId};
+use crate::multicast::pack::Packer;
 use crate::multicast::StreamKey;
 use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
@@ -40,10 +42,11 @@ use crate::wire::datagram::{
 };
 use crate::wire::directory::ToDirectory;
 use crate::SenderSeq;
-use group::{Control, Delivered, GroupState};
+use group::{Command, Control, GroupState};
 use session::{Member, Session};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use timers::{Timer, Timers};
 
 pub use session::{Credentials, SessionId};
 
@@ -110,7 +113,7 @@ pub struct Host {
     out_close: VecDeque<SessionId>,
     out_mcast: VecDeque<MulticastChange>,
     out_seq: VecDeque<SequencerInput>,
-    next_tick: Option<Instant>,
+    timers: Timers,
     stats: HostStats,
     planted: planted::Planted,
 }
@@ -141,7 +144,7 @@ impl Host {
             out_close: VecDeque::new(),
             out_mcast: VecDeque::new(),
             out_seq: VecDeque::new(),
-            next_tick: None,
+            timers: Timers::default(),
             stats: HostStats::default(),
             planted: planted::Planted::default(),
         }
@@ -216,6 +219,7 @@ impl Host {
             }
         };
         let gid = d.group();
+        let packer = self.packer(gid);
         let Some(g) = self.groups.get_mut(&gid) else {
             return;
         };
@@ -237,46 +241,32 @@ impl Host {
                 // Repair goes to the requester's data address from the
                 // view; the source address is only a fallback.
                 let dest = g
+                    .views
                     .nodes
                     .get(&n.from)
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
-                if n.sender == self.node.unwrap_or_default()
-                    && n.sender_incarnation == self.s.incarnation
-                {
+                if Some(n.sender) == self.node && n.sender_incarnation == self.s.incarnation {
                     self.answer_nak(now, gid, dest, &n.ranges);
-                } else if let (Some(cluster), false) = (self.cluster, self.planted.no_retransmit) {
+                } else if let (Some(packer), false) = (packer, self.planted.no_retransmit) {
                     let key = StreamKey {
                         node: n.sender,
                         incarnation: n.sender_incarnation,
                     };
-                    for &(lo, hi) in &n.ranges {
+                    for &range in &n.ranges {
                         self.stats.retransmits += 1;
-                        g.pack_repair(
-                            cluster,
-                            self.s.max_datagram_bytes,
-                            key,
-                            lo,
-                            hi,
-                            dest,
-                            &mut self.out_dgrams,
-                        );
+                        g.pack_repair(packer, key, range, dest);
                     }
                 }
+                self.route(gid);
             }
             Datagram::OrderNak(n) => {
                 let dest = g
+                    .views
                     .nodes
                     .get(&n.from)
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
-                if let Some(cluster) = self.cluster {
-                    g.pack_order_repair(
-                        cluster,
-                        self.s.max_datagram_bytes,
-                        &n.ranges,
-                        dest,
-                        &mut self.out_dgrams,
-                    );
-                }
+                g.pack_order_repair(cluster, self.s.max_datagram_bytes, &n.ranges, dest);
+                self.route(gid);
             }
             Datagram::FlushReport(r) => {
                 g.on_flush_report(&r);
@@ -287,6 +277,15 @@ impl Host {
         self.schedule(now);
     }
 
+    /// How DATA of group `gid` is packed (once the directory welcomed us).
+    fn packer(&self, gid: GroupId) -> Option<Packer> {
+        Some(Packer {
+            cluster: self.cluster?,
+            group: gid,
+            max_bytes: self.s.max_datagram_bytes,
+        })
+    }
+
     pub(super) fn answer_nak(
         &mut self,
         now: Instant,
@@ -294,7 +293,10 @@ impl Host {
         from: SocketAddrV4,
         ranges: &[(SenderSeq, SenderSeq)],
     ) {
-        let (Some(cluster), Some(g)) = (self.cluster, self.groups.get_mut(&gid)) else {
+        let Some(packer) = self.packer(gid) else {
+            return;
+        };
+        let Some(g) = self.groups.get_mut(&gid) else {
             return;
         };
         if self.planted.no_retransmit {
@@ -307,18 +309,10 @@ impl Host {
             let hi = hi.min(SenderSeq(g.next_stream_seq().0.saturating_sub(1)));
             if lo <= hi {
                 self.stats.retransmits += 1;
-                g.pack_data(
-                    now,
-                    cluster,
-                    self.s.max_datagram_bytes,
-                    lo,
-                    hi,
-                    from,
-                    &mut self.out_dgrams,
-                    &mut self.pool,
-                );
+                g.pack_data(now, packer, (lo, hi), from, &mut self.pool);
             }
         }
+        self.route(gid);
     }
 
     /// After new data or order: deliver, report arrivals to the sequencer.
@@ -327,14 +321,16 @@ impl Host {
             let Some(g) = self.groups.get_mut(&gid) else {
                 return;
             };
-            if let Some(cmd) = g.flush_progress() {
-                self.out_seq.push_back(cmd);
-            }
-            self.out_seq.extend(g.arrivals());
-            if !g.announced {
+            g.flush_progress();
+            g.report_arrivals();
+            if !g.views.announced {
                 match g.order_start_view() {
-                    None => return,
-                    Some(sv) if sv == g.view => {
+                    None => {
+                        self.route(gid);
+                        return;
+                    }
+                    Some(sv) if sv == g.views.view => {
+                        self.route(gid);
                         self.announce_view(gid);
                         continue;
                     }
@@ -344,7 +340,7 @@ impl Host {
             }
             g.deliver();
             self.dirty.insert(gid);
-            let Some(view) = self.route_deliveries(gid) else {
+            let Some(view) = self.route(gid) else {
                 return;
             };
             // The order reached a view marker: install that view here, tell
@@ -355,55 +351,60 @@ impl Host {
             let Some(v) = g.pending_view(view).cloned() else {
                 return;
             };
-            if let Some(cmd) = g.install(&v) {
-                self.out_seq.push_back(cmd);
-            }
+            g.install(&v);
+            self.route(gid);
             log::debug!("group {}: view {} installed", v.group_name, v.view);
             self.announce_view(gid);
         }
     }
 
-    /// Hands delivered messages to the local members; returns a view to
-    /// install if the order reached one (it is always last).
-    pub(super) fn route_deliveries(&mut self, gid: GroupId) -> Option<ViewId> {
+    /// Carries out what group `gid` asked for, in its order: sequencer
+    /// inputs, datagrams, control datagrams, deliveries to the local
+    /// members. Returns a view to install if the order reached one (it is
+    /// always last).
+    pub(super) fn route(&mut self, gid: GroupId) -> Option<ViewId> {
         let g = self.groups.get_mut(&gid)?;
-        let (view, name) = (g.view, g.name.clone());
+        let commands = g.take_commands();
+        let (view, name) = (g.views.view, g.name.clone());
         let mut next_view = None;
-        let mut deliveries = Vec::with_capacity(g.deliveries.len());
-        for d in g.deliveries.drain(..) {
-            match d {
-                Delivered::Message(m) => deliveries.push(m),
-                Delivered::View(v) => next_view = Some(v),
-            }
-        }
-        let targets: Vec<SessionId> = self
-            .members
-            .values()
-            .filter(|m| m.group == Some(gid) && m.active)
-            .map(|m| m.session)
-            .collect();
-        for d in deliveries {
-            self.stats.messages_delivered += 1;
-            let sender = format!("{}:{}", self.node_name(d.node), d.sender_name);
-            let mut payload = Some(d.payload);
-            for (i, s) in targets.iter().enumerate() {
-                // The last member takes the payload; the others get copies.
-                let bytes = if i + 1 == targets.len() {
-                    payload.take().unwrap_or_default()
-                } else {
-                    payload.clone().unwrap_or_default()
-                };
-                self.out_app.push_back((
-                    *s,
-                    FromDaemon::Message {
-                        group: name.clone(),
-                        view,
-                        sender: sender.clone(),
-                        order: d.order,
-                        seq: d.seq,
-                        payload: bytes,
-                    },
-                ));
+        let mut targets: Option<Vec<SessionId>> = None;
+        for c in commands {
+            match c {
+                Command::Sequencer(i) => self.out_seq.push_back(i),
+                Command::Transmit(dest, bytes) => self.out_dgrams.push_back((dest, bytes)),
+                Command::Control(c) => self.send_control(gid, c),
+                Command::InstallView(v) => next_view = Some(v),
+                Command::Deliver(d) => {
+                    let targets = targets.get_or_insert_with(|| {
+                        self.members
+                            .values()
+                            .filter(|m| m.group == Some(gid) && m.active)
+                            .map(|m| m.session)
+                            .collect()
+                    });
+                    self.stats.messages_delivered += 1;
+                    let sender = format!("{}:{}", self.node_name(d.node), d.sender_name);
+                    let mut payload = Some(d.payload);
+                    for (i, s) in targets.iter().enumerate() {
+                        // The last member takes the payload; the others get copies.
+                        let bytes = if i + 1 == targets.len() {
+                            payload.take().unwrap_or_default()
+                        } else {
+                            payload.clone().unwrap_or_default()
+                        };
+                        self.out_app.push_back((
+                            *s,
+                            FromDaemon::Message {
+                                group: name.clone(),
+                                view,
+                                sender: sender.clone(),
+                                order: d.order,
+                                seq: d.seq,
+                                payload: bytes,
+                            },
+                        ));
+                    }
+                }
             }
         }
         next_view
@@ -411,50 +412,40 @@ impl Host {
 
     // ----- timers -----
 
+    /// Arms the tick while the host takes part in any group.
     pub(super) fn schedule(&mut self, now: Instant) {
-        if self.next_tick.is_none() && !self.groups.is_empty() {
-            self.next_tick = Some(now + self.s.ack_interval);
+        if !self.timers.is_armed(Timer::Tick) && !self.groups.is_empty() {
+            self.timers.set(Timer::Tick, now + self.s.ack_interval);
         }
     }
 
     /// Drives timers: acks, naks, retransmission, detaching idle groups.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.next_tick.is_some_and(|t| t > now) {
+        if !self.timers.take_due(Timer::Tick, now) {
             return;
         }
-        self.next_tick = None;
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
-        let mut controls = Vec::new();
         for gid in ids {
+            let packer = self.packer(gid);
             let Some(g) = self.groups.get_mut(&gid) else {
                 continue;
             };
-            controls.clear();
-            g.tick(now, &mut controls);
             // Arrivals are reported as news comes in; once a tick too, so
             // that a held run no event pointed at is still ordered.
-            self.out_seq.extend(g.arrivals());
+            g.report_arrivals();
             let due = if self.planted.no_retransmit {
                 Vec::new()
             } else {
                 g.send.due_for_retransmit(now, self.s.retransmit)
             };
-            if let (Some(cluster), Some(&first)) = (self.cluster, due.first()) {
+            if let (Some(packer), Some(&first)) = (packer, due.first()) {
                 // Resend the run from the first message the sequencer lacks.
                 let last = due.last().copied().unwrap_or(first);
                 self.stats.retransmits += 1;
-                let dest = g.address;
-                g.pack_data(
-                    now,
-                    cluster,
-                    self.s.max_datagram_bytes,
-                    first,
-                    last,
-                    dest,
-                    &mut self.out_dgrams,
-                    &mut self.pool,
-                );
+                let dest = g.views.address;
+                g.pack_data(now, packer, (first, last), dest, &mut self.pool);
             }
+            g.tick(now);
             // A member whose join is still pending counts too: detaching
             // now would leave it joined at the directory to a group we quit.
             let has_members = self
@@ -468,9 +459,7 @@ impl Host {
                 && g.sends_drained()
                 && g.delivered_stable()
                 && self.connected;
-            for c in controls.drain(..) {
-                self.send_control(gid, c);
-            }
+            self.route(gid);
             if detach {
                 // We keep our part (and go on sequencing if we do) until the
                 // directory answers with GroupEnded: views may still name us.
@@ -491,8 +480,7 @@ impl Host {
         let seq_inc = self
             .groups
             .get(&gid)
-            .and_then(|g| g.nodes.get(&g.sequencer))
-            .map(|n| n.incarnation)
+            .map(|g| g.views.sequencer_incarnation())
             .unwrap_or_default();
         // After a Detach our acks would be counted for our next attachment.
         if matches!(c, Control::OrderAck(..))
@@ -569,23 +557,20 @@ impl Host {
     }
 
     pub(super) fn pack_dirty(&mut self, now: Instant) {
-        let Some(cluster) = self.cluster else { return };
+        if self.cluster.is_none() {
+            return;
+        }
         for gid in std::mem::take(&mut self.dirty) {
+            let Some(packer) = self.packer(gid) else {
+                continue;
+            };
             let Some(g) = self.groups.get_mut(&gid) else {
                 continue;
             };
-            if let Some((lo, hi)) = g.send.sendable() {
-                let dest = g.address;
-                g.pack_data(
-                    now,
-                    cluster,
-                    self.s.max_datagram_bytes,
-                    lo,
-                    hi,
-                    dest,
-                    &mut self.out_dgrams,
-                    &mut self.pool,
-                );
+            if let Some(range) = g.send.sendable() {
+                let dest = g.views.address;
+                g.pack_data(now, packer, range, dest, &mut self.pool);
+                self.route(gid);
             }
         }
     }
@@ -610,9 +595,10 @@ impl Host {
         self.out_close.pop_front()
     }
 
-    /// When to call [`Host::handle_timeout`]; also "now" if sends are pending.
+    /// When to call [`Host::handle_timeout`]: the earliest deadline of the
+    /// host's timer table.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        self.timers.next()
     }
 
     /// Orderly shutdown (SIGTERM): every member leaves, the directory is told.

@@ -1,5 +1,6 @@
 //! A member's copy of its group's total order.
 
+use super::slot::Slot;
 use crate::ids::{GlobalSeq, SenderSeq, ViewId};
 use crate::multicast::StreamKey;
 use crate::wire::datagram::OrderBatch;
@@ -19,7 +20,7 @@ pub struct OrderLog {
     /// when the first ORDER this member saw was of a later view).
     start_view: ViewId,
     next: GlobalSeq,
-    slots: VecDeque<Option<(StreamKey, SenderSeq)>>,
+    slots: VecDeque<Option<Slot>>,
     window: usize,
     highest_known: GlobalSeq,
     stable: GlobalSeq,
@@ -134,7 +135,7 @@ impl OrderLog {
                             self.slots.push_back(None);
                         }
                         if self.slots[i].is_none() {
-                            self.slots[i] = Some((key, SenderSeq(e.first.0 + k)));
+                            self.slots[i] = Some(Slot::from_wire(key, SenderSeq(e.first.0 + k)));
                             learned = true;
                         }
                     }
@@ -151,13 +152,13 @@ impl OrderLog {
     }
 
     /// The record at `g`, if known and not yet delivered.
-    pub fn entry(&self, g: GlobalSeq) -> Option<(StreamKey, SenderSeq)> {
+    pub fn entry(&self, g: GlobalSeq) -> Option<Slot> {
         let i = g.0.checked_sub(self.next.0)?;
         *self.slots.get(usize::try_from(i).ok()?)?
     }
 
     /// The record at the next position, if known.
-    pub fn front(&self) -> Option<(StreamKey, SenderSeq)> {
+    pub fn front(&self) -> Option<Slot> {
         self.start?;
         self.slots.front().copied().flatten()
     }
@@ -225,13 +226,17 @@ mod tests {
         assert_eq!(log.missing(10), vec![10, 11]);
         assert!(log.absorb(&batch(3, 10, 10, &[(1, 7, 2)])));
         assert_eq!(
-            log.front().map(|(k, s)| (k.node, s)),
+            log.front()
+                .and_then(Slot::message)
+                .map(|(k, s)| (k.node, s)),
             Some((NodeId(1), SenderSeq(7)))
         );
         log.advance();
         log.advance();
         assert_eq!(
-            log.front().map(|(k, s)| (k.node, s)),
+            log.front()
+                .and_then(Slot::message)
+                .map(|(k, s)| (k.node, s)),
             Some((NodeId(2), SenderSeq(1)))
         );
         assert!(log.missing(10).is_empty());

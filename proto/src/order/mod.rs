@@ -9,5 +9,8 @@
 //! g" (cumulative); the minimum over the view is `stable`, announced in every
 //! ORDER, which frees senders' buffers and releases `safe` messages.
 
+pub mod delivery;
 pub mod log;
+pub mod repair;
 pub mod sequencer;
+pub mod slot;

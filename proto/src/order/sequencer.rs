@@ -6,7 +6,7 @@
 //! after each batch drain [`Sequencer::poll_transmit`], then wait until
 //! [`Sequencer::poll_timeout`].
 
-use crate::host::group::view_marker;
+use super::slot::Slot;
 use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
 use crate::multicast::{to_ranges, StreamKey};
 use crate::time::{Duration, Instant};
@@ -66,8 +66,7 @@ pub enum SequencerInput {
 
 #[derive(Debug)]
 struct LogEntry {
-    stream: StreamKey,
-    seq: SenderSeq,
+    slot: Slot,
     sent_at: Option<Instant>,
 }
 
@@ -239,8 +238,7 @@ impl Sequencer {
             // The view begins here for everyone: a marker takes the next
             // position, and the members install the view when they reach it.
             g.log.push_back(LogEntry {
-                stream: view_marker(view),
-                seq: SenderSeq(1),
+                slot: Slot::ViewMarker(view),
                 sent_at: None,
             });
             g.next = g.next.next();
@@ -313,8 +311,10 @@ impl Sequencer {
         }
         while *next_seq < end {
             g.log.push_back(LogEntry {
-                stream,
-                seq: *next_seq,
+                slot: Slot::Message {
+                    stream,
+                    seq: *next_seq,
+                },
                 sent_at: None,
             });
             *next_seq = next_seq.next();
@@ -481,7 +481,7 @@ impl Sequencer {
             let mut entries: Vec<OrderEntry> = Vec::new();
             while pos <= hi {
                 let Some(e) = g.entry(pos) else { break };
-                let (stream, seq) = (e.stream, e.seq);
+                let (stream, seq) = e.slot.to_wire();
                 let extends = entries.last().is_some_and(|l| {
                     l.sender == stream.node
                         && l.sender_incarnation == stream.incarnation

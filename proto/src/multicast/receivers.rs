@@ -1,0 +1,201 @@
+//! A group's receive side at one member: every sender's stream as this
+//! member holds it, and the NAKs for what is missing in them.
+
+use super::recv::{Accept, Held, RecvStream};
+use super::{to_ranges, StreamKey};
+use crate::ids::{GroupId, Incarnation, NodeId, SenderSeq};
+use crate::time::{Duration, Instant};
+use crate::wire::datagram::{Data, NAK_RANGES_MAX};
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+
+/// A stream's missing positions, as NAK ranges, due to go to `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NakDue {
+    pub dest: SocketAddrV4,
+    pub stream: StreamKey,
+    pub ranges: Vec<(SenderSeq, SenderSeq)>,
+}
+
+/// Every sender's stream of one group at this member (our own included:
+/// we deliver our own messages too).
+#[derive(Debug)]
+pub struct Receivers {
+    me: StreamKey,
+    streams: BTreeMap<StreamKey, RecvStream>,
+    /// When each stream's gaps were last naked (one NAK per stream per
+    /// retransmission interval).
+    nak_sent_at: BTreeMap<StreamKey, Instant>,
+    receive_window: usize,
+    send_window: usize,
+    /// Planted bug (tests only; see `host::planted`).
+    forget_delivered: bool,
+}
+
+impl Receivers {
+    /// The streams of a group where our own stream is `me`.
+    pub fn new(
+        me: StreamKey,
+        receive_window: usize,
+        send_window: usize,
+        forget_delivered: bool,
+    ) -> Receivers {
+        Receivers {
+            me,
+            streams: BTreeMap::new(),
+            nak_sent_at: BTreeMap::new(),
+            receive_window,
+            send_window,
+            forget_delivered,
+        }
+    }
+
+    /// The stream `key`, created empty if new.
+    pub fn stream(&mut self, key: StreamKey) -> &mut RecvStream {
+        // Our own stream holds every accepted message not yet delivered
+        // here: the unstable ones (up to the send capacity) and stable ones
+        // whose delivery waits (at most a receive window of positions).
+        let own = if key == self.me {
+            2 * self.send_window
+        } else {
+            0
+        };
+        let window = self.receive_window + own;
+        let forget = self.forget_delivered;
+        self.streams.entry(key).or_insert_with(|| {
+            let mut r = RecvStream::new(window);
+            r.forget_delivered = forget;
+            r
+        })
+    }
+
+    /// The stream `key`, if known.
+    pub fn get(&self, key: &StreamKey) -> Option<&RecvStream> {
+        self.streams.get(key)
+    }
+
+    /// The stream `key`, if known.
+    pub fn get_mut(&mut self, key: &StreamKey) -> Option<&mut RecvStream> {
+        self.streams.get_mut(key)
+    }
+
+    /// Every stream, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&StreamKey, &RecvStream)> {
+        self.streams.iter()
+    }
+
+    /// Every stream forgets where it starts (the order starts over).
+    pub fn forget_bases(&mut self) {
+        for s in self.streams.values_mut() {
+            s.forget_base();
+        }
+    }
+
+    /// A message of our own, accepted from a local app.
+    pub fn offer_own(&mut self, start: SenderSeq, seq: SenderSeq, held: Held) {
+        let me = self.me;
+        let s = self.stream(me);
+        s.set_base(start);
+        s.offer(seq, held);
+    }
+
+    /// Takes in a DATA datagram from another node. Returns true if it
+    /// brought news: a message, or (with `learn_start`, at the sequencer)
+    /// where a stream starts.
+    pub fn on_data(&mut self, d: &Data<'_>, learn_start: bool, group: GroupId) -> bool {
+        let key = StreamKey {
+            node: d.sender,
+            incarnation: d.incarnation,
+        };
+        if key == self.me {
+            return false;
+        }
+        let s = self.stream(key);
+        // A sequencer that has seen nothing of a stream ordered learns where
+        // it begins from its DATA. That is news even when every message in the
+        // datagram is held already: a new sequencer that held a sender's
+        // whole burst before it took over learns the start only from the
+        // sender's retransmission, and must then report the burst to its
+        // sequencer (nothing else may ever come to make it look again).
+        let mut new = false;
+        if learn_start && s.base().is_none() {
+            log::debug!(
+                "group {group}: stream {}/{} starts at {} (as its DATA says)",
+                key.node,
+                key.incarnation,
+                d.stream_start
+            );
+            s.set_base(d.stream_start);
+            new = true;
+        }
+        for (i, m) in d.msgs.iter().enumerate() {
+            let seq = SenderSeq(d.first_seq.0 + i as u64);
+            let held = Held {
+                order: m.order,
+                sender_name: m.sender_name.to_owned(),
+                payload: m.payload.to_vec(),
+            };
+            new |= s.offer(seq, held) == Accept::Stored;
+        }
+        new
+    }
+
+    /// Runs held in sender order that the local sequencer has not been told
+    /// of, as (stream, first, end), for the streams of `latest` (a departed
+    /// node's later messages are not ordered; a joiner's wait until its
+    /// view is known here).
+    pub fn arrivals(
+        &mut self,
+        latest: &[(NodeId, Incarnation)],
+    ) -> Vec<(StreamKey, SenderSeq, SenderSeq)> {
+        let mut out = Vec::new();
+        for (key, s) in &mut self.streams {
+            if s.base().is_none() || !latest.contains(&(key.node, key.incarnation)) {
+                continue;
+            }
+            let end = s.contiguous_end();
+            if end > s.reported {
+                out.push((*key, s.reported, end));
+                s.reported = end;
+            }
+        }
+        out
+    }
+
+    /// NAKs due now: for each other stream with gaps, at most one per
+    /// retransmission interval, to the node `dest` names for it (its sender,
+    /// or the host that repairs for a departed one; none: not naked).
+    pub fn naks_due(
+        &mut self,
+        now: Instant,
+        rto: Duration,
+        mut dest: impl FnMut(StreamKey) -> Option<SocketAddrV4>,
+    ) -> Vec<NakDue> {
+        let mut out = Vec::new();
+        for (key, s) in &self.streams {
+            if *key == self.me {
+                continue;
+            }
+            let missing = s.missing(NAK_RANGES_MAX * 8);
+            if missing.is_empty() {
+                continue;
+            }
+            let due = self.nak_sent_at.get(key).is_none_or(|t| *t + rto <= now);
+            let Some(to) = dest(*key) else {
+                continue;
+            };
+            if due {
+                self.nak_sent_at.insert(*key, now);
+                out.push(NakDue {
+                    dest: to,
+                    stream: *key,
+                    ranges: to_ranges(missing, NAK_RANGES_MAX)
+                        .into_iter()
+                        .map(|(a, b)| (SenderSeq(a), SenderSeq(b)))
+                        .collect(),
+                });
+            }
+        }
+        out
+    }
+}
