@@ -9,13 +9,13 @@ use crate::session::{peer_credentials, AppConn};
 use crate::sockets;
 use chorus_proto::host::drive::{self, HostSink};
 use chorus_proto::host::{Host, MulticastChange, SessionId};
+use chorus_proto::node::NodeDriver;
 use chorus_proto::order::sequencer::SequencerInput;
-use chorus_proto::order::sequencer::SequencerSettings;
 use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::wire::frame::write_frame;
-use chorus_proto::{Duration as CoreDuration, Instant as CoreInstant};
+use chorus_proto::Instant as CoreInstant;
 use mio::net::{UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -43,9 +43,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct EdgeSettings {
     pub interface: Ipv4Addr,
     pub session_queue_bytes: usize,
-    pub max_datagram_bytes: usize,
-    pub retransmit: CoreDuration,
-    pub ack_interval: CoreDuration,
 }
 
 /// The daemon's IO side.
@@ -64,8 +61,8 @@ pub struct Daemon {
     link: DirectoryLink,
     sequencer: SequencerThread,
     signals: Signals,
-    heartbeat: Duration,
-    next_heartbeat: Option<Instant>,
+    /// The directory heartbeat schedule, as the simulator keeps it.
+    driver: NodeDriver,
     ready_sent: bool,
     readable: BTreeSet<Token>,
     blocked: BTreeSet<u64>,
@@ -122,8 +119,7 @@ impl Daemon {
             link: DirectoryLink::new(directories, DIRECTORY),
             sequencer,
             signals,
-            heartbeat: Duration::from_millis(250),
-            next_heartbeat: None,
+            driver: NodeDriver::new(),
             ready_sent: false,
             readable: BTreeSet::new(),
             blocked: BTreeSet::new(),
@@ -173,7 +169,8 @@ impl Daemon {
         }
         let now = Instant::now();
         let mut t: Option<Instant> = self.host.poll_timeout().map(|c| self.to_std(c));
-        for d in [self.link.deadline(), self.next_heartbeat] {
+        let heartbeat = self.driver.poll_timeout().map(|c| self.to_std(c));
+        for d in [self.link.deadline(), heartbeat] {
             t = match (t, d) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -289,31 +286,16 @@ impl Daemon {
         }
         if ev.lost {
             self.host.handle_directory_lost(cnow);
-            self.next_heartbeat = None;
+            self.driver.on_directory_lost();
         }
     }
 
     fn on_directory_frame(&mut self, cnow: CoreInstant, frame: FromDirectory) {
-        if let FromDirectory::Welcome {
-            node,
-            cluster,
-            heartbeat_ms,
-            ..
-        } = &frame
+        if let Some(settings) = self
+            .driver
+            .on_directory_frame(cnow, self.host.settings(), &frame)
         {
-            self.heartbeat = Duration::from_millis(u64::from(*heartbeat_ms).max(10));
-            self.next_heartbeat = Some(Instant::now() + self.heartbeat);
-            let s = self.host.settings();
-            self.sequencer
-                .send(ToSequencer::Configure(SequencerSettings {
-                    node: *node,
-                    incarnation: s.incarnation,
-                    cluster: *cluster,
-                    max_datagram_bytes: self.edge.max_datagram_bytes,
-                    tick: self.edge.ack_interval,
-                    retransmit: self.edge.retransmit,
-                    heartbeat: CoreDuration::from_millis(100),
-                }));
+            self.sequencer.send(ToSequencer::Configure(settings));
         }
         let welcomed = matches!(frame, FromDirectory::Welcome { .. });
         self.host.handle_directory(cnow, frame);
@@ -345,12 +327,12 @@ impl Daemon {
         }
         let now = Instant::now();
         self.link.maybe_connect(self.poll.registry(), now);
-        if self.link.state() == LinkState::Up && self.next_heartbeat.is_some_and(|t| t <= now) {
-            self.link
-                .send(&chorus_proto::wire::directory::ToDirectory::Heartbeat);
-            self.next_heartbeat = Some(now + self.heartbeat);
-        }
         let cnow = self.core_now();
+        if self.link.state() == LinkState::Up {
+            if let Some(frame) = self.driver.poll_heartbeat(cnow) {
+                self.link.send(&frame);
+            }
+        }
         if self.host.poll_timeout().is_some_and(|t| t <= cnow) {
             self.host.handle_timeout(cnow);
         }
@@ -501,6 +483,7 @@ impl Daemon {
         if !link_still_up(&mut self.link, self.poll.registry()) {
             let cnow = self.core_now();
             self.host.handle_directory_lost(cnow);
+            self.driver.on_directory_lost();
         }
         for id in close {
             self.close_session(id);

@@ -155,9 +155,6 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<
     let edge = io::EdgeSettings {
         interface: cfg.interface,
         session_queue_bytes: t.session_queue_bytes,
-        max_datagram_bytes: t.max_datagram_bytes,
-        retransmit: CoreDuration::from_millis(t.retransmit_ms),
-        ack_interval: CoreDuration::from_millis(t.ack_interval_ms),
     };
     let mut daemon = io::Daemon::new(
         host,

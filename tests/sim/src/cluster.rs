@@ -17,7 +17,7 @@ use chorus_proto::directory::ConnId;
 use chorus_proto::host::{MulticastChange, SessionId};
 use chorus_proto::order::sequencer::SequencerInput;
 use chorus_proto::wire::directory::{FromDirectory, ToDirectory};
-use chorus_proto::{Duration, GroupId};
+use chorus_proto::GroupId;
 use std::collections::BTreeMap;
 
 /// Incarnation of every node's first run (a restart adds one).
@@ -234,12 +234,8 @@ impl Sim {
             seq.handle_timeout(now);
             self.flush_sequencer(i);
         }
-        let n = &mut self.nodes[i];
-        if let (Some(t), Some(hb)) = (n.next_heartbeat, n.heartbeat) {
-            if t <= now {
-                n.next_heartbeat = Some(t + hb);
-                self.send_to_dir(i, ToDirectory::Heartbeat);
-            }
+        if let Some(frame) = self.nodes[i].driver.poll_heartbeat(now) {
+            self.send_to_dir(i, frame);
         }
     }
 
@@ -278,8 +274,7 @@ impl Sim {
                         ));
                     }
                     n.conn = None;
-                    n.heartbeat = None;
-                    n.next_heartbeat = None;
+                    n.driver.on_directory_lost();
                     n.host.handle_directory_lost(instant(self.s.now));
                     self.drain_host(node);
                 }
@@ -399,17 +394,8 @@ impl Sim {
             self.tr
                 .line(format_args!("h{node} <- dir {}", short_from_dir(&frame)));
         }
-        if let FromDirectory::Welcome {
-            node: id,
-            cluster,
-            heartbeat_ms,
-            ..
-        } = &frame
-        {
-            let hb = Duration::from_millis(u64::from(*heartbeat_ms).max(10));
-            n.heartbeat = Some(hb);
-            n.next_heartbeat = Some(now + hb);
-            n.start_sequencer(*id, *cluster);
+        if let Some(settings) = n.driver.on_directory_frame(now, n.host.settings(), &frame) {
+            n.start_sequencer(settings);
         }
         n.host.handle_directory(now, frame);
         self.drain_host(node);
@@ -624,8 +610,7 @@ impl Sim {
             return None;
         }
         let conn = n.conn.take()?;
-        n.heartbeat = None;
-        n.next_heartbeat = None;
+        n.driver.on_directory_lost();
         n.host.handle_directory_lost(instant(self.s.now));
         Some(conn)
     }

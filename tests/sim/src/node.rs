@@ -8,10 +8,11 @@ use crate::plan::HostParams;
 use chorus_proto::directory::ConnId;
 use chorus_proto::host::drive::{self, HostSink};
 use chorus_proto::host::{Host, HostSettings, MulticastChange, SessionId};
+use chorus_proto::node::NodeDriver;
 use chorus_proto::order::sequencer::{Sequencer, SequencerInput, SequencerSettings};
 use chorus_proto::wire::app::FromDaemon;
 use chorus_proto::wire::directory::ToDirectory;
-use chorus_proto::{ClusterId, Duration, Incarnation, Instant, NodeId};
+use chorus_proto::{Duration, Incarnation, Instant};
 use std::net::SocketAddrV4;
 
 /// What a host produced in one drain, in the order drain produced it.
@@ -71,8 +72,8 @@ pub struct Node {
     pub incarnation: u64,
     /// The directory connection in use.
     pub conn: Option<ConnId>,
-    pub heartbeat: Option<Duration>,
-    pub next_heartbeat: Option<Instant>,
+    /// The directory heartbeat schedule, as chorusd keeps it.
+    pub driver: NodeDriver,
     /// Frames on the directory link leave in order: never before this.
     pub dir_up_at: u64,
     pub dir_down_at: u64,
@@ -104,8 +105,7 @@ impl Node {
             alive: true,
             incarnation,
             conn: None,
-            heartbeat: None,
-            next_heartbeat: None,
+            driver: NodeDriver::new(),
             dir_up_at: 0,
             dir_down_at: 0,
             seq_chan_at: 0,
@@ -118,18 +118,9 @@ impl Node {
         drive::drain(&mut self.host, instant(now), &mut self.buf, out);
     }
 
-    /// The sequencer chorusd starts when the directory welcomes it.
-    pub fn start_sequencer(&mut self, node: NodeId, cluster: ClusterId) {
-        let p = &self.params;
-        let settings = SequencerSettings {
-            node,
-            incarnation: Incarnation(self.incarnation),
-            cluster,
-            max_datagram_bytes: p.max_datagram_bytes,
-            tick: Duration::from_millis(p.ack_interval_ms),
-            retransmit: Duration::from_millis(p.retransmit_ms),
-            heartbeat: Duration::from_millis(100),
-        };
+    /// The sequencer chorusd starts when the directory welcomes it, with
+    /// the settings [`NodeDriver::on_directory_frame`] gave.
+    pub fn start_sequencer(&mut self, settings: SequencerSettings) {
         // As chorusd does: a node welcomed again under the same identity
         // keeps its sequencer's state.
         match self.seq.as_mut() {
@@ -153,7 +144,7 @@ impl Node {
         [
             self.host.poll_timeout(),
             self.seq.as_ref().and_then(Sequencer::poll_timeout),
-            self.next_heartbeat,
+            self.driver.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -1,0 +1,198 @@
+//! What every node driver does around the [`Host`](crate::host::Host) and
+//! its sequencer besides feeding them inputs: heartbeat the directory at the
+//! pace its Welcome asks for, and configure the sequencer from the Welcome.
+//! chorusd's IO loop and the simulator both use [`NodeDriver`], so the two
+//! cannot drift apart.
+//!
+//! Sans IO like the rest of the crate: every call carries `now`, the driver
+//! sends what it is handed and wakes by [`NodeDriver::poll_timeout`].
+
+use crate::host::HostSettings;
+use crate::order::sequencer::SequencerSettings;
+use crate::time::{Duration, Instant};
+use crate::wire::directory::{FromDirectory, ToDirectory};
+use crate::{ClusterId, NodeId};
+
+/// How often a sequencer multicasts an empty ORDER for a group it sent
+/// nothing for. Such a heartbeat tells the members where the order ends, so
+/// a member that lost the tail of the order notices the gap and NAKs it
+/// even when the group goes quiet, and it carries the latest `stable`.
+/// Neither the daemon's configuration nor the directory's Welcome carries
+/// it: it is a protocol constant, the same at every node.
+pub const ORDER_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The shortest directory heartbeat interval, whatever a Welcome asks for.
+pub const MIN_DIRECTORY_HEARTBEAT: Duration = Duration::from_millis(10);
+
+/// The settings of the sequencer a node runs once the directory welcomed
+/// it as `node` of `cluster`: the host's incarnation, datagram size, ack
+/// interval (as the sequencer's tick) and retransmission timeout, and
+/// [`ORDER_HEARTBEAT`].
+pub fn sequencer_settings(
+    host: &HostSettings,
+    node: NodeId,
+    cluster: ClusterId,
+) -> SequencerSettings {
+    SequencerSettings {
+        node,
+        incarnation: host.incarnation,
+        cluster,
+        max_datagram_bytes: host.max_datagram_bytes,
+        tick: host.ack_interval,
+        retransmit: host.retransmit,
+        heartbeat: ORDER_HEARTBEAT,
+    }
+}
+
+/// The edge state of one node's link to the directory: the heartbeat
+/// schedule. Heartbeats start at a Welcome and stop when the link is lost.
+#[derive(Debug, Clone, Default)]
+pub struct NodeDriver {
+    /// The interval the last Welcome asked for (at least
+    /// [`MIN_DIRECTORY_HEARTBEAT`]), while the link is up.
+    heartbeat: Option<Duration>,
+    /// When the next heartbeat is due.
+    next_heartbeat: Option<Instant>,
+}
+
+impl NodeDriver {
+    /// A node not yet welcomed: no heartbeats.
+    pub fn new() -> NodeDriver {
+        NodeDriver::default()
+    }
+
+    /// A frame from the directory, before the host gets it. A Welcome
+    /// (re)starts the heartbeats, the first due one interval from `now`, and
+    /// returns the settings to start the sequencer with (or reconfigure it:
+    /// a node welcomed again under the same identity keeps its sequencer's
+    /// state). Other frames change nothing here.
+    pub fn on_directory_frame(
+        &mut self,
+        now: Instant,
+        host: &HostSettings,
+        frame: &FromDirectory,
+    ) -> Option<SequencerSettings> {
+        let FromDirectory::Welcome {
+            node,
+            cluster,
+            heartbeat_ms,
+            ..
+        } = frame
+        else {
+            return None;
+        };
+        let every = Duration::from_millis(u64::from(*heartbeat_ms)).max(MIN_DIRECTORY_HEARTBEAT);
+        self.heartbeat = Some(every);
+        self.next_heartbeat = Some(now + every);
+        Some(sequencer_settings(host, *node, *cluster))
+    }
+
+    /// The directory link is lost (or cut): heartbeats stop until the next
+    /// Welcome.
+    pub fn on_directory_lost(&mut self) {
+        self.heartbeat = None;
+        self.next_heartbeat = None;
+    }
+
+    /// The heartbeat to send to the directory if one is due at `now`. The
+    /// next one is due one interval after this one was, so heartbeats keep
+    /// their pace however late the driver wakes, but never at or before
+    /// `now` (a driver that slept through several sends one, not a burst).
+    pub fn poll_heartbeat(&mut self, now: Instant) -> Option<ToDirectory> {
+        let (due, every) = (self.next_heartbeat?, self.heartbeat?);
+        if due > now {
+            return None;
+        }
+        let next = due + every;
+        self.next_heartbeat = Some(if next <= now { now + every } else { next });
+        Some(ToDirectory::Heartbeat)
+    }
+
+    /// When [`NodeDriver::poll_heartbeat`] has something next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_heartbeat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Incarnation;
+    use std::net::Ipv4Addr;
+
+    fn host() -> HostSettings {
+        HostSettings {
+            node_name: "a".into(),
+            incarnation: Incarnation(7),
+            ip: Ipv4Addr::LOCALHOST,
+            data_port: 1,
+            order_port: 2,
+            max_datagram_bytes: 1400,
+            send_window_messages: 8,
+            receive_window_messages: 8,
+            ack_interval: Duration::from_millis(5),
+            retransmit: Duration::from_millis(30),
+            directory_label: String::new(),
+            version: String::new(),
+        }
+    }
+
+    fn welcome(heartbeat_ms: u32) -> FromDirectory {
+        FromDirectory::Welcome {
+            node: NodeId(3),
+            cluster: ClusterId(9),
+            lease_ms: 1000,
+            heartbeat_ms,
+        }
+    }
+
+    fn ms(ms: u64) -> Instant {
+        Instant::from_micros(ms * 1000)
+    }
+
+    #[test]
+    fn a_welcome_configures_the_sequencer_from_the_host() {
+        let mut d = NodeDriver::new();
+        let s = d
+            .on_directory_frame(ms(0), &host(), &welcome(100))
+            .expect("settings");
+        assert_eq!(s.node, NodeId(3));
+        assert_eq!(s.incarnation, Incarnation(7));
+        assert_eq!(s.cluster, ClusterId(9));
+        assert_eq!(s.max_datagram_bytes, 1400);
+        assert_eq!(s.tick, Duration::from_millis(5));
+        assert_eq!(s.retransmit, Duration::from_millis(30));
+        assert_eq!(s.heartbeat, ORDER_HEARTBEAT);
+        let other = FromDirectory::GroupEnded {
+            group: crate::GroupId(1),
+        };
+        assert!(d.on_directory_frame(ms(0), &host(), &other).is_none());
+    }
+
+    #[test]
+    fn heartbeats_keep_their_pace_from_the_welcome_until_the_link_is_lost() {
+        let mut d = NodeDriver::new();
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.poll_heartbeat(ms(1000)), None);
+        d.on_directory_frame(ms(10), &host(), &welcome(100));
+        assert_eq!(d.poll_timeout(), Some(ms(110)));
+        assert_eq!(d.poll_heartbeat(ms(109)), None);
+        // Woken late: the next one is still due on the original pace.
+        assert_eq!(d.poll_heartbeat(ms(150)), Some(ToDirectory::Heartbeat));
+        assert_eq!(d.poll_timeout(), Some(ms(210)));
+        assert_eq!(d.poll_heartbeat(ms(150)), None);
+        // Slept through several: one heartbeat, the next one interval on.
+        assert_eq!(d.poll_heartbeat(ms(500)), Some(ToDirectory::Heartbeat));
+        assert_eq!(d.poll_timeout(), Some(ms(600)));
+        d.on_directory_lost();
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(d.poll_heartbeat(ms(1000)), None);
+    }
+
+    #[test]
+    fn the_heartbeat_interval_has_a_floor() {
+        let mut d = NodeDriver::new();
+        d.on_directory_frame(ms(0), &host(), &welcome(1));
+        assert_eq!(d.poll_timeout(), Some(ms(10)));
+    }
+}
