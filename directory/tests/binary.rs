@@ -162,7 +162,7 @@ fn group_names(addr: SocketAddr, node: &str) -> Vec<String> {
         ip: Ipv4Addr::LOCALHOST,
         data_port: 1,
         order_port: 2,
-        previous: chorus_proto::NodeId(0),
+        previous: None,
     };
     write_frame(&mut out, |b| hello.encode(b));
     write_frame(&mut out, |b| {
@@ -265,7 +265,7 @@ fn a_restarted_binary_takes_back_the_groups_its_daemons_report() {
     write(&file, &VALID.replace("lease_ms = 60000", "lease_ms = 400"));
     let (first, _lines, addr) = serve(&file, "127.0.0.1:0");
     let mut a = common::FakeDaemon::connect(addr, "a", 7);
-    let node = a.hello(chorus_proto::NodeId(0));
+    let node = a.hello(None);
     a.join("chat", 1, "x");
     let before = a.view();
     signal(&first, "-TERM");

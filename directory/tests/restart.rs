@@ -45,9 +45,9 @@ fn daemons_keep_their_ids_and_the_group_goes_on_after_a_directory_restart() {
     let mut a = FakeDaemon::connect(addr, "a", 1);
     // A fresh Hello waits out the new directory's grace period (a lease):
     // b connects once a is in, so that its own Hello is not late.
-    let node_a = a.hello(NodeId(0));
+    let node_a = a.hello(None);
     let mut b = FakeDaemon::connect(addr, "b", 1);
-    let node_b = b.hello(NodeId(0));
+    let node_b = b.hello(None);
     a.join("chat", 1, "x");
     a.view();
     b.join("chat", 1, "y");
@@ -103,9 +103,9 @@ fn a_daemon_back_within_its_lease_keeps_its_id_without_a_view_change() {
     let mut a = FakeDaemon::connect(addr, "a", 1);
     // A fresh Hello waits out the new directory's grace period (a lease):
     // b connects once a is in, so that its own Hello is not late.
-    let node_a = a.hello(NodeId(0));
+    let node_a = a.hello(None);
     let mut b = FakeDaemon::connect(addr, "b", 1);
-    b.hello(NodeId(0));
+    b.hello(None);
     a.join("chat", 1, "x");
     a.view();
     b.join("chat", 1, "y");
@@ -142,9 +142,9 @@ fn a_dropped_link_ends_the_node_after_a_fifth_of_its_lease() {
     let mut a = FakeDaemon::connect(addr, "a", 1);
     // A fresh Hello waits out the new directory's grace period (a lease):
     // b connects once a is in, so that its own Hello is not late.
-    let node_a = a.hello(NodeId(0));
+    let node_a = a.hello(None);
     let mut b = FakeDaemon::connect(addr, "b", 1);
-    b.hello(NodeId(0));
+    b.hello(None);
     a.join("chat", 1, "x");
     a.view();
     b.join("chat", 1, "y");
@@ -169,7 +169,7 @@ fn the_old_link_gets_no_frame_after_the_takeover() {
         .expect("spawn");
     let addr = server.local_addr();
     let mut a = FakeDaemon::connect(addr, "a", 1);
-    let node_a = a.hello(NodeId(0));
+    let node_a = a.hello(None);
     let mut a2 = FakeDaemon::connect(addr, "a", 1);
     assert_eq!(a2.hello(node_a), node_a);
     match a.recv() {

@@ -73,7 +73,7 @@ impl Client {
             ip: Ipv4Addr::LOCALHOST,
             data_port: 7401,
             order_port: 7402,
-            previous: chorus_proto::NodeId(0),
+            previous: None,
         });
         match self.recv() {
             Some(FromDirectory::Welcome {
@@ -178,7 +178,7 @@ fn a_refused_hello_gets_its_reason_before_the_close() {
         ip: Ipv4Addr::LOCALHOST,
         data_port: 1,
         order_port: 2,
-        previous: chorus_proto::NodeId(0),
+        previous: None,
     });
     assert!(matches!(
         nameless.recv(),

@@ -97,15 +97,15 @@ impl FakeDaemon {
         self.recv_within(WAIT)
     }
 
-    /// Says Hello (asking for `previous`, 0: none) and returns the Welcome's id.
-    pub fn hello(&mut self, previous: NodeId) -> NodeId {
+    /// Says Hello (asking for `previous`, if any) and returns the Welcome's id.
+    pub fn hello(&mut self, previous: impl Into<Option<NodeId>>) -> NodeId {
         self.send(&ToDirectory::Hello {
             name: self.name.clone(),
             incarnation: self.incarnation,
             ip: Ipv4Addr::LOCALHOST,
             data_port: 7401,
             order_port: 7402,
-            previous,
+            previous: previous.into(),
         });
         match self.recv() {
             Some(FromDirectory::Welcome { node, .. }) => node,

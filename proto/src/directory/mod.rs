@@ -398,7 +398,7 @@ impl Directory {
 
     /// Registers the node that said Hello on `conn`, rebinds it, or
     /// refuses it.
-    fn hello(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: NodeId) {
+    fn hello(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: Option<NodeId>) {
         if info.name.is_empty() {
             return self.refuse(conn, "empty node name".into());
         }
@@ -414,7 +414,7 @@ impl Directory {
             );
             self.end_node(old.0, "replaced by a new incarnation", true);
         }
-        if previous.0 == 0 && self.in_grace(now) {
+        if previous.is_none() && self.in_grace(now) {
             return self.hold_hello(conn, info);
         }
         self.register(now, conn, info, previous);
@@ -422,7 +422,7 @@ impl Directory {
 
     /// Registers a node under a fresh id, or the `previous` one it asks for
     /// if free, and welcomes it.
-    fn register(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: NodeId) {
+    fn register(&mut self, now: Instant, conn: ConnId, info: NodeInfo, previous: Option<NodeId>) {
         if self.registry.node_count() >= NODES_MAX {
             return self.refuse(conn, format!("directory full ({NODES_MAX} nodes)"));
         }
@@ -433,16 +433,17 @@ impl Directory {
         else {
             return self.refuse(conn, "node ids exhausted".into());
         };
-        if previous.0 == 0 {
-            log::info!("node `{name}` registered as {node} ({conn})");
-        } else {
-            // Only a directory that restarted meets a node it does not
-            // know asking for its id: nodes are about to resume groups.
-            self.restart_seen = true;
-            if previous == node {
-                log::info!("node `{name}` registered again as {node} ({conn})");
-            } else {
-                log::info!("node `{name}` asked for id {previous}, which is taken or retired; registered as {node} ({conn})");
+        match previous {
+            None => log::info!("node `{name}` registered as {node} ({conn})"),
+            Some(previous) => {
+                // Only a directory that restarted meets a node it does not
+                // know asking for its id: nodes are about to resume groups.
+                self.restart_seen = true;
+                if previous == node {
+                    log::info!("node `{name}` registered again as {node} ({conn})");
+                } else {
+                    log::info!("node `{name}` asked for id {previous}, which is taken or retired; registered as {node} ({conn})");
+                }
             }
         }
         self.welcome(conn, node);

@@ -139,14 +139,14 @@ impl Registry {
             .map(|e| &e.info)
     }
 
-    /// The id a node asking for `requested` (0: nothing) would get: that id
-    /// if nobody holds it and it is not retired, else a fresh one. None
+    /// The id a node asking for `requested` (if anything) would get: that
+    /// id if nobody holds it and it is not retired, else a fresh one. None
     /// when ids are exhausted.
-    pub(super) fn grant(&self, requested: NodeId) -> Option<NodeId> {
-        let free =
-            requested.0 != 0 && !self.nodes.contains_key(&requested) && !self.is_retired(requested);
-        if free {
-            return Some(requested);
+    pub(super) fn grant(&self, requested: Option<NodeId>) -> Option<NodeId> {
+        let free = requested
+            .filter(|&id| id.0 != 0 && !self.nodes.contains_key(&id) && !self.is_retired(id));
+        if free.is_some() {
+            return free;
         }
         self.last_node.checked_add(1).map(NodeId)
     }
@@ -172,7 +172,7 @@ impl Registry {
         mut info: NodeInfo,
         lease: Duration,
         now: Instant,
-        requested: NodeId,
+        requested: Option<NodeId>,
     ) -> Option<NodeId> {
         let id = self.grant(requested)?;
         if self.by_name.contains_key(&info.name) {
@@ -349,7 +349,6 @@ mod tests {
     }
 
     const LEASE: Duration = Duration::from_millis(100);
-    const NONE: NodeId = NodeId(0);
 
     #[test]
     fn ids_count_up_and_are_never_reused() {
@@ -357,14 +356,14 @@ mod tests {
         assert!(r.connect(ConnId(1), at(100)));
         assert!(!r.connect(ConnId(1), at(100)));
         assert_eq!(
-            r.register(ConnId(1), info("a"), LEASE, at(0), NONE),
+            r.register(ConnId(1), info("a"), LEASE, at(0), None),
             Some(NodeId(1))
         );
         assert!(r.remove_node(NodeId(1)).is_some());
         assert!(r.connect(ConnId(2), at(100)));
         // Asking for the retired id gets a fresh one.
         assert_eq!(
-            r.register(ConnId(2), info("a"), LEASE, at(0), NodeId(1)),
+            r.register(ConnId(2), info("a"), LEASE, at(0), Some(NodeId(1))),
             Some(NodeId(2))
         );
         assert_eq!(r.by_name("a").map(|i| i.node), Some(NodeId(2)));
@@ -380,22 +379,22 @@ mod tests {
         r.connect(ConnId(3), at(100));
         r.connect(ConnId(4), at(100));
         assert_eq!(
-            r.register(ConnId(1), info("a"), LEASE, at(0), NodeId(7)),
+            r.register(ConnId(1), info("a"), LEASE, at(0), Some(NodeId(7))),
             Some(NodeId(7))
         );
         // Held by a: a fresh id, above 7.
         assert_eq!(
-            r.register(ConnId(2), info("b"), LEASE, at(0), NodeId(7)),
+            r.register(ConnId(2), info("b"), LEASE, at(0), Some(NodeId(7))),
             Some(NodeId(8))
         );
         // A lower free id is granted; fresh ids stay above every grant.
         assert_eq!(
-            r.register(ConnId(3), info("c"), LEASE, at(0), NodeId(3)),
+            r.register(ConnId(3), info("c"), LEASE, at(0), Some(NodeId(3))),
             Some(NodeId(3))
         );
         r.reserve(NodeId(20));
         assert_eq!(
-            r.register(ConnId(4), info("d"), LEASE, at(0), NONE),
+            r.register(ConnId(4), info("d"), LEASE, at(0), None),
             Some(NodeId(21))
         );
     }
@@ -406,7 +405,7 @@ mod tests {
         r.connect(ConnId(1), at(50));
         assert_eq!(r.next_deadline(), Some(at(50)));
         let a = r
-            .register(ConnId(1), info("a"), LEASE, at(10), NONE)
+            .register(ConnId(1), info("a"), LEASE, at(10), None)
             .expect("registered");
         assert_eq!(r.next_deadline(), Some(at(110)));
         r.renew(a, at(80));

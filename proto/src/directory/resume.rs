@@ -473,7 +473,7 @@ impl Directory {
         self.grace_over = true;
         for (conn, info) in std::mem::take(&mut self.held_hellos) {
             if self.registry.conn_state(conn) == Some(ConnState::AwaitingHello) {
-                self.register(now, conn, info, NodeId(0));
+                self.register(now, conn, info, None);
             }
         }
         let held = std::mem::take(&mut self.held);

@@ -22,7 +22,7 @@ impl Host {
             ip: self.s.ip,
             data_port: self.s.data_port,
             order_port: self.s.order_port,
-            previous: self.node.unwrap_or_default(),
+            previous: self.node,
         });
     }
 

@@ -81,10 +81,10 @@ pub enum ToDirectory {
         ip: Ipv4Addr,
         data_port: u16,
         order_port: u16,
-        /// The id this node had before its link dropped (0: none). After a
+        /// The id this node had before its link dropped, if any. After a
         /// directory restart the node asks to keep it, so the groups' streams
-        /// keep their names. Encoded last, as u32.
-        previous: NodeId,
+        /// keep their names. Encoded last, as u32 (0: none).
+        previous: Option<NodeId>,
     },
     /// Liveness, renews the lease. kind 2: no fields.
     Heartbeat,
@@ -286,7 +286,7 @@ impl ToDirectory {
                 put_ip(out, *ip);
                 out.put_u16(*data_port);
                 out.put_u16(*order_port);
-                out.put_u32(previous.0);
+                out.put_u32(previous.map_or(0, |n| n.0));
             }
             ToDirectory::Heartbeat => put_header(out, KIND_HEARTBEAT),
             ToDirectory::Join {
@@ -353,7 +353,7 @@ impl ToDirectory {
                 ip: read_ip(&mut r)?,
                 data_port: r.u16()?,
                 order_port: r.u16()?,
-                previous: NodeId(r.u32()?),
+                previous: Some(NodeId(r.u32()?)).filter(|n| n.0 != 0),
             },
             KIND_HEARTBEAT => ToDirectory::Heartbeat,
             KIND_JOIN => decode_join(&mut r)?,
@@ -681,7 +681,7 @@ mod tests {
                         ip,
                         data_port,
                         order_port,
-                        previous: NodeId(previous),
+                        previous: Some(NodeId(previous)).filter(|n| n.0 != 0),
                     }
                 }),
             (
@@ -840,7 +840,7 @@ mod tests {
             ip: Ipv4Addr::new(10, 0, 0, 2),
             data_port: 7401,
             order_port: 7402,
-            previous: NodeId(3),
+            previous: Some(NodeId(3)),
         };
         let mut want = vec![
             0xC0, 0xC5, 1, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,

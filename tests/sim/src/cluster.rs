@@ -654,6 +654,19 @@ impl Sim {
 fn short_to_dir(f: &ToDirectory) -> String {
     match f {
         ToDirectory::Heartbeat => "Heartbeat".to_owned(),
+        // Written as it was when `previous` was a NodeId with 0 for none,
+        // so that traces stay comparable across that change.
+        ToDirectory::Hello {
+            name,
+            incarnation,
+            ip,
+            data_port,
+            order_port,
+            previous,
+        } => format!(
+            "Hello {{ name: {name:?}, incarnation: {incarnation:?}, ip: {ip:?}, data_port: {data_port}, order_port: {order_port}, previous: NodeId({}) }}",
+            previous.map_or(0, |n| n.0)
+        ),
         ToDirectory::PastView(v) => format!("PastView {}", short_view(v)),
         other => format!("{other:?}"),
     }

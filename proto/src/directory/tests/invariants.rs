@@ -59,7 +59,10 @@ fn resume() -> impl Strategy<Value = ToDirectory> {
 fn frame() -> impl Strategy<Value = ToDirectory> {
     prop_oneof![
         1 => (0..NAMES.len(), 1u64..3, 0u32..7)
-            .prop_map(|(n, inc, prev)| Script::hello_again(NAMES[n], inc, NodeId(prev))),
+            .prop_map(|(n, inc, prev)| {
+                let prev = Some(NodeId(prev)).filter(|p| p.0 != 0);
+                Script::hello_again(NAMES[n], inc, prev)
+            }),
         3 => resume(),
         1 => Just(ToDirectory::Heartbeat),
         8 => (0..GROUPS.len(), 1u32..4, 0..2usize, 0..5u8).prop_map(|(g, m, n, who)| {

@@ -78,29 +78,35 @@ impl Script {
     }
 
     fn hello_frame(name: &str, inc: u64) -> ToDirectory {
-        Self::hello_again(name, inc, NodeId(0))
+        Self::hello_again(name, inc, None)
     }
 
     /// A Hello from a daemon that had id `previous` before its link dropped.
-    fn hello_again(name: &str, inc: u64, previous: NodeId) -> ToDirectory {
+    fn hello_again(name: &str, inc: u64, previous: impl Into<Option<NodeId>>) -> ToDirectory {
         ToDirectory::Hello {
             name: name.into(),
             incarnation: Incarnation(inc),
             ip: Ipv4Addr::new(127, 0, 0, 1),
             data_port: 7401,
             order_port: 7402,
-            previous,
+            previous: previous.into(),
         }
     }
 
     /// Connects `conn`, says Hello, and returns the node id from the Welcome.
     fn node(&mut self, conn: u64, name: &str, inc: u64) -> NodeId {
-        self.node_again(conn, name, inc, NodeId(0))
+        self.node_again(conn, name, inc, None)
     }
 
     /// Connects `conn`, says Hello asking for `previous`, and returns the
     /// node id from the Welcome (the only frame expected).
-    fn node_again(&mut self, conn: u64, name: &str, inc: u64, previous: NodeId) -> NodeId {
+    fn node_again(
+        &mut self,
+        conn: u64,
+        name: &str,
+        inc: u64,
+        previous: impl Into<Option<NodeId>>,
+    ) -> NodeId {
         self.d.handle_connect(self.now, ConnId(conn));
         self.frame(conn, Self::hello_again(name, inc, previous));
         match self.output().as_slice() {
