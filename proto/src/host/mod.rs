@@ -170,7 +170,8 @@ impl Host {
         &self.s
     }
 
-    /// Plants test-only bugs (the simulator's checks of its checkers).
+    /// Plants test-only bugs (the simulator's checks of its checkers); inert
+    /// in builds without the `planted` feature (see [`planted`]).
     #[doc(hidden)]
     pub fn plant(&mut self, planted: planted::Planted) {
         self.planted = planted;
@@ -247,7 +248,7 @@ impl Host {
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
                 if Some(n.sender) == self.node && n.sender_incarnation == self.s.incarnation {
                     self.answer_nak(now, gid, dest, &n.ranges);
-                } else if let (Some(packer), false) = (packer, self.planted.no_retransmit) {
+                } else if let (Some(packer), false) = (packer, self.planted.no_retransmit()) {
                     let key = StreamKey {
                         node: n.sender,
                         incarnation: n.sender_incarnation,
@@ -299,7 +300,7 @@ impl Host {
         let Some(g) = self.groups.get_mut(&gid) else {
             return;
         };
-        if self.planted.no_retransmit {
+        if self.planted.no_retransmit() {
             return;
         }
         for &(lo, hi) in ranges {
@@ -433,7 +434,7 @@ impl Host {
             // Arrivals are reported as news comes in; once a tick too, so
             // that a held run no event pointed at is still ordered.
             g.report_arrivals();
-            let due = if self.planted.no_retransmit {
+            let due = if self.planted.no_retransmit() {
                 Vec::new()
             } else {
                 g.send.due_for_retransmit(now, self.s.retransmit)

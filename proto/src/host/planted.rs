@@ -1,6 +1,10 @@
 //! Bugs planted on purpose, so that the simulator (chorus-sim) can show its
 //! checkers catch them. Every switch is off by default and nothing but the
 //! simulator's tests turns one on ([`super::Host::plant`]).
+//!
+//! The switches act only in builds with the `planted` feature, which only
+//! the simulator's tests enable (a dev-dependency): in any other build they
+//! read as off, and the code they guard is compiled out.
 
 /// Test-only switches that break the protocol in one known way each.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -11,4 +15,19 @@ pub struct Planted {
     /// Receive streams forget what they delivered: a late copy of a
     /// delivered message is held again as if new.
     pub no_duplicate_suppression: bool,
+}
+
+impl Planted {
+    /// True when this build can plant bugs at all (the `planted` feature).
+    pub const AVAILABLE: bool = cfg!(feature = "planted");
+
+    /// The `no_retransmit` switch, as this build honours it.
+    pub fn no_retransmit(self) -> bool {
+        Self::AVAILABLE && self.no_retransmit
+    }
+
+    /// The `no_duplicate_suppression` switch, as this build honours it.
+    pub fn no_duplicate_suppression(self) -> bool {
+        Self::AVAILABLE && self.no_duplicate_suppression
+    }
 }

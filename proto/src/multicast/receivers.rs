@@ -64,7 +64,7 @@ impl Receivers {
         let forget = self.forget_delivered;
         self.streams.entry(key).or_insert_with(|| {
             let mut r = RecvStream::new(window);
-            r.forget_delivered = forget;
+            r.plant_forget_delivered(forget);
             r
         })
     }

@@ -41,7 +41,8 @@ pub struct RecvStream {
     pub reported: SenderSeq,
     /// Planted bug (tests only): a late copy of a delivered message is held
     /// again as the next to deliver.
-    pub forget_delivered: bool,
+    #[cfg(feature = "planted")]
+    forget_delivered: bool,
     /// Positions up to here are held even past the window (a new sequencer
     /// catching up to its flush cut; see `OrderLog::reach_through`).
     reach: SenderSeq,
@@ -57,6 +58,7 @@ impl RecvStream {
             window: window.max(1),
             highest_needed: SenderSeq(0),
             reported: SenderSeq(0),
+            #[cfg(feature = "planted")]
             forget_delivered: false,
             reach: SenderSeq(0),
         }
@@ -103,12 +105,30 @@ impl RecvStream {
         self.base = None;
     }
 
+    /// Plants the bug that forgets delivered messages (see
+    /// `host::planted`); a no-op in builds without the `planted` feature.
+    pub fn plant_forget_delivered(&mut self, on: bool) {
+        #[cfg(feature = "planted")]
+        {
+            self.forget_delivered = on;
+        }
+        #[cfg(not(feature = "planted"))]
+        let _ = on;
+    }
+
+    fn forgets_delivered(&self) -> bool {
+        #[cfg(feature = "planted")]
+        return self.forget_delivered;
+        #[cfg(not(feature = "planted"))]
+        false
+    }
+
     /// Offers a received message.
     pub fn offer(&mut self, seq: SenderSeq, msg: Held) -> Accept {
         if self.base.is_none() && self.slots.is_empty() {
             self.origin = seq;
         }
-        if seq < self.origin && self.forget_delivered && self.base.is_some_and(|b| seq >= b) {
+        if seq < self.origin && self.forgets_delivered() && self.base.is_some_and(|b| seq >= b) {
             for _ in seq.0..self.origin.0 {
                 self.slots.push_front(None);
             }

@@ -48,7 +48,14 @@ const DONE_PROBE_STEPS: u64 = 512;
 
 /// The command that replays `seed` with its trace.
 pub fn replay_command(seed: u64, opts: &Options) -> String {
-    let mut cmd = format!("cargo run --release -p chorus-sim --bin sim -- --seed {seed} --trace");
+    // Planted bugs exist only in builds with proto's `planted` feature.
+    let features = if opts.planted != crate::Planted::default() {
+        " --features chorus-proto/planted"
+    } else {
+        ""
+    };
+    let mut cmd =
+        format!("cargo run --release -p chorus-sim{features} --bin sim -- --seed {seed} --trace");
     if opts.process_faults {
         cmd.push_str(" --process-faults");
     }

@@ -114,7 +114,7 @@ impl GroupState {
                 me,
                 limits.receive_window,
                 limits.send_window,
-                limits.planted.no_duplicate_suppression,
+                limits.planted.no_duplicate_suppression(),
             ),
             order: Deliverer::new(v.view, limits.receive_window),
             flush: None,

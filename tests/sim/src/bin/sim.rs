@@ -70,6 +70,12 @@ fn parse_args() -> Option<Args> {
             _ => return None,
         }
     }
+    if a.opts.planted != chorus_sim::Planted::default()
+        && !chorus_proto::host::planted::Planted::AVAILABLE
+    {
+        eprintln!("sim: --plant needs a build with the planted bugs: cargo run --release -p chorus-sim --features chorus-proto/planted --bin sim -- ...");
+        return None;
+    }
     if let Some(text) = a.regressions.take() {
         a.seeds
             .extend(parse_seeds_file_for(&text, a.opts.process_faults));
