@@ -2,7 +2,11 @@
 //!
 //! It owns the daemon's sessions (local apps) and their members, every group
 //! this node takes part in ([`group::GroupState`]), and the conversation with
-//! the directory. It never touches a socket or a clock.
+//! the directory. It never touches a socket or a clock. It is a router: each
+//! input goes to the group's handlers, which append what they want done to
+//! the group's ordered list of [`group::Command`]s; the host carries those
+//! out into its output queues (`Host::route`) right after each call, so the
+//! queues keep the order in which the handlers asked.
 //!
 //! # Driver call order
 //! The daemon's IO thread and the simulator drive a [`Host`] the same way:
@@ -17,7 +21,11 @@
 //!    multicast groups before sending to them), [`Host::poll_transmit`],
 //!    [`Host::poll_sequencer`], [`Host::poll_directory`], [`Host::poll_app`],
 //!    [`Host::poll_close_session`].
-//! 3. Sleep until [`Host::poll_timeout`] or the next input.
+//! 3. Sleep until [`Host::poll_timeout`] (the earliest deadline of the
+//!    host's timer table) or the next input.
+//!
+//! What a driver does besides (heartbeats to the directory, the sequencer's
+//! settings from the Welcome) is in [`crate::node`].
 //!
 //! Draining after a batch rather than after each input is what batches many
 //! small messages into one datagram.
