@@ -230,6 +230,7 @@ impl Daemon {
         if !self.host.is_drained() {
             log::warn!("stopping with messages not yet stable at every member");
         }
+        log::info!("stopping; counters: {:?}", self.host.stats());
         let now = self.core_now();
         self.host.shutdown(now);
         self.drain_outputs();

@@ -137,6 +137,9 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<
         receive_window_messages: t.receive_window_messages,
         ack_interval: CoreDuration::from_millis(t.ack_interval_ms),
         retransmit: CoreDuration::from_millis(t.retransmit_ms),
+        // What the group sockets can buffer: the kernel counts about twice
+        // a datagram's payload against the buffer, so half of it.
+        flow_budget_bytes: sockets::SOCKET_BUFFER_BYTES / 2,
         directory_label: cfg
             .directory
             .iter()

@@ -9,7 +9,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 /// Kernel buffer size asked for: bursts of small datagrams must not overflow.
-const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 fn udp() -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;

@@ -197,6 +197,7 @@ fuzz_target!(|data: &[u8]| {
         receive_window_messages: 16,
         ack_interval: Duration::from_millis(2),
         retransmit: Duration::from_millis(5),
+        flow_budget_bytes: 64 << 10,
         directory_label: String::new(),
         version: "fuzz".into(),
     });

@@ -132,6 +132,7 @@ mod tests {
             receive_window_messages: 8,
             ack_interval: Duration::from_millis(5),
             retransmit: Duration::from_millis(30),
+            flow_budget_bytes: 1 << 20,
             directory_label: String::new(),
             version: String::new(),
         }

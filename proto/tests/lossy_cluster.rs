@@ -61,6 +61,7 @@ impl Net {
                     receive_window_messages: 256,
                     ack_interval: Duration::from_millis(5),
                     retransmit: Duration::from_millis(30),
+                    flow_budget_bytes: 1 << 20,
                     directory_label: String::new(),
                     version: "test".into(),
                 })

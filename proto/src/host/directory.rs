@@ -13,6 +13,10 @@ use crate::SenderSeq;
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
 
+/// How often a member repeats an unchanged ORDER_ACK, so that a sequencer
+/// that restarted or took over relearns where the member is.
+const ACK_REFRESH: Duration = Duration::from_millis(200);
+
 impl Host {
     /// The link to the directory is up: say hello.
     pub fn handle_directory_connected(&mut self, _now: Instant) {
@@ -149,7 +153,9 @@ impl Host {
             send_window: self.s.send_window_messages,
             receive_window: self.s.receive_window_messages,
             retransmit: self.s.retransmit,
-            ack_refresh: Duration::from_millis(200),
+            ack_refresh: ACK_REFRESH,
+            flow_budget_bytes: self.s.flow_budget_bytes,
+            max_datagram_bytes: self.s.max_datagram_bytes,
             planted: self.planted,
         };
         let start = self

@@ -71,6 +71,10 @@ pub struct HostSettings {
     pub receive_window_messages: usize,
     pub ack_interval: Duration,
     pub retransmit: Duration,
+    /// Bytes the receivers can buffer for one group (about half the kernel
+    /// receive buffer: it also holds the kernel's per-datagram overhead);
+    /// each sender's flow window is its share (see `multicast::flow`).
+    pub flow_budget_bytes: usize,
     /// Shown by `chorusctl status` while no directory link is up (the
     /// configured addresses).
     pub directory_label: String,
@@ -92,7 +96,15 @@ pub struct HostStats {
     pub messages_accepted: u64,
     pub messages_delivered: u64,
     pub naks_sent: u64,
+    /// NAKs for our own stream (each a loss signal to flow control).
+    pub naks_received: u64,
+    /// DATA datagrams sent again: answers to NAKs, repairs of departed
+    /// senders' messages, and tail probes.
     pub retransmits: u64,
+    /// Tail probes sent (our last message unordered for a while).
+    pub tail_probes: u64,
+    /// Times a loss halved a flow window.
+    pub window_decreases: u64,
 }
 
 /// The daemon's protocol state.
@@ -255,6 +267,11 @@ impl Host {
                     .get(&n.from)
                     .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
                 if Some(n.sender) == self.node && n.sender_incarnation == self.s.incarnation {
+                    // Our stream lost datagrams somewhere: slow down.
+                    self.stats.naks_received += 1;
+                    if g.on_loss_signal(now) {
+                        self.stats.window_decreases += 1;
+                    }
                     self.answer_nak(now, gid, dest, &n.ranges);
                 } else if let (Some(packer), false) = (packer, self.planted.no_retransmit()) {
                     let key = StreamKey {
@@ -442,17 +459,20 @@ impl Host {
             // Arrivals are reported as news comes in; once a tick too, so
             // that a held run no event pointed at is still ordered.
             g.report_arrivals();
-            let due = if self.planted.no_retransmit() {
-                Vec::new()
+            let probe = if self.planted.no_retransmit() {
+                None
             } else {
-                g.send.due_for_retransmit(now, self.s.retransmit)
+                g.send.tail_probe_due(now, self.s.retransmit)
             };
-            if let (Some(packer), Some(&first)) = (packer, due.first()) {
-                // Resend the run from the first message the sequencer lacks.
-                let last = due.last().copied().unwrap_or(first);
+            if let (Some(packer), Some(last)) = (packer, probe) {
+                // The sequencer has not ordered our last message for a
+                // while: resend it, so every receiver sees where the stream
+                // ends and NAKs what it lacks before it. Not a loss signal:
+                // a busy sequencer is as likely as a lost tail.
                 self.stats.retransmits += 1;
+                self.stats.tail_probes += 1;
                 let dest = g.views.address;
-                g.pack_data(now, packer, (first, last), dest, &mut self.pool);
+                g.pack_data(now, packer, (last, last), dest, &mut self.pool);
             }
             g.tick(now);
             // A member whose join is still pending counts too: detaching
@@ -576,7 +596,7 @@ impl Host {
             let Some(g) = self.groups.get_mut(&gid) else {
                 continue;
             };
-            if let Some(range) = g.send.sendable() {
+            if let Some(range) = g.sendable() {
                 let dest = g.views.address;
                 g.pack_data(now, packer, range, dest, &mut self.pool);
                 self.route(gid);

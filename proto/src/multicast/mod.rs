@@ -7,6 +7,7 @@
 //! keep every message until the sequencer announces it stable (held by every
 //! member) and retransmit what the sequencer has not yet ordered.
 
+pub mod flow;
 pub mod pack;
 pub mod receivers;
 pub mod recv;

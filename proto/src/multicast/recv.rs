@@ -154,6 +154,9 @@ impl RecvStream {
         }
         let i = (seq.0 - self.origin.0) as usize;
         if i >= self.window && seq > self.reach {
+            // Not kept, but known to exist: once the window moves up to it,
+            // it is naked like any gap (the sender probes only its tail).
+            self.highest_needed = self.highest_needed.max(seq);
             return Accept::BeyondWindow;
         }
         while self.slots.len() <= i {
@@ -211,14 +214,17 @@ impl RecvStream {
         SenderSeq(self.origin.0 + n as u64)
     }
 
-    /// Positions known to exist but not held, from the next to deliver on.
+    /// Positions known to exist but not held, from the next to deliver on,
+    /// within the window (what lies beyond could not be kept yet).
     pub fn missing(&self, max: usize) -> Vec<u64> {
         if self.base.is_none() {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let window_last = (self.origin.0 + self.window as u64 - 1).max(self.reach.0);
+        let last = self.highest_needed.0.min(window_last);
         let mut seq = self.origin.0;
-        while seq <= self.highest_needed.0 && out.len() < max {
+        while seq <= last && out.len() < max {
             if !self.holds(SenderSeq(seq)) {
                 out.push(seq);
             }

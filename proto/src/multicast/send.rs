@@ -2,6 +2,7 @@
 
 use crate::ids::{GlobalSeq, MemberId, Order, SenderSeq};
 use crate::time::{Duration, Instant};
+use crate::wire::datagram::DATA_MSG_OVERHEAD_BYTES;
 use std::collections::VecDeque;
 
 /// One accepted message, kept until the group's order declares it stable.
@@ -17,12 +18,20 @@ pub struct OutMsg {
     pub sent_at: Option<Instant>,
 }
 
+impl OutMsg {
+    /// What the message weighs in a DATA datagram (the flow window counts it).
+    pub fn wire_bytes(&self) -> usize {
+        DATA_MSG_OVERHEAD_BYTES + self.sender_name.len().min(255) + self.payload.len()
+    }
+}
+
 /// A sender's stream in one group.
 ///
 /// Messages live in `msgs` from `base` (oldest not yet stable) to
-/// `next_seq - 1`. The first `window` of them may be in flight; the rest wait.
-/// `capacity` bounds what is accepted at all: beyond it the app is not read
-/// (back-pressure), so nothing accepted is ever dropped.
+/// `next_seq - 1`. The first `window` of them may be in flight, and no more
+/// bytes than the flow window the caller gives [`SendStream::sendable`]; the
+/// rest wait. `capacity` bounds what is accepted at all: beyond it the app is
+/// not read (back-pressure), so nothing accepted is ever dropped.
 #[derive(Debug)]
 pub struct SendStream {
     stream_start: SenderSeq,
@@ -31,6 +40,8 @@ pub struct SendStream {
     msgs: VecDeque<OutMsg>,
     window: usize,
     capacity: usize,
+    /// Bytes of the messages sent and not yet stable (`base..next_unsent`).
+    in_flight_bytes: usize,
 }
 
 impl SendStream {
@@ -43,6 +54,7 @@ impl SendStream {
             msgs: VecDeque::new(),
             window: window.max(1),
             capacity: window.max(1) * 2,
+            in_flight_bytes: 0,
         }
     }
 
@@ -102,11 +114,32 @@ impl SendStream {
         self.msgs.get_mut(usize::try_from(i).ok()?)
     }
 
-    /// Positions accepted but never sent that the window allows to send now.
-    pub fn sendable(&self) -> Option<(SenderSeq, SenderSeq)> {
+    /// Positions accepted but never sent that the windows allow to send
+    /// now: at most `window` messages from the oldest unstable one, and at
+    /// most `window_bytes` in flight (sent, not yet stable). A message larger
+    /// than the whole byte window still goes once nothing else is in flight.
+    pub fn sendable(&self, window_bytes: usize) -> Option<(SenderSeq, SenderSeq)> {
         let window_end = self.base.0 + self.window as u64; // exclusive
         let end = window_end.min(self.next_seq().0);
-        (self.next_unsent.0 < end).then(|| (self.next_unsent, SenderSeq(end - 1)))
+        let mut budget = window_bytes.saturating_sub(self.in_flight_bytes);
+        let mut seq = self.next_unsent;
+        while seq.0 < end {
+            let Some(bytes) = self.get(seq).map(OutMsg::wire_bytes) else {
+                break;
+            };
+            let alone = seq == self.next_unsent && self.in_flight_bytes == 0;
+            if bytes > budget && !alone {
+                break;
+            }
+            budget = budget.saturating_sub(bytes);
+            seq = seq.next();
+        }
+        (seq > self.next_unsent).then(|| (self.next_unsent, SenderSeq(seq.0 - 1)))
+    }
+
+    /// Bytes sent and not yet stable.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight_bytes
     }
 
     /// Marks `seq` (re)transmitted at `now`.
@@ -114,8 +147,10 @@ impl SendStream {
         if let Some(m) = self.get_mut(seq) {
             m.sent_at = Some(now);
         }
-        if seq >= self.next_unsent {
-            self.next_unsent = seq.next();
+        while self.next_unsent <= seq {
+            let bytes = self.get(self.next_unsent).map_or(0, OutMsg::wire_bytes);
+            self.in_flight_bytes += bytes;
+            self.next_unsent = self.next_unsent.next();
         }
     }
 
@@ -136,39 +171,39 @@ impl SendStream {
     }
 
     /// Frees every message whose position is at or below `stable`. They form
-    /// a prefix: the sequencer orders a stream in stream order.
+    /// a prefix: the sequencer orders a stream in stream order. Returns the
+    /// bytes freed of those that were in flight.
     pub fn release_stable(&mut self, stable: GlobalSeq) -> usize {
-        let mut n = 0;
+        let mut freed = 0;
         while let Some(m) = self.msgs.front() {
             match m.gseq {
                 Some(g) if g <= stable => {
+                    if self.base < self.next_unsent {
+                        freed += m.wire_bytes();
+                    }
                     self.msgs.pop_front();
                     self.base = self.base.next();
-                    n += 1;
                 }
                 _ => break,
             }
         }
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(freed);
         if self.next_unsent < self.base {
             self.next_unsent = self.base;
         }
-        n
+        freed
     }
 
-    /// Sent messages the sequencer has not ordered and that were last sent
-    /// before `now - rto`: the sequencer may have lost them.
-    pub fn due_for_retransmit(&self, now: Instant, rto: Duration) -> Vec<SenderSeq> {
-        let mut out = Vec::new();
-        for (i, m) in self.msgs.iter().enumerate() {
-            let seq = SenderSeq(self.base.0 + i as u64);
-            if seq >= self.next_unsent {
-                break;
-            }
-            if m.gseq.is_none() && m.sent_at.is_some_and(|t| t + rto <= now) {
-                out.push(seq);
-            }
-        }
-        out
+    /// The tail probe: the last message sent that the sequencer has not
+    /// ordered, if it was last sent before `now - rto`. Receivers NAK any
+    /// gap below the highest message they saw, so only a lost tail needs the
+    /// sender to act; resending that one message (not the whole unordered
+    /// run, which a busy sequencer may simply not have reached yet) shows
+    /// everyone where the stream ends.
+    pub fn tail_probe_due(&self, now: Instant, rto: Duration) -> Option<SenderSeq> {
+        let last = SenderSeq(self.next_unsent.0.checked_sub(1)?);
+        let m = self.get(last)?;
+        (m.gseq.is_none() && m.sent_at.is_some_and(|t| t + rto <= now)).then_some(last)
     }
 }
 
@@ -184,18 +219,39 @@ mod tests {
         s
     }
 
+    const ANY: usize = usize::MAX;
+
     #[test]
     fn window_limits_what_is_sendable() {
         let mut s = stream_with(6);
-        assert_eq!(s.sendable(), Some((SenderSeq(1), SenderSeq(4))));
+        assert_eq!(s.sendable(ANY), Some((SenderSeq(1), SenderSeq(4))));
         for q in 1..=4 {
             s.mark_sent(SenderSeq(q), Instant::ZERO);
         }
-        assert_eq!(s.sendable(), None);
+        assert_eq!(s.sendable(ANY), None);
         s.mark_ordered(SenderSeq(1), GlobalSeq(10));
         s.mark_ordered(SenderSeq(2), GlobalSeq(11));
-        assert_eq!(s.release_stable(GlobalSeq(10)), 1);
-        assert_eq!(s.sendable(), Some((SenderSeq(5), SenderSeq(5))));
+        assert!(s.release_stable(GlobalSeq(10)) > 0);
+        assert_eq!(s.sendable(ANY), Some((SenderSeq(5), SenderSeq(5))));
+    }
+
+    #[test]
+    fn the_byte_window_bounds_what_is_in_flight() {
+        let mut s = stream_with(4);
+        let one = s.get(SenderSeq(1)).map_or(0, OutMsg::wire_bytes);
+        assert_eq!(s.sendable(2 * one), Some((SenderSeq(1), SenderSeq(2))));
+        s.mark_sent(SenderSeq(1), Instant::ZERO);
+        s.mark_sent(SenderSeq(2), Instant::ZERO);
+        assert_eq!(s.in_flight_bytes(), 2 * one);
+        assert_eq!(s.sendable(2 * one), None, "the window is full");
+        s.mark_ordered(SenderSeq(1), GlobalSeq(1));
+        assert_eq!(s.release_stable(GlobalSeq(1)), one);
+        assert_eq!(s.sendable(2 * one), Some((SenderSeq(3), SenderSeq(3))));
+        // A window smaller than one message still lets one go when idle.
+        let mut t = stream_with(1);
+        assert_eq!(t.sendable(1), Some((SenderSeq(1), SenderSeq(1))));
+        t.mark_sent(SenderSeq(1), Instant::ZERO);
+        assert_eq!(t.sendable(1), None);
     }
 
     #[test]
@@ -208,10 +264,16 @@ mod tests {
     #[test]
     fn release_stops_at_first_unordered() {
         let mut s = stream_with(3);
+        for q in 1..=3 {
+            s.mark_sent(SenderSeq(q), Instant::ZERO);
+        }
+        let one = s.get(SenderSeq(1)).map_or(0, OutMsg::wire_bytes);
         s.mark_ordered(SenderSeq(2), GlobalSeq(5));
         assert_eq!(s.release_stable(GlobalSeq(100)), 0);
+        assert_eq!(s.len(), 3);
         s.mark_ordered(SenderSeq(1), GlobalSeq(4));
-        assert_eq!(s.release_stable(GlobalSeq(100)), 2);
+        assert_eq!(s.release_stable(GlobalSeq(100)), 2 * one);
+        assert_eq!((s.len(), s.in_flight_bytes()), (1, one));
         assert_eq!(
             s.get(SenderSeq(3)).map(|m| m.payload.clone()),
             Some(vec![2])
@@ -219,16 +281,22 @@ mod tests {
     }
 
     #[test]
-    fn only_unordered_old_messages_are_retransmitted() {
-        let mut s = stream_with(3);
+    fn only_an_old_unordered_tail_is_probed() {
+        let mut s = stream_with(4);
         let t0 = Instant::ZERO;
-        s.mark_sent(SenderSeq(1), t0);
-        s.mark_sent(SenderSeq(2), t0);
+        for q in 1..=3 {
+            s.mark_sent(SenderSeq(q), t0);
+        }
         s.mark_ordered(SenderSeq(1), GlobalSeq(1));
         let rto = Duration::from_millis(50);
-        assert!(s
-            .due_for_retransmit(t0 + Duration::from_millis(10), rto)
-            .is_empty());
-        assert_eq!(s.due_for_retransmit(t0 + rto, rto), vec![SenderSeq(2)]);
+        assert_eq!(s.tail_probe_due(t0 + Duration::from_millis(10), rto), None);
+        // 2 and 3 are unordered: only the last sent, 3, is resent.
+        assert_eq!(s.tail_probe_due(t0 + rto, rto), Some(SenderSeq(3)));
+        s.mark_sent(SenderSeq(3), t0 + rto);
+        assert_eq!(s.tail_probe_due(t0 + rto, rto), None, "once per interval");
+        s.mark_ordered(SenderSeq(2), GlobalSeq(2));
+        s.mark_ordered(SenderSeq(3), GlobalSeq(3));
+        let later = t0 + Duration::from_millis(400);
+        assert_eq!(s.tail_probe_due(later, rto), None, "all ordered");
     }
 }

@@ -139,16 +139,16 @@ impl Deliverer {
     /// Walks newly contiguous ORDER records: learns stream bases, notes
     /// which messages must exist, and which of ours (`me`) got which
     /// position. Records up to `reach` (a flush cut) are held whatever the
-    /// windows say.
+    /// windows say. Returns the bytes of ours that stability freed.
     pub fn scan(
         &mut self,
         rx: &mut Receivers,
         send: &mut SendStream,
         me: StreamKey,
         reach: Option<GlobalSeq>,
-    ) {
+    ) -> usize {
         if self.log.start().is_none() {
-            return;
+            return 0;
         }
         while let Some(slot) = self.log.entry(self.scanned) {
             let g = self.scanned;
@@ -167,7 +167,7 @@ impl Deliverer {
             }
             self.scanned = g.next();
         }
-        send.release_stable(self.log.stable());
+        send.release_stable(self.log.stable())
     }
 
     /// Delivers everything deliverable, in order, into `out`. `installed`

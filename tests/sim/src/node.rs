@@ -165,6 +165,8 @@ fn settings(idx: usize, p: &HostParams, incarnation: u64) -> HostSettings {
         receive_window_messages: p.receive_window_messages,
         ack_interval: Duration::from_millis(p.ack_interval_ms),
         retransmit: Duration::from_millis(p.retransmit_ms),
+        // Small enough that flow control binds in the simulator too.
+        flow_budget_bytes: 32 * p.max_datagram_bytes,
         directory_label: "sim".to_owned(),
         version: "sim".to_owned(),
     }

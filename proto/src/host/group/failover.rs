@@ -169,7 +169,8 @@ impl GroupState {
         let floor = f.floor.min(self.order.held_through);
         if floor > self.order.log.stable() {
             self.order.log.raise_stable(floor);
-            self.send.release_stable(floor);
+            let freed = self.send.release_stable(floor);
+            self.flow.on_stable(freed);
         }
         if self.order.held_through < cut {
             return None;

@@ -12,6 +12,7 @@
 use crate::ids::{ClusterId, GlobalSeq, GroupId, MemberId, Order, SenderSeq, ViewId};
 use crate::membership::flush::Flush;
 use crate::membership::views::Views;
+use crate::multicast::flow::FlowWindow;
 use crate::multicast::pack::Packer;
 use crate::multicast::receivers::Receivers;
 use crate::multicast::recv::Held;
@@ -40,6 +41,10 @@ pub struct GroupLimits {
     /// How often an unchanged ORDER_ACK is repeated (so a restarted or
     /// recovering sequencer relearns where we are).
     pub ack_refresh: Duration,
+    /// What receivers can buffer for the group, shared by its senders.
+    pub flow_budget_bytes: usize,
+    /// A datagram's size (the flow window's unit).
+    pub max_datagram_bytes: usize,
     /// Test-only bugs (see [`crate::host::planted`]).
     pub planted: crate::host::planted::Planted,
 }
@@ -85,6 +90,8 @@ pub struct GroupState {
     pub views: Views,
     /// Our own stream.
     pub send: SendStream,
+    /// How much of our stream may be in flight.
+    flow: FlowWindow,
     /// Every sender's stream as we hold it.
     rx: Receivers,
     /// The order and what we delivered of it.
@@ -110,6 +117,10 @@ impl GroupState {
             limits,
             views: Views::new(v),
             send: SendStream::new(stream_start, limits.send_window),
+            flow: FlowWindow::new(
+                Self::flow_share(&limits, v.nodes.len()),
+                limits.max_datagram_bytes,
+            ),
             rx: Receivers::new(
                 me,
                 limits.receive_window,
@@ -128,6 +139,37 @@ impl GroupState {
     /// What the group wants done since the last call, in order.
     pub fn take_commands(&mut self) -> Vec<Command> {
         std::mem::take(&mut self.out)
+    }
+
+    /// Each sender's fair share of the receivers' buffers in a view of
+    /// `nodes` nodes (every one of them may send).
+    fn flow_share(limits: &GroupLimits, nodes: usize) -> usize {
+        limits.flow_budget_bytes / nodes.max(1)
+    }
+
+    /// Our messages the windows let go now (never-sent positions).
+    pub fn sendable(&self) -> Option<(SenderSeq, SenderSeq)> {
+        self.send.sendable(self.flow.window())
+    }
+
+    /// A sign that our stream lost datagrams (a NAK for it): the window halves, once per repair round. Returns true if
+    /// it did.
+    pub fn on_loss_signal(&mut self, now: Instant) -> bool {
+        let halved = self.flow.on_loss(now, self.limits.retransmit);
+        if halved {
+            log::debug!(
+                "group {}: loss; flow window {} of {} bytes",
+                self.id,
+                self.flow.window(),
+                self.flow.share()
+            );
+        }
+        halved
+    }
+
+    /// The flow window (bytes that may be in flight) and its cap.
+    pub fn flow_window(&self) -> (usize, usize) {
+        (self.flow.window(), self.flow.share())
     }
 
     /// Our order starts at `start` in the installed view, and we answer
@@ -172,6 +214,8 @@ impl GroupState {
     /// reached); our sequencer may have to be told.
     pub fn install(&mut self, v: &View) {
         self.order.view_start = self.order.marker_next.take();
+        let share = Self::flow_share(&self.limits, v.nodes.len());
+        self.flow.set_share(share);
         if !self.views.install(v) {
             // An older view reached at its marker after a flush moved the
             // order to a newer view's sequencer: that one stays.
@@ -253,7 +297,8 @@ impl GroupState {
             return false;
         }
         let learned = self.order.absorb(b);
-        self.send.release_stable(self.order.stable());
+        let freed = self.send.release_stable(self.order.stable());
+        self.flow.on_stable(freed);
         learned
     }
 
@@ -278,8 +323,10 @@ impl GroupState {
     /// ending with [`Command::InstallView`] if the order reached a view).
     pub fn deliver(&mut self) {
         let reach = self.flush.as_ref().and_then(Flush::reach);
-        self.order
+        let freed = self
+            .order
             .scan(&mut self.rx, &mut self.send, self.me, reach);
+        self.flow.on_stable(freed);
         let limit = self.flush.as_ref().map(|f| f.limit);
         let out = &mut self.out;
         self.order.deliver(

@@ -17,6 +17,8 @@ fn limits() -> GroupLimits {
         receive_window: 64,
         retransmit: RTO,
         ack_refresh: Duration::from_millis(500),
+        flow_budget_bytes: 1 << 20,
+        max_datagram_bytes: 1400,
         planted: Default::default(),
     }
 }
