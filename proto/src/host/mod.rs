@@ -599,6 +599,8 @@ impl Host {
             if let Some(range) = g.sendable() {
                 let dest = g.views.address;
                 g.pack_data(now, packer, range, dest, &mut self.pool);
+                // At the sequencer's node, what just went out may be ordered.
+                g.report_arrivals();
                 self.route(gid);
             }
         }

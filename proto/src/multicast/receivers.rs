@@ -143,17 +143,24 @@ impl Receivers {
     /// Runs held in sender order that the local sequencer has not been told
     /// of, as (stream, first, end), for the streams of `latest` (a departed
     /// node's later messages are not ordered; a joiner's wait until its
-    /// view is known here).
+    /// view is known here). Our own stream is reported only up to
+    /// `own_sent_end` (exclusive): a message the flow window still holds
+    /// back would be ordered before any member could have it, and every
+    /// member would NAK it.
     pub fn arrivals(
         &mut self,
         latest: &[(NodeId, Incarnation)],
+        own_sent_end: SenderSeq,
     ) -> Vec<(StreamKey, SenderSeq, SenderSeq)> {
         let mut out = Vec::new();
         for (key, s) in &mut self.streams {
             if s.base().is_none() || !latest.contains(&(key.node, key.incarnation)) {
                 continue;
             }
-            let end = s.contiguous_end();
+            let mut end = s.contiguous_end();
+            if *key == self.me {
+                end = end.min(own_sent_end);
+            }
             if end > s.reported {
                 out.push((*key, s.reported, end));
                 s.reported = end;

@@ -137,6 +137,11 @@ impl SendStream {
         (seq > self.next_unsent).then(|| (self.next_unsent, SenderSeq(seq.0 - 1)))
     }
 
+    /// The first message never sent (everything before it went out once).
+    pub fn next_unsent(&self) -> SenderSeq {
+        self.next_unsent
+    }
+
     /// Bytes sent and not yet stable.
     pub fn in_flight_bytes(&self) -> usize {
         self.in_flight_bytes

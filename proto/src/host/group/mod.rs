@@ -309,7 +309,8 @@ impl GroupState {
             return;
         }
         let latest = self.views.latest_nodes();
-        for (stream, first, end) in self.rx.arrivals(&latest) {
+        let sent_end = self.send.next_unsent();
+        for (stream, first, end) in self.rx.arrivals(&latest, sent_end) {
             self.out.push(Command::Sequencer(SequencerInput::Arrived {
                 group: self.id,
                 stream,
