@@ -474,6 +474,14 @@ impl Host {
                 let dest = g.views.address;
                 g.pack_data(now, packer, (last, last), dest, &mut self.pool);
             }
+            #[cfg(feature = "planted")]
+            if let (true, Some(packer)) = (self.planted.retransmit_storm(), packer) {
+                if let Some(run) = g.send.unordered_due(now, Duration::from_millis(0)) {
+                    self.stats.retransmits += 1;
+                    let dest = g.views.address;
+                    g.pack_data(now, packer, run, dest, &mut self.pool);
+                }
+            }
             g.tick(now);
             // A member whose join is still pending counts too: detaching
             // now would leave it joined at the directory to a group we quit.

@@ -15,6 +15,10 @@ pub struct Planted {
     /// Receive streams forget what they delivered: a late copy of a
     /// delivered message is held again as if new.
     pub no_duplicate_suppression: bool,
+    /// A retransmission storm, as this protocol once had under load: every
+    /// tick, multicast again every message sent that the sequencer has not
+    /// ordered yet, on top of the tail probe.
+    pub retransmit_storm: bool,
 }
 
 impl Planted {
@@ -24,6 +28,11 @@ impl Planted {
     /// The `no_retransmit` switch, as this build honours it.
     pub fn no_retransmit(self) -> bool {
         Self::AVAILABLE && self.no_retransmit
+    }
+
+    /// The `retransmit_storm` switch, as this build honours it.
+    pub fn retransmit_storm(self) -> bool {
+        Self::AVAILABLE && self.retransmit_storm
     }
 
     /// The `no_duplicate_suppression` switch, as this build honours it.

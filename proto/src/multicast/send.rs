@@ -199,6 +199,22 @@ impl SendStream {
         freed
     }
 
+    /// Every sent message the sequencer has not ordered, last sent before
+    /// `now - rto`, as one run (the planted retransmission storm).
+    #[cfg(feature = "planted")]
+    pub fn unordered_due(&self, now: Instant, rto: Duration) -> Option<(SenderSeq, SenderSeq)> {
+        let due = |(i, m): (usize, &OutMsg)| {
+            let seq = SenderSeq(self.base.0 + i as u64);
+            (seq < self.next_unsent
+                && m.gseq.is_none()
+                && m.sent_at.is_some_and(|t| t + rto <= now))
+            .then_some(seq)
+        };
+        let first = self.msgs.iter().enumerate().find_map(due)?;
+        let last = self.msgs.iter().enumerate().rev().find_map(due)?;
+        Some((first, last))
+    }
+
     /// The tail probe: the last message sent that the sequencer has not
     /// ordered, if it was last sent before `now - rto`. Receivers NAK any
     /// gap below the highest message they saw, so only a lost tail needs the

@@ -59,6 +59,8 @@ pub struct Sim {
     pub capture: Option<crate::capture::Capture>,
     /// The directory is down (restarting) until then.
     dir_down_until: Micros,
+    /// DATA copies sent per message (the no-storm check).
+    pub retransmissions: crate::check::retransmissions::Retransmissions,
 }
 
 impl Sim {
@@ -99,6 +101,7 @@ impl Sim {
             views_seen: 0,
             capture: None,
             dir_down_until: 0,
+            retransmissions: Default::default(),
         };
         sim.boot();
         sim
@@ -548,6 +551,9 @@ impl Sim {
         }
         if let Some(c) = self.capture.as_mut() {
             c.offer("datagram_decode", bytes.get(3).copied().unwrap_or(0), bytes);
+        }
+        if !from_sequencer {
+            self.retransmissions.on_transmit(bytes);
         }
         self.net
             .send(&mut self.s, &mut self.tr, i, from_sequencer, dest, bytes);

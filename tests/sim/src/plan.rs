@@ -25,6 +25,8 @@ pub struct Options {
 /// The simulator's copy of the host's test-only bug switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Planted {
+    /// See `chorus_proto::host::planted::Planted::retransmit_storm`.
+    pub retransmit_storm: bool,
     pub no_retransmit: bool,
     pub no_duplicate_suppression: bool,
 }

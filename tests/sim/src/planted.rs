@@ -11,6 +11,7 @@ pub fn apply(host: &mut Host, p: Planted) {
         host.plant(HostPlanted {
             no_retransmit: p.no_retransmit,
             no_duplicate_suppression: p.no_duplicate_suppression,
+            retransmit_storm: p.retransmit_storm,
         });
     }
 }

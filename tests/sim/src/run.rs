@@ -65,6 +65,9 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
     if opts.planted.no_duplicate_suppression {
         cmd.push_str(" --plant no-duplicate-suppression");
     }
+    if opts.planted.retransmit_storm {
+        cmd.push_str(" --plant retransmit-storm");
+    }
     if opts.force_loss_and_dup {
         cmd.push_str(" --force-loss");
     }
@@ -138,6 +141,15 @@ fn run_phases(sim: &mut Sim) -> Result<Stats, Violation> {
     sim.checks.at_end();
     if let Some(v) = sim.violation() {
         return Err(v.clone());
+    }
+    // No storm: copies sent per DATA message within what the loss explains.
+    let loss = sim.plan.links.iter().map(|l| l.loss_ppm).max().unwrap_or(0);
+    if let Err(detail) = sim.retransmissions.check(f64::from(loss) / 1e6) {
+        return Err(Violation {
+            check: "retransmissions",
+            at: sim.s.now,
+            detail,
+        });
     }
     Ok(Stats {
         hosts: sim.nodes.len(),

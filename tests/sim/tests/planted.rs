@@ -1,5 +1,5 @@
-//! The checkers catch bugs planted on purpose: with retransmission off, or
-//! duplicate suppression off, seeds that pass without the bug must fail
+//! The checkers catch bugs planted on purpose: with retransmission off,
+//! duplicate suppression off, or a retransmission storm, seeds that pass without the bug must fail
 //! with it, in the checker that watches for that kind of bug.
 
 use chorus_sim::batch::{jobs, run_batch};
@@ -10,18 +10,26 @@ const SEEDS: std::ops::Range<u64> = 0..24;
 
 /// Failures with `planted`, among the seeds that pass without it.
 fn caught(planted: Planted) -> (usize, Vec<(u64, &'static str, String)>) {
+    caught_in(SEEDS, planted)
+}
+
+/// The same over `seeds`.
+fn caught_in(
+    seeds: std::ops::Range<u64>,
+    planted: Planted,
+) -> (usize, Vec<(u64, &'static str, String)>) {
     let clean = Options {
         force_loss_and_dup: true,
         ..Options::default()
     };
-    let broken_anyway: BTreeSet<u64> = run_batch(SEEDS, &clean, jobs(), None)
+    let broken_anyway: BTreeSet<u64> = run_batch(seeds.clone(), &clean, jobs(), None)
         .failed
         .iter()
         .map(|o| o.seed)
         .collect();
     let opts = Options { planted, ..clean };
     let report = run_batch(
-        SEEDS.filter(|s| !broken_anyway.contains(s)),
+        seeds.filter(|s| !broken_anyway.contains(s)),
         &opts,
         jobs(),
         None,
@@ -62,16 +70,35 @@ fn no_retransmission_is_caught() {
 }
 
 #[test]
-fn no_duplicate_suppression_is_caught() {
+fn a_retransmission_storm_is_caught() {
     let (run, f) = caught(Planted {
-        no_duplicate_suppression: true,
+        retransmit_storm: true,
         ..Planted::default()
     });
     assert!(run >= 12, "enough clean seeds to judge: {run}");
+    // Every message multicast again at every tick until ordered: the copies
+    // per message pass what the loss explains on many seeds.
+    let storms = f.iter().filter(|(_, c, _)| *c == "retransmissions").count();
+    assert!(storms * 8 >= run, "caught on {storms} of {run} seeds");
+}
+
+#[test]
+fn no_duplicate_suppression_is_caught() {
+    let (run, f) = caught_in(
+        0..60,
+        Planted {
+            no_duplicate_suppression: true,
+            ..Planted::default()
+        },
+    );
+    assert!(run >= 30, "enough clean seeds to judge: {run}");
     // A late copy of a delivered message rewinds the receive stream, which
-    // then waits for a position the order has passed: delivery stalls.
+    // then waits for a position the order has passed: delivery stalls. It
+    // takes a late copy: the network duplicates datagrams on every seed,
+    // but senders resend little (a tail probe, NAKed gaps), so about 70 %
+    // of the seeds get one.
     assert!(
-        f.len() * 10 >= run * 8,
+        f.len() * 10 >= run * 6,
         "caught on {} of {run} seeds",
         f.len()
     );

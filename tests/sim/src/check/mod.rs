@@ -9,6 +9,7 @@ pub mod bounded_memory;
 pub mod fifo;
 pub mod integrity;
 pub mod liveness;
+pub mod retransmissions;
 pub mod stability;
 pub mod total_order;
 pub mod virtual_synchrony;
