@@ -12,7 +12,7 @@ use chorus_proto::wire::frame::{write_frame, FrameBuffer};
 use chorus_proto::Order;
 
 use crate::error::{Error, ProtocolError};
-use crate::event::{Event, GroupInfo, Status, ViewInfo};
+use crate::event::{Event, GroupInfo, Stats, Status, ViewInfo};
 
 /// Most sends that may be unanswered by the daemon before [`Client::send`]
 /// waits for replies: enough to keep the daemon busy, small enough that a
@@ -243,6 +243,16 @@ impl Client {
                 version,
             }),
             other => Err(unexpected("Status", &other)),
+        }
+    }
+
+    /// The daemon's counters since it started, and its groups' send
+    /// streams (see [`Stats`]).
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        let request = self.request_id();
+        match self.call(ToDaemon::Stats { request })? {
+            FromDaemon::Stats { stats, .. } => Ok((*stats).into()),
+            other => Err(unexpected("Stats", &other)),
         }
     }
 
@@ -479,6 +489,7 @@ fn request_of_to(msg: &ToDaemon) -> u32 {
         | ToDaemon::Send { request, .. }
         | ToDaemon::Status { request }
         | ToDaemon::Groups { request }
+        | ToDaemon::Stats { request }
         | ToDaemon::Members { request, .. } => *request,
     }
 }
@@ -490,6 +501,7 @@ fn request_of_from(msg: &FromDaemon) -> Option<u32> {
         | FromDaemon::Error { request, .. }
         | FromDaemon::Status { request, .. }
         | FromDaemon::Groups { request, .. }
+        | FromDaemon::Stats { request, .. }
         | FromDaemon::Members { request, .. } => Some(*request),
         FromDaemon::View { .. } | FromDaemon::Message { .. } => None,
     }

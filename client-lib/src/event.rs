@@ -1,6 +1,6 @@
 //! What the daemon tells an application: views, messages and replies.
 
-use chorus_proto::wire::app::{FromDaemon, GroupLine};
+use chorus_proto::wire::app::{self, FromDaemon, GroupLine};
 use chorus_proto::Order;
 
 /// Something delivered to a member, in delivery order.
@@ -83,6 +83,94 @@ impl From<GroupLine> for GroupInfo {
             view: g.view.0,
             members: g.members,
             local: g.local,
+        }
+    }
+}
+
+/// The daemon's counters, as `chorusctl stats` shows them: what its data
+/// path did since it started (the counters never go down: take two and
+/// subtract to see a period), and the state of each group's send stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams received on the data and multicast sockets.
+    pub datagrams_in: u64,
+    /// Bytes of those datagrams.
+    pub bytes_in: u64,
+    /// Datagrams sent by the daemon's protocol thread (DATA, repairs, NAKs,
+    /// acknowledgements; not the sequencer's ORDER datagrams).
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub bytes_out: u64,
+    /// Datagrams dropped as malformed.
+    pub malformed_in: u64,
+    /// Messages the daemon accepted from local applications.
+    pub messages_accepted: u64,
+    /// Messages delivered on this node (once per message, however many
+    /// local members received it).
+    pub messages_delivered: u64,
+    /// NAKs sent: requests to resend data or order this node lacks.
+    pub naks_sent: u64,
+    /// NAKs received for this node's own stream (each a loss signal).
+    pub naks_received: u64,
+    /// DATA datagrams sent again: answers to NAKs, repairs, tail probes.
+    pub retransmits: u64,
+    /// Tail probes: the last message resent because the sequencer had not
+    /// ordered it for a while.
+    pub tail_probes: u64,
+    /// Times a loss halved a group's flow window.
+    pub window_decreases: u64,
+    /// The groups this node takes part in.
+    pub groups: Vec<GroupStats>,
+}
+
+/// One group in [`Stats`]: this node's send stream in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    pub name: String,
+    /// The view installed on this node.
+    pub view: u64,
+    /// True when this node assigns the group's total order.
+    pub sequencer: bool,
+    /// Messages in this node's send stream: accepted, not yet stable.
+    pub queued: u32,
+    /// Bytes of this node's stream sent and not yet ordered.
+    pub in_flight_bytes: u64,
+    /// The flow window: bytes that may be in flight now.
+    pub window_bytes: u64,
+    /// The window's cap: this node's share of the receivers' buffers.
+    pub window_cap_bytes: u64,
+}
+
+impl From<app::DaemonStats> for Stats {
+    fn from(s: app::DaemonStats) -> Self {
+        Stats {
+            datagrams_in: s.datagrams_in,
+            bytes_in: s.bytes_in,
+            datagrams_out: s.datagrams_out,
+            bytes_out: s.bytes_out,
+            malformed_in: s.malformed_in,
+            messages_accepted: s.messages_accepted,
+            messages_delivered: s.messages_delivered,
+            naks_sent: s.naks_sent,
+            naks_received: s.naks_received,
+            retransmits: s.retransmits,
+            tail_probes: s.tail_probes,
+            window_decreases: s.window_decreases,
+            groups: s.groups.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<app::GroupStats> for GroupStats {
+    fn from(g: app::GroupStats) -> Self {
+        GroupStats {
+            name: g.name,
+            view: g.view.0,
+            sequencer: g.sequencer,
+            queued: g.queued,
+            in_flight_bytes: g.in_flight_bytes,
+            window_bytes: g.window_bytes,
+            window_cap_bytes: g.window_cap_bytes,
         }
     }
 }

@@ -16,6 +16,12 @@
 //! | `grp_send(group, order, msg)` | [`Client::send`] (then [`Client::flush`] to wait until the daemon accepted it) |
 //! | `grp_recv()` | [`Client::recv`] / [`Client::recv_timeout`] |
 //!
+//! Besides, [`Client::status`], [`Client::groups`] and [`Client::members`]
+//! query the daemon's state, and [`Client::stats`] its counters (datagrams
+//! and bytes in and out, messages accepted and delivered, NAKs,
+//! retransmissions, and each group's queue and flow window): what
+//! `chorusctl status`, `groups`, `members` and `stats` print.
+//!
 //! The connection to the daemon replaces the implicit process-wide state of
 //! the original; one process may hold several clients.
 //!
@@ -64,7 +70,7 @@ pub use chorus_proto::wire::app::ErrorCode;
 pub use chorus_proto::Order;
 pub use client::{Client, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use error::{Error, ProtocolError};
-pub use event::{Event, GroupInfo, Message, Status, ViewInfo};
+pub use event::{Event, GroupInfo, GroupStats, Message, Stats, Status, ViewInfo};
 
 use std::path::PathBuf;
 

@@ -357,6 +357,60 @@ fn status_groups_and_members_human() {
 }
 
 #[test]
+fn stats_json_and_human() {
+    let fake = FakeDaemon::start();
+    let mut w = Client::connect(fake.path()).unwrap();
+    w.join("chat", "worker-1").unwrap();
+    w.discard_events(true);
+    for m in ["a", "b", "c"] {
+        w.send("chat", Order::Total, m.as_bytes()).unwrap();
+    }
+    w.flush().unwrap();
+
+    let out = run(ctl(fake.path()).args(["stats", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1, "one JSON object: {lines:?}");
+    let json: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(json["messages_accepted"], 3, "{json}");
+    assert_eq!(json["messages_delivered"], 3, "{json}");
+    for key in [
+        "datagrams_in",
+        "bytes_in",
+        "datagrams_out",
+        "bytes_out",
+        "malformed_in",
+        "naks_sent",
+        "naks_received",
+        "retransmits",
+        "tail_probes",
+        "window_decreases",
+    ] {
+        assert_eq!(json[key], 0, "{key}: {json}");
+    }
+    assert_eq!(
+        json["groups"],
+        serde_json::json!([{"group":"chat","view":1,"sequencer":true,"queued":0,
+            "in_flight_bytes":0,"window_bytes":65536,"window_cap_bytes":131072}])
+    );
+
+    let out = run(ctl(fake.path()).arg("stats"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines = stdout_lines(&out);
+    assert!(
+        lines.contains(&"messages accepted   3".to_owned()),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "GROUP  VIEW  SEQUENCER  QUEUED  IN-FLIGHT B  WINDOW B  CAP B",
+            "chat   1     yes        0       0            65536     131072",
+        ]
+    );
+}
+
+#[test]
 fn members_of_an_unknown_group_exits_1() {
     let fake = FakeDaemon::start();
     let out = run(ctl(fake.path()).args(["members", "nope", "--json"]));
@@ -371,6 +425,7 @@ fn a_missing_socket_exits_69_naming_it() {
     let path = dir.0.join("nobody-here.sock");
     for args in [
         &["status"][..],
+        &["stats", "--json"],
         &["listen", "chat", "--json"],
         &["send", "chat", "x"],
     ] {

@@ -343,3 +343,26 @@ fn a_reply_to_no_request_is_a_protocol_error() {
         Err(Error::Protocol(ProtocolError::Unexpected(_)))
     ));
 }
+
+#[test]
+fn stats_reports_the_daemons_counters_and_groups() {
+    let fake = FakeDaemon::start();
+    let mut c = Client::connect(fake.path()).unwrap();
+    c.join("chat", "w1").unwrap();
+    c.discard_events(true);
+    for _ in 0..4 {
+        c.send("chat", Order::Total, b"x").unwrap();
+    }
+    // No flush: stats() waits behind the sends, whose replies come first.
+    let s = c.stats().unwrap();
+    assert_eq!(c.unanswered_sends(), 0);
+    assert_eq!(s.messages_accepted, 4);
+    assert_eq!(s.groups.len(), 1);
+    assert_eq!(s.groups[0].name, "chat");
+    assert_eq!(s.groups[0].view, 1);
+    assert!(s.groups[0].sequencer);
+    assert_eq!(
+        fake.requests().last(),
+        Some(&ToDaemon::Stats { request: 6 })
+    );
+}

@@ -1,6 +1,7 @@
 //! `chorus-bench` end to end on loopback with tiny parameters: it must
 //! report, in JSON, that every member delivered the same 400 messages once,
-//! with send→delivery latencies. Throughput is not asserted (too noisy).
+//! with send→delivery latencies, and each daemon's counters for the run.
+//! Throughput is not asserted (too noisy).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
@@ -67,6 +68,27 @@ fn bench_smoke_loopback_json() {
         );
         assert!(p50 <= p999, "{m}");
     }
+    // What each daemon did during the run, from its counters.
+    let daemons = run["daemons"].as_array().unwrap();
+    let nodes: Vec<&str> = daemons
+        .iter()
+        .map(|d| d["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["n1", "n2", "n3"], "{run}");
+    for d in daemons {
+        for key in [
+            "retransmits",
+            "naks_sent",
+            "naks_received",
+            "tail_probes",
+            "window_decreases",
+            "rcvbuf_errors",
+        ] {
+            assert!(d[key].is_u64(), "{key} of {}: {d}", d["node"]);
+        }
+        assert!(d["cpu_s"].as_f64().unwrap() >= 0.0, "{d}");
+    }
+    assert_eq!(run["rcvbuf_errors_scope"], "host", "{run}");
 }
 
 #[test]

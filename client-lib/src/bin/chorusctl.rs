@@ -39,6 +39,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the daemon's counters (datagrams, messages, NAKs, retransmissions) and each group's send queue and flow window
+    Stats {
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+    },
     /// List the groups the daemon knows
     Groups {
         /// One JSON object per group
@@ -155,6 +161,7 @@ fn main() -> ExitCode {
 fn run(client: &mut Client, command: Command, out: &mut Out) -> Result<(), Failure> {
     match command {
         Command::Status { json } => out.status(&client.status()?, json)?,
+        Command::Stats { json } => out.stats(&client.stats()?, json)?,
         Command::Groups { json } => out.groups(&client.groups()?, json)?,
         Command::Members { group, json } => out.members(&client.members(&group)?, json)?,
         Command::Send {

@@ -4,7 +4,7 @@ use super::session::{Credentials, Member, Session, SessionId};
 use super::Host;
 use crate::ids::{MemberId, Order};
 use crate::time::Instant;
-use crate::wire::app::{ErrorCode, FromDaemon, ToDaemon};
+use crate::wire::app::{DaemonStats, ErrorCode, FromDaemon, GroupStats, ToDaemon};
 use crate::wire::directory::ToDirectory;
 
 impl Host {
@@ -107,8 +107,49 @@ impl Host {
                     .push_back(ToDirectory::ListGroups { request: id });
             }
             ToDaemon::Members { request, group } => self.app_members(session, request, &group),
+            ToDaemon::Stats { request } => {
+                let stats = Box::new(self.stats_reply());
+                self.out_app
+                    .push_back((session, FromDaemon::Stats { request, stats }));
+            }
         }
         self.schedule(now);
+    }
+
+    /// The counters and every group's queue and window, as `chorusctl stats`
+    /// shows them.
+    pub fn stats_reply(&self) -> DaemonStats {
+        let c = self.stats;
+        DaemonStats {
+            datagrams_in: c.datagrams_in,
+            bytes_in: c.bytes_in,
+            datagrams_out: c.datagrams_out,
+            bytes_out: c.bytes_out,
+            malformed_in: c.malformed_in,
+            messages_accepted: c.messages_accepted,
+            messages_delivered: c.messages_delivered,
+            naks_sent: c.naks_sent,
+            naks_received: c.naks_received,
+            retransmits: c.retransmits,
+            tail_probes: c.tail_probes,
+            window_decreases: c.window_decreases,
+            groups: self
+                .groups
+                .values()
+                .map(|g| {
+                    let (window, cap) = g.flow_window();
+                    GroupStats {
+                        name: g.name.clone(),
+                        view: g.views.view,
+                        sequencer: g.is_sequencer(),
+                        queued: u32::try_from(g.send.len()).unwrap_or(u32::MAX),
+                        in_flight_bytes: g.send.in_flight_bytes() as u64,
+                        window_bytes: window as u64,
+                        window_cap_bytes: cap as u64,
+                    }
+                })
+                .collect(),
+        }
     }
 
     pub(super) fn app_join(

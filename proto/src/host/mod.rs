@@ -92,6 +92,13 @@ pub enum MulticastChange {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostStats {
     pub datagrams_in: u64,
+    /// Bytes of the datagrams in.
+    pub bytes_in: u64,
+    /// Datagrams handed to the edge by [`Host::poll_transmit`] (the
+    /// sequencer thread's ORDER datagrams are not among them).
+    pub datagrams_out: u64,
+    /// Bytes of the datagrams out.
+    pub bytes_out: u64,
     pub malformed_in: u64,
     pub messages_accepted: u64,
     pub messages_delivered: u64,
@@ -225,6 +232,7 @@ impl Host {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         let Some(cluster) = self.cluster else { return };
         self.stats.datagrams_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
         let d = match datagram::decode(bytes, cluster) {
             Ok(d) => d,
             Err(Rejected::OtherCluster(_)) => return,
@@ -586,6 +594,8 @@ impl Host {
             self.pack_dirty(now);
         }
         let (dest, mut bytes) = self.out_dgrams.pop_front()?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += bytes.len() as u64;
         std::mem::swap(buf, &mut bytes);
         if bytes.capacity() > 0 && self.pool.len() < 64 {
             self.pool.push(bytes);

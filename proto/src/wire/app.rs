@@ -42,6 +42,8 @@ pub enum ToDaemon {
     Groups { request: u32 },
     /// Current view of a group. kind 6: request u32, group str8.
     Members { request: u32, group: String },
+    /// The daemon's counters. kind 7: request u32.
+    Stats { request: u32 },
 }
 
 /// Error codes in [`FromDaemon::Error`].
@@ -98,6 +100,67 @@ pub struct GroupLine {
     pub members: u32,
     /// True when this node takes part in the group.
     pub local: bool,
+}
+
+/// Most groups a [`DaemonStats`] carries: with the longest names that is
+/// still well inside [`APP_FRAME_MAX_BYTES`]; a daemon in more groups lists
+/// the first ones (by group id) only.
+pub const STATS_GROUPS_MAX: usize = 2048;
+
+/// The daemon's counters, as `chorusctl stats` shows them. The host-wide
+/// counters count since the daemon started; they never go down.
+///
+/// Encoded as twelve u64 in field order, then the groups (u16 count, at most
+/// [`STATS_GROUPS_MAX`]; each a [`GroupStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonStats {
+    /// Datagrams received on the data and multicast sockets.
+    pub datagrams_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Datagrams sent by the daemon's protocol thread (the sequencer's
+    /// ORDER datagrams, sent by its own thread, are not counted).
+    pub datagrams_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Datagrams dropped as malformed.
+    pub malformed_in: u64,
+    /// Messages accepted from local apps.
+    pub messages_accepted: u64,
+    /// Messages delivered (once per message, however many local members).
+    pub messages_delivered: u64,
+    /// NAKs sent (data and order).
+    pub naks_sent: u64,
+    /// NAKs received for our own stream.
+    pub naks_received: u64,
+    /// DATA datagrams sent again (NAK answers, repairs, tail probes).
+    pub retransmits: u64,
+    /// Tail probes sent.
+    pub tail_probes: u64,
+    /// Times a loss halved a flow window.
+    pub window_decreases: u64,
+    /// The groups this node takes part in.
+    pub groups: Vec<GroupStats>,
+}
+
+/// One group in [`DaemonStats`]. Encoded as name str8, view u64,
+/// sequencer bool, queued u32, in_flight_bytes u64, window_bytes u64,
+/// window_cap_bytes u64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    pub name: String,
+    /// The installed view.
+    pub view: ViewId,
+    /// True when this node sequences the group.
+    pub sequencer: bool,
+    /// Messages in our send stream (accepted and not yet stable).
+    pub queued: u32,
+    /// Bytes of our stream sent and not yet ordered.
+    pub in_flight_bytes: u64,
+    /// Our flow window: bytes that may be in flight now.
+    pub window_bytes: u64,
+    /// The window's cap (our share of the receivers' buffers).
+    pub window_cap_bytes: u64,
 }
 
 /// Daemon → app.
@@ -159,6 +222,12 @@ pub enum FromDaemon {
         members: Vec<String>,
         sequencer: String,
     },
+    /// Reply to Stats. kind 108: request u32, stats (see [`DaemonStats`];
+    /// boxed, so that the other frames stay small).
+    Stats {
+        request: u32,
+        stats: Box<DaemonStats>,
+    },
 }
 
 const KIND_JOIN: u8 = 1;
@@ -167,6 +236,7 @@ const KIND_SEND: u8 = 3;
 const KIND_STATUS: u8 = 4;
 const KIND_GROUPS: u8 = 5;
 const KIND_MEMBERS: u8 = 6;
+const KIND_STATS: u8 = 7;
 
 const KIND_OK: u8 = 101;
 const KIND_ERROR: u8 = 102;
@@ -175,9 +245,13 @@ const KIND_MESSAGE: u8 = 104;
 const KIND_STATUS_REPLY: u8 = 105;
 const KIND_GROUPS_REPLY: u8 = 106;
 const KIND_MEMBERS_REPLY: u8 = 107;
+const KIND_STATS_REPLY: u8 = 108;
 
 /// Smallest encoding of one [`GroupLine`]: two empty str8, view, members, local.
 const GROUP_LINE_MIN_BYTES: usize = 1 + 1 + 8 + 4 + 1;
+
+/// Smallest encoding of one [`GroupStats`]: an empty str8 and the numbers.
+const GROUP_STATS_MIN_BYTES: usize = 1 + 8 + 1 + 4 + 8 + 8 + 8;
 
 fn put_header(out: &mut Vec<u8>, kind: u8) {
     out.put_u16(MAGIC);
@@ -257,6 +331,70 @@ fn group_line(r: &mut Reader<'_>) -> Result<GroupLine, DecodeError> {
     })
 }
 
+fn put_stats(out: &mut Vec<u8>, s: &DaemonStats) {
+    for v in [
+        s.datagrams_in,
+        s.bytes_in,
+        s.datagrams_out,
+        s.bytes_out,
+        s.malformed_in,
+        s.messages_accepted,
+        s.messages_delivered,
+        s.naks_sent,
+        s.naks_received,
+        s.retransmits,
+        s.tail_probes,
+        s.window_decreases,
+    ] {
+        out.put_u64(v);
+    }
+    let n = s.groups.len().min(STATS_GROUPS_MAX);
+    put_list(out, &s.groups[..n], |o, g| {
+        o.put_str8(&g.name);
+        o.put_u64(g.view.0);
+        o.put_u8(u8::from(g.sequencer));
+        o.put_u32(g.queued);
+        o.put_u64(g.in_flight_bytes);
+        o.put_u64(g.window_bytes);
+        o.put_u64(g.window_cap_bytes);
+    });
+}
+
+fn stats(r: &mut Reader<'_>) -> Result<DaemonStats, DecodeError> {
+    let mut s = DaemonStats {
+        datagrams_in: r.u64()?,
+        bytes_in: r.u64()?,
+        datagrams_out: r.u64()?,
+        bytes_out: r.u64()?,
+        malformed_in: r.u64()?,
+        messages_accepted: r.u64()?,
+        messages_delivered: r.u64()?,
+        naks_sent: r.u64()?,
+        naks_received: r.u64()?,
+        retransmits: r.u64()?,
+        tail_probes: r.u64()?,
+        window_decreases: r.u64()?,
+        groups: Vec::new(),
+    };
+    s.groups = list(r, "group count", GROUP_STATS_MIN_BYTES, |r| {
+        Ok(GroupStats {
+            name: r.str8("group")?.to_owned(),
+            view: ViewId(r.u64()?),
+            sequencer: r.bool("sequencer")?,
+            queued: r.u32()?,
+            in_flight_bytes: r.u64()?,
+            window_bytes: r.u64()?,
+            window_cap_bytes: r.u64()?,
+        })
+    })?;
+    // More than an encoder writes: refused, so that what decodes re-encodes
+    // to the same frame.
+    if s.groups.len() > STATS_GROUPS_MAX {
+        return Err(DecodeError::Invalid("group count"));
+    }
+    Ok(s)
+}
+
 impl ToDaemon {
     /// Appends the frame body (without the length prefix).
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -301,6 +439,10 @@ impl ToDaemon {
                 out.put_u32(*request);
                 out.put_str8(group);
             }
+            ToDaemon::Stats { request } => {
+                put_header(out, KIND_STATS);
+                out.put_u32(*request);
+            }
         }
     }
 
@@ -314,7 +456,7 @@ impl ToDaemon {
     }
 
     fn decode_body(r: &mut Reader<'_>, kind: u8) -> Result<Self, DecodeError> {
-        if !(KIND_JOIN..=KIND_MEMBERS).contains(&kind) {
+        if !(KIND_JOIN..=KIND_STATS).contains(&kind) {
             return Err(DecodeError::UnknownKind(kind));
         }
         let request = r.u32()?;
@@ -340,6 +482,7 @@ impl ToDaemon {
                 request,
                 group: r.str8("group")?.to_owned(),
             },
+            KIND_STATS => ToDaemon::Stats { request },
             _ => return Err(DecodeError::UnknownKind(kind)),
         })
     }
@@ -426,6 +569,11 @@ impl FromDaemon {
                 out.put_u32(*request);
                 put_view(out, group, *view, members, sequencer);
             }
+            FromDaemon::Stats { request, stats } => {
+                put_header(out, KIND_STATS_REPLY);
+                out.put_u32(*request);
+                put_stats(out, stats);
+            }
         }
     }
 
@@ -489,6 +637,10 @@ impl FromDaemon {
                     sequencer,
                 }
             }
+            KIND_STATS_REPLY => FromDaemon::Stats {
+                request: r.u32()?,
+                stats: Box::new(stats(r)?),
+            },
             _ => return Err(DecodeError::UnknownKind(kind)),
         })
     }
@@ -555,6 +707,7 @@ mod tests {
             any::<u32>().prop_map(|request| ToDaemon::Groups { request }),
             (any::<u32>(), name())
                 .prop_map(|(request, group)| ToDaemon::Members { request, group }),
+            any::<u32>().prop_map(|request| ToDaemon::Stats { request }),
         ]
     }
 
@@ -568,6 +721,51 @@ mod tests {
                 local,
             },
         )
+    }
+
+    fn group_stats() -> impl Strategy<Value = GroupStats> {
+        (
+            name(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(name, view, sequencer, queued, in_flight_bytes, window_bytes, cap)| GroupStats {
+                    name,
+                    view: ViewId(view),
+                    sequencer,
+                    queued,
+                    in_flight_bytes,
+                    window_bytes,
+                    window_cap_bytes: cap,
+                },
+            )
+    }
+
+    fn daemon_stats() -> impl Strategy<Value = DaemonStats> {
+        (
+            proptest::array::uniform12(any::<u64>()),
+            proptest::collection::vec(group_stats(), 0..6),
+        )
+            .prop_map(|(c, groups)| DaemonStats {
+                datagrams_in: c[0],
+                bytes_in: c[1],
+                datagrams_out: c[2],
+                bytes_out: c[3],
+                malformed_in: c[4],
+                messages_accepted: c[5],
+                messages_delivered: c[6],
+                naks_sent: c[7],
+                naks_received: c[8],
+                retransmits: c[9],
+                tail_probes: c[10],
+                window_decreases: c[11],
+                groups,
+            })
     }
 
     fn members() -> impl Strategy<Value = Vec<String>> {
@@ -643,6 +841,10 @@ mod tests {
                     sequencer,
                 }
             ),
+            (any::<u32>(), daemon_stats()).prop_map(|(request, stats)| FromDaemon::Stats {
+                request,
+                stats: Box::new(stats)
+            }),
         ]
     }
 
@@ -678,7 +880,7 @@ mod tests {
         /// Random bodies behind a valid header reach every field decoder.
         #[test]
         fn decode_never_panics_behind_a_valid_header(
-            kind in prop_oneof![1u8..=7, 100u8..=108],
+            kind in prop_oneof![1u8..=8, 100u8..=109],
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
         ) {
             let mut body = vec![0xC0, 0xC5, VERSION, kind];
@@ -773,6 +975,71 @@ mod tests {
         assert_eq!(
             FromDaemon::decode(&err),
             Err(DecodeError::Invalid("error code"))
+        );
+    }
+
+    #[test]
+    fn stats_layout_is_twelve_counters_then_the_groups() {
+        let stats = DaemonStats {
+            datagrams_in: 1,
+            window_decreases: 12,
+            groups: vec![GroupStats {
+                name: "g".into(),
+                view: ViewId(3),
+                sequencer: true,
+                queued: 4,
+                in_flight_bytes: 5,
+                window_bytes: 6,
+                window_cap_bytes: 7,
+            }],
+            ..DaemonStats::default()
+        };
+        let b = encode_from(&FromDaemon::Stats {
+            request: 9,
+            stats: Box::new(stats),
+        });
+        assert_eq!(&b[..8], [0xC0, 0xC5, 1, 108, 0, 0, 0, 9]);
+        assert_eq!(b[8..16], 1u64.to_be_bytes());
+        assert_eq!(b[96..104], 12u64.to_be_bytes());
+        assert_eq!(&b[104..108], [0, 1, 1, b'g']);
+        assert_eq!(b.len(), 108 + 8 + 1 + 4 + 8 + 8 + 8);
+        assert_eq!(
+            encode_to(&ToDaemon::Stats { request: 2 }),
+            [0xC0, 0xC5, 1, 7, 0, 0, 0, 2]
+        );
+    }
+
+    #[test]
+    fn stats_with_too_many_groups_stay_bounded() {
+        let g = GroupStats {
+            name: "x".repeat(255),
+            view: ViewId(1),
+            sequencer: false,
+            queued: 0,
+            in_flight_bytes: 0,
+            window_bytes: 0,
+            window_cap_bytes: 0,
+        };
+        let stats = DaemonStats {
+            groups: vec![g; STATS_GROUPS_MAX + 10],
+            ..DaemonStats::default()
+        };
+        let b = encode_from(&FromDaemon::Stats {
+            request: 1,
+            stats: Box::new(stats),
+        });
+        assert!(b.len() <= APP_FRAME_MAX_BYTES, "{} bytes", b.len());
+        match FromDaemon::decode(&b) {
+            Ok(FromDaemon::Stats { stats, .. }) => assert_eq!(stats.groups.len(), STATS_GROUPS_MAX),
+            other => panic!("{other:?}"),
+        }
+        // A count above the limit is refused even when the bytes are there.
+        let mut over = b.clone();
+        over[104..106].copy_from_slice(&((STATS_GROUPS_MAX + 1) as u16).to_be_bytes());
+        over.extend_from_slice(&b[106..106 + 1 + 255 + 37]);
+        assert_eq!(
+            FromDaemon::decode(&over),
+            Err(DecodeError::Invalid("group count"))
         );
     }
 

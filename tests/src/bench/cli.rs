@@ -23,7 +23,11 @@ round-robin over the daemons, and sends M messages of S bytes from every sender.
 For every run it prints, per listening member: messages delivered, messages/s and MB/s \
 (payload bytes, 1 MB = 10^6 bytes) from the first send to that member's last delivery, and \
 latency p50/p99/p999 from send to delivery; then whether every member delivered the same \
-sequence and exactly P×M messages, each once. Exits 1 if a check fails or a run times out.\n\n\
+sequence and exactly P×M messages, each once; then, per daemon, what it did during the run \
+(from its counters, as `chorusctl stats` shows them): retransmissions, NAKs sent and received, \
+tail probes, flow-window decreases, the kernel's UDP receive-buffer drops (RcvbufErrors; on \
+loopback one value for the whole host) and its CPU seconds. Exits 1 if a check fails or a run \
+times out.\n\n\
 chorusd and chorus-directory are taken from the directory of this executable, or from \
 $CHORUS_BIN_DIR: build them first (cargo build --release --workspace)."
 )]

@@ -7,7 +7,9 @@
 //! the run's full view the senders send M stamped messages of S bytes each
 //! ([`payload`]); every listener records what it delivered and when
 //! ([`stats`]); the run's report ([`report`]) gives throughput and latency
-//! per listener and the delivery checks ([`sequence`]).
+//! per listener and the delivery checks ([`sequence`]), and what each
+//! daemon did meanwhile ([`daemons`]: retransmissions, NAKs, tail probes,
+//! flow-window decreases, kernel receive-buffer drops, CPU time).
 //!
 //! All runs of one invocation share the cluster; each run's members have
 //! names of their own (`r<run>-listen<k>`, `r<run>-send<s>`), and a run
@@ -15,6 +17,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod daemons;
 pub mod member;
 pub mod payload;
 pub mod report;

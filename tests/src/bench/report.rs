@@ -7,6 +7,7 @@ use chorus::Order;
 use serde::Serialize;
 
 use crate::bench::cli::RunParams;
+use crate::bench::daemons::{DaemonReport, DropScope};
 use crate::bench::member::ListenerResult;
 use crate::bench::sequence::{completeness, same_sequence, Completeness, MsgId};
 use crate::bench::stats::MemberStats;
@@ -48,6 +49,12 @@ pub struct RunReport {
     pub complete: bool,
     /// Both checks hold.
     pub ok: bool,
+    /// What each daemon did during the run (counter deltas); empty if not
+    /// sampled.
+    pub daemons: Vec<DaemonReport>,
+    /// Whose `rcvbuf_errors` the daemons' are: `host` (loopback: one value
+    /// shared by every daemon) or `namespace` (`--netns`: each its own).
+    pub rcvbuf_errors_scope: DropScope,
 }
 
 impl RunReport {
@@ -89,6 +96,12 @@ impl RunReport {
             same_sequence: same,
             complete,
             ok: same && complete,
+            daemons: Vec::new(),
+            rcvbuf_errors_scope: if params.netns {
+                DropScope::Namespace
+            } else {
+                DropScope::Host
+            },
         }
     }
 
@@ -147,7 +160,50 @@ impl RunReport {
             yes_no(self.same_sequence),
             u64::from(self.senders) * u64::from(self.messages),
             yes_no(self.complete)
-        )
+        )?;
+        self.write_daemons(out)
+    }
+
+    /// The daemons' counters during the run, a line each.
+    fn write_daemons(&self, out: &mut impl Write) -> io::Result<()> {
+        if self.daemons.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>12} {:>7}",
+            "daemon",
+            "retransmits",
+            "NAKs sent",
+            "NAKs recv",
+            "tail probes",
+            "win halved",
+            "rcvbuf drops",
+            "CPU s"
+        )?;
+        let n = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        for d in &self.daemons {
+            writeln!(
+                out,
+                "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>12} {:>7}",
+                d.node,
+                n(d.retransmits),
+                n(d.naks_sent),
+                n(d.naks_received),
+                n(d.tail_probes),
+                n(d.window_decreases),
+                n(d.rcvbuf_errors),
+                d.cpu_s.map_or("-".to_owned(), |c| format!("{c:.2}"))
+            )?;
+        }
+        if self.rcvbuf_errors_scope == DropScope::Host {
+            writeln!(
+                out,
+                "  (rcvbuf drops: UDP RcvbufErrors of the whole host, one value shared by every \
+                 daemon on loopback)"
+            )?;
+        }
+        Ok(())
     }
 
     /// What went wrong at member `m`, if anything.
@@ -251,5 +307,35 @@ mod tests {
         let text = String::from_utf8(table).unwrap();
         assert!(text.contains("missing 1, duplicates 0"), "{text}");
         assert!(text.contains("same sequence: no"), "{text}");
+        assert!(
+            !text.contains("retransmits"),
+            "no daemon lines unsampled: {text}"
+        );
+    }
+
+    #[test]
+    fn daemon_counters_print_under_the_table_and_in_json() {
+        let ls = [listener("n1:a", &ALL), listener("n2:b", &ALL)];
+        let mut r = RunReport::new(&params(Order::Total), &ls, 0, 10_000);
+        r.daemons = vec![DaemonReport {
+            node: "n1".into(),
+            retransmits: Some(7),
+            naks_sent: Some(1),
+            naks_received: Some(2),
+            tail_probes: Some(3),
+            window_decreases: Some(4),
+            rcvbuf_errors: Some(5),
+            cpu_s: None,
+        }];
+        let mut table = Vec::new();
+        r.write_table(&mut table).unwrap();
+        let text = String::from_utf8(table).unwrap();
+        assert!(text.contains("rcvbuf drops"), "{text}");
+        assert!(text.contains("whole host"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
+        assert_eq!(json["daemons"][0]["retransmits"], 7);
+        assert_eq!(json["daemons"][0]["rcvbuf_errors"], 5);
+        assert!(json["daemons"][0]["cpu_s"].is_null());
+        assert_eq!(json["rcvbuf_errors_scope"], "host");
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::bench::cli::RunParams;
 use crate::bench::cluster::BenchCluster;
+use crate::bench::daemons;
 use crate::bench::member::{self, Gate, Identity, ListenerResult, SenderResult, Shared};
 use crate::bench::payload::Clock;
 use crate::bench::report::RunReport;
@@ -40,6 +41,7 @@ pub fn run(
     timeout: Duration,
 ) -> Result<RunReport, BenchError> {
     let nodes = cluster.nodes();
+    let before = daemons::sample_all(nodes);
     let tag = format!("r{}", params.index);
     let listeners: Vec<Identity> = nodes
         .iter()
@@ -92,7 +94,9 @@ pub fn run(
     }
     let first_send_ns = sent.iter().map(|s| s.first_send_ns).min().unwrap_or(0);
     let flushed_ns = sent.iter().map(|s| s.flushed_ns).max().unwrap_or(0);
-    Ok(RunReport::new(params, &results, first_send_ns, flushed_ns))
+    let mut report = RunReport::new(params, &results, first_send_ns, flushed_ns);
+    report.daemons = daemons::deltas(&before, &daemons::sample_all(nodes));
+    Ok(report)
 }
 
 fn identity(node: &Node, name: String) -> Identity {

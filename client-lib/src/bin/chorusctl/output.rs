@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use base64::Engine as _;
-use chorus::{Event, GroupInfo, Message, Status, ViewInfo};
+use chorus::{Event, GroupInfo, GroupStats, Message, Stats, Status, ViewInfo};
 use serde::Serialize;
 
 /// Writing standard output failed (usually: the reader went away).
@@ -65,6 +65,16 @@ impl Out {
             ("version", s.version.clone()),
         ];
         self.lines(&key_values(&rows))
+    }
+
+    pub fn stats(&mut self, s: &Stats, json: bool) -> Result<(), Printed> {
+        if json {
+            return self.lines(&[stats_json(s)]);
+        }
+        let mut lines = key_values(&stats_rows(s));
+        lines.push(String::new());
+        lines.extend(group_stats_table(&s.groups));
+        self.lines(&lines)
     }
 
     pub fn groups(&mut self, groups: &[GroupInfo], json: bool) -> Result<(), Printed> {
@@ -130,6 +140,34 @@ struct StatusJson<'a> {
 }
 
 #[derive(Serialize)]
+struct StatsJson<'a> {
+    datagrams_in: u64,
+    bytes_in: u64,
+    datagrams_out: u64,
+    bytes_out: u64,
+    malformed_in: u64,
+    messages_accepted: u64,
+    messages_delivered: u64,
+    naks_sent: u64,
+    naks_received: u64,
+    retransmits: u64,
+    tail_probes: u64,
+    window_decreases: u64,
+    groups: Vec<GroupStatsJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct GroupStatsJson<'a> {
+    group: &'a str,
+    view: u64,
+    sequencer: bool,
+    queued: u32,
+    in_flight_bytes: u64,
+    window_bytes: u64,
+    window_cap_bytes: u64,
+}
+
+#[derive(Serialize)]
 struct GroupJson<'a> {
     group: &'a str,
     address: &'a str,
@@ -183,6 +221,85 @@ fn status_json(s: &Status) -> String {
         members: s.members,
         version: &s.version,
     })
+}
+
+fn stats_json(s: &Stats) -> String {
+    to_json(&StatsJson {
+        datagrams_in: s.datagrams_in,
+        bytes_in: s.bytes_in,
+        datagrams_out: s.datagrams_out,
+        bytes_out: s.bytes_out,
+        malformed_in: s.malformed_in,
+        messages_accepted: s.messages_accepted,
+        messages_delivered: s.messages_delivered,
+        naks_sent: s.naks_sent,
+        naks_received: s.naks_received,
+        retransmits: s.retransmits,
+        tail_probes: s.tail_probes,
+        window_decreases: s.window_decreases,
+        groups: s
+            .groups
+            .iter()
+            .map(|g| GroupStatsJson {
+                group: &g.name,
+                view: g.view,
+                sequencer: g.sequencer,
+                queued: g.queued,
+                in_flight_bytes: g.in_flight_bytes,
+                window_bytes: g.window_bytes,
+                window_cap_bytes: g.window_cap_bytes,
+            })
+            .collect(),
+    })
+}
+
+/// The host-wide counters, one `key  value` row each.
+fn stats_rows(s: &Stats) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "datagrams in",
+            format!("{} ({} bytes)", s.datagrams_in, s.bytes_in),
+        ),
+        (
+            "datagrams out",
+            format!("{} ({} bytes)", s.datagrams_out, s.bytes_out),
+        ),
+        ("malformed in", s.malformed_in.to_string()),
+        ("messages accepted", s.messages_accepted.to_string()),
+        ("messages delivered", s.messages_delivered.to_string()),
+        ("naks sent", s.naks_sent.to_string()),
+        ("naks received", s.naks_received.to_string()),
+        ("retransmits", s.retransmits.to_string()),
+        ("tail probes", s.tail_probes.to_string()),
+        ("window decreases", s.window_decreases.to_string()),
+    ]
+}
+
+/// One line per group: its view, whether we sequence it, our send queue
+/// and flow window.
+fn group_stats_table(groups: &[GroupStats]) -> Vec<String> {
+    let mut rows = vec![[
+        "GROUP",
+        "VIEW",
+        "SEQUENCER",
+        "QUEUED",
+        "IN-FLIGHT B",
+        "WINDOW B",
+        "CAP B",
+    ]
+    .map(String::from)];
+    for g in groups {
+        rows.push([
+            g.name.clone(),
+            g.view.to_string(),
+            if g.sequencer { "yes" } else { "no" }.to_owned(),
+            g.queued.to_string(),
+            g.in_flight_bytes.to_string(),
+            g.window_bytes.to_string(),
+            g.window_cap_bytes.to_string(),
+        ]);
+    }
+    table(&rows)
 }
 
 fn group_json(g: &GroupInfo) -> String {
@@ -248,8 +365,13 @@ fn groups_table(groups: &[GroupInfo]) -> Vec<String> {
             if g.local { "yes" } else { "no" }.to_owned(),
         ]);
     }
-    let mut widths = [0usize; 5];
-    for row in &rows {
+    table(&rows)
+}
+
+/// Rows of cells in left-aligned columns two spaces apart.
+fn table<const N: usize>(rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = [0usize; N];
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -329,6 +451,39 @@ mod tests {
                 "a-longer-name  239.192.0.10:7410  12    3        no",
             ]
         );
+    }
+
+    #[test]
+    fn stats_print_counters_then_a_table_of_groups() {
+        let s = Stats {
+            datagrams_in: 10,
+            bytes_in: 1000,
+            retransmits: 2,
+            groups: vec![GroupStats {
+                name: "chat".into(),
+                view: 4,
+                sequencer: true,
+                queued: 3,
+                in_flight_bytes: 300,
+                window_bytes: 65536,
+                window_cap_bytes: 131072,
+            }],
+            ..Stats::default()
+        };
+        let lines = key_values(&stats_rows(&s));
+        assert_eq!(lines[0], "datagrams in        10 (1000 bytes)");
+        assert_eq!(lines[7], "retransmits         2");
+        assert_eq!(
+            group_stats_table(&s.groups),
+            [
+                "GROUP  VIEW  SEQUENCER  QUEUED  IN-FLIGHT B  WINDOW B  CAP B",
+                "chat   4     yes        3       300          65536     131072",
+            ]
+        );
+        let json: serde_json::Value = serde_json::from_str(&stats_json(&s)).expect("json");
+        assert_eq!(json["retransmits"], 2);
+        assert_eq!(json["groups"][0]["group"], "chat");
+        assert_eq!(json["groups"][0]["window_cap_bytes"], 131072);
     }
 
     #[test]

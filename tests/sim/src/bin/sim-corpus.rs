@@ -61,6 +61,7 @@ fn hand_made(dir: &Path) -> std::io::Result<()> {
             request: 6,
             group: "g0".into(),
         },
+        ToDaemon::Stats { request: 7 },
     ];
     for (i, r) in requests.iter().enumerate() {
         let mut b = Vec::new();
