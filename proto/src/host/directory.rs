@@ -397,6 +397,23 @@ impl Host {
         }
     }
 
+    /// `NODE:NAME`, how apps see a member (one allocation: it is made for
+    /// every message delivered).
+    pub(super) fn sender_label(&self, node: NodeId, member: &str) -> String {
+        use std::fmt::Write as _;
+        let name = self.node_names.get(&node);
+        let mut s = String::with_capacity(name.map_or(16, String::len) + 1 + member.len());
+        match name {
+            Some(n) => s.push_str(n),
+            None => {
+                let _ = write!(s, "node-{node}");
+            }
+        }
+        s.push(':');
+        s.push_str(member);
+        s
+    }
+
     pub(super) fn node_name(&self, node: NodeId) -> String {
         self.node_names
             .get(&node)

@@ -417,7 +417,7 @@ impl Host {
                             .collect()
                     });
                     self.stats.messages_delivered += 1;
-                    let sender = format!("{}:{}", self.node_name(d.node), d.sender_name);
+                    let sender = self.sender_label(d.node, &d.sender_name);
                     let mut payload = Some(d.payload);
                     for (i, s) in targets.iter().enumerate() {
                         // The last member takes the payload; the others get copies.

@@ -157,7 +157,8 @@ impl Receivers {
             if s.base().is_none() || !latest.contains(&(key.node, key.incarnation)) {
                 continue;
             }
-            let mut end = s.contiguous_end();
+            // What was reported is held or delivered: look past it only.
+            let mut end = s.contiguous_end_from(s.reported);
             if *key == self.me {
                 end = end.min(own_sent_end);
             }

@@ -210,8 +210,22 @@ impl RecvStream {
     /// End (exclusive) of the run of held positions starting at the next
     /// position to deliver: everything before it is held or delivered.
     pub fn contiguous_end(&self) -> SenderSeq {
-        let n = self.slots.iter().take_while(|s| s.is_some()).count();
-        SenderSeq(self.origin.0 + n as u64)
+        self.contiguous_end_from(self.origin)
+    }
+
+    /// The same, knowing that everything before `from` is held or
+    /// delivered: only what lies past it is looked at (the sequencer's host
+    /// asks after every datagram; walking the whole window each time cost
+    /// as much as delivery).
+    pub fn contiguous_end_from(&self, from: SenderSeq) -> SenderSeq {
+        let skip = from.0.saturating_sub(self.origin.0) as usize;
+        let n = self
+            .slots
+            .iter()
+            .skip(skip)
+            .take_while(|s| s.is_some())
+            .count();
+        SenderSeq(self.origin.0.max(from.0) + n as u64)
     }
 
     /// Positions known to exist but not held, from the next to deliver on,
