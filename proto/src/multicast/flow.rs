@@ -4,9 +4,11 @@
 //! stable, so not yet acknowledged by every member) to its fair share of
 //! what receivers can buffer: the host's budget (about half the kernel
 //! receive buffer it asks for, which also holds the kernel's per-datagram
-//! overhead) divided among the nodes of the view, every one of which may
-//! send. It is Totem's global window, split evenly, with no extra messages:
-//! the view says how many may share it. A full window makes the app's sends
+//! overhead) divided among the senders that have messages in flight, as
+//! the order shows them to every member alike. It is Totem's global window
+//! split evenly, with no extra messages: unlike receiver credits (JGroups'
+//! MFC, Aeron), nothing new goes on the wire, and the sequencer's order
+//! already tells every node who is sending. A full window makes the app's sends
 //! wait (the send stream stops taking them, and the host stops reading the
 //! app), so nothing accepted is dropped.
 //!
@@ -49,10 +51,17 @@ impl FlowWindow {
         }
     }
 
-    /// The fair share changed (a new view): the window never exceeds it.
+    /// The fair share changed (another sender started or stopped): the
+    /// window scales with it, keeping what congestion taught (a window
+    /// halved to a quarter of the old share is a quarter of the new one).
     pub fn set_share(&mut self, share: usize) {
-        self.share = share.max(MIN_WINDOW_DATAGRAMS * self.datagram);
-        self.cwnd = self.cwnd.min(self.share);
+        let share = share.max(MIN_WINDOW_DATAGRAMS * self.datagram);
+        if share == self.share {
+            return;
+        }
+        let scaled = (self.cwnd as u128 * share as u128 / self.share.max(1) as u128) as usize;
+        self.share = share;
+        self.cwnd = scaled.clamp(MIN_WINDOW_DATAGRAMS * self.datagram, share);
     }
 
     /// Bytes that may be in flight now.
@@ -124,11 +133,17 @@ mod tests {
     }
 
     #[test]
-    fn a_new_view_shrinks_the_share() {
+    fn the_window_scales_with_the_share() {
         let mut w = FlowWindow::new(90_000, 1_000);
         w.set_share(30_000);
         assert_eq!((w.share(), w.window()), (30_000, 30_000));
+        w.on_loss(Instant::ZERO, Duration::from_millis(50));
+        assert_eq!(w.window(), 15_000);
         w.set_share(60_000);
-        assert_eq!(w.window(), 30_000, "grows back by stability only");
+        assert_eq!(
+            (w.share(), w.window()),
+            (60_000, 30_000),
+            "still half of it"
+        );
     }
 }

@@ -344,6 +344,41 @@ impl Deliverer {
         next.into_iter().collect()
     }
 
+    /// The streams with messages in flight in the group: ordered and not
+    /// yet stable (delivered here or not). `me` counts too when `sending`.
+    /// The senders sharing the receivers' buffers now.
+    pub fn senders_in_flight(&self, me: StreamKey, sending: bool) -> usize {
+        let mut seen: Vec<StreamKey> = Vec::new();
+        if sending {
+            seen.push(me);
+        }
+        let stable = self.log.stable();
+        let delivered = self
+            .retained_order
+            .iter()
+            .filter(|(g, _)| *g > stable)
+            .map(|(_, s)| *s);
+        let mut g = self.log.next();
+        let undelivered = std::iter::from_fn(|| {
+            while g <= self.log.highest_known() {
+                let slot = self.log.entry(g);
+                g = g.next();
+                if slot.is_some() {
+                    return slot;
+                }
+            }
+            None
+        });
+        for slot in delivered.chain(undelivered) {
+            if let Slot::Message { stream, .. } = slot {
+                if !seen.contains(&stream) {
+                    seen.push(stream);
+                }
+            }
+        }
+        seen.len()
+    }
+
     /// The cumulative ack to send now, if due: what we hold grew, or the
     /// sequencer seems not to have our last ack (stability lags it after a
     /// retransmission interval `rto`), or `refresh` passed (so a new

@@ -121,6 +121,7 @@ impl GroupState {
                 Self::flow_share(&limits, v.nodes.len()),
                 limits.max_datagram_bytes,
             ),
+            // (until the first tick counts the senders in flight)
             rx: Receivers::new(
                 me,
                 limits.receive_window,
@@ -141,10 +142,19 @@ impl GroupState {
         std::mem::take(&mut self.out)
     }
 
-    /// Each sender's fair share of the receivers' buffers in a view of
-    /// `nodes` nodes (every one of them may send).
-    fn flow_share(limits: &GroupLimits, nodes: usize) -> usize {
-        limits.flow_budget_bytes / nodes.max(1)
+    /// Each sender's fair share of the receivers' buffers among `senders`
+    /// concurrent senders.
+    fn flow_share(limits: &GroupLimits, senders: usize) -> usize {
+        limits.flow_budget_bytes / senders.max(1)
+    }
+
+    /// The share follows the senders with messages in flight (as the order
+    /// shows them): a lone sender may use the whole budget, and each new
+    /// one shrinks everybody's share at their next tick.
+    fn update_flow_share(&mut self) {
+        let sending = !self.send.is_empty();
+        let senders = self.order.senders_in_flight(self.me, sending);
+        self.flow.set_share(Self::flow_share(&self.limits, senders));
     }
 
     /// Our messages the windows let go now (never-sent positions).
@@ -214,8 +224,6 @@ impl GroupState {
     /// reached); our sequencer may have to be told.
     pub fn install(&mut self, v: &View) {
         self.order.view_start = self.order.marker_next.take();
-        let share = Self::flow_share(&self.limits, v.nodes.len());
-        self.flow.set_share(share);
         if !self.views.install(v) {
             // An older view reached at its marker after a flush moved the
             // order to a newer view's sequencer: that one stays.
@@ -369,6 +377,7 @@ impl GroupState {
 
     /// Periodic work: a flush report, acks, ORDER NAKs and DATA NAKs due now.
     pub fn tick(&mut self, now: Instant) {
+        self.update_flow_share();
         let rto = self.limits.retransmit;
         if let Some((addr, view, held, anchored)) = self.flush_report_due(now) {
             self.out.push(Command::Control(Control::FlushReport(
