@@ -58,6 +58,13 @@ use timers::{Timer, Timers};
 
 pub use session::{Credentials, SessionId};
 
+/// How long new messages may wait for more to fill a DATA datagram, once
+/// the group's last DATA went out less than this ago. A sender that sends
+/// now and then gets its message out at once; one that keeps the host busy
+/// gets full datagrams (the per-datagram cost, not the bytes, bounds the
+/// rate), for at most this much latency.
+pub const BUNDLE_WAIT: Duration = Duration::from_micros(200);
+
 /// What a host is and the bounds it keeps.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
@@ -455,6 +462,8 @@ impl Host {
 
     /// Drives timers: acks, naks, retransmission, detaching idle groups.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Bundled DATA waited long enough: the drain that follows packs it.
+        let _ = self.timers.take_due(Timer::Bundle, now);
         if !self.timers.take_due(Timer::Tick, now) {
             return;
         }
@@ -479,6 +488,7 @@ impl Host {
                 // a busy sequencer is as likely as a lost tail.
                 self.stats.retransmits += 1;
                 self.stats.tail_probes += 1;
+                g.send.note_probe();
                 let dest = g.views.address;
                 g.pack_data(now, packer, (last, last), dest, &mut self.pool);
             }
@@ -607,6 +617,7 @@ impl Host {
         if self.cluster.is_none() {
             return;
         }
+        let full = self.s.max_datagram_bytes.saturating_sub(DATA_PREFIX_BYTES);
         for gid in std::mem::take(&mut self.dirty) {
             let Some(packer) = self.packer(gid) else {
                 continue;
@@ -615,6 +626,16 @@ impl Host {
                 continue;
             };
             if let Some(range) = g.sendable() {
+                // Bundle: less than a datagram's worth, and the last DATA
+                // left a moment ago: wait a little for more.
+                let wait_until = g.last_data_at().map(|t| t + BUNDLE_WAIT);
+                if let Some(until) = wait_until.filter(|u| now < *u) {
+                    if g.send.wire_bytes(range.0, range.1) < full {
+                        self.dirty.insert(gid);
+                        self.timers.set_earliest(Timer::Bundle, until);
+                        continue;
+                    }
+                }
                 let dest = g.views.address;
                 g.pack_data(now, packer, range, dest, &mut self.pool);
                 // At the sequencer's node, what just went out may be ordered.

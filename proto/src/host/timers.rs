@@ -12,6 +12,8 @@ pub enum Timer {
     /// part in a group): acks, NAKs, flush reports, retransmission of what
     /// the sequencer has not ordered, and detaching idle groups.
     Tick,
+    /// A group's DATA waits to fill a datagram (see `host::BUNDLE_WAIT`).
+    Bundle,
 }
 
 /// One deadline per timer kind.
@@ -24,6 +26,12 @@ impl Timers {
     /// Sets (or moves) the deadline of `kind`.
     pub fn set(&mut self, kind: Timer, at: Instant) {
         self.deadlines.insert(kind, at);
+    }
+
+    /// Sets the deadline of `kind` to `at`, unless it is due earlier.
+    pub fn set_earliest(&mut self, kind: Timer, at: Instant) {
+        let e = self.deadlines.entry(kind).or_insert(at);
+        *e = (*e).min(at);
     }
 
     /// True while `kind` has a deadline.
@@ -64,5 +72,17 @@ mod tests {
         assert!(t.take_due(Timer::Tick, at));
         assert!(!t.is_armed(Timer::Tick));
         assert!(!t.take_due(Timer::Tick, at), "fired once");
+    }
+
+    #[test]
+    fn the_earliest_deadline_wins() {
+        let mut t = Timers::default();
+        let ms = |n| Instant::ZERO + Duration::from_millis(n);
+        t.set(Timer::Tick, ms(10));
+        t.set_earliest(Timer::Bundle, ms(5));
+        t.set_earliest(Timer::Bundle, ms(7));
+        assert_eq!(t.next(), Some(ms(5)));
+        assert!(t.take_due(Timer::Bundle, ms(5)));
+        assert_eq!(t.next(), Some(ms(10)));
     }
 }

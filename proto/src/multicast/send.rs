@@ -42,6 +42,10 @@ pub struct SendStream {
     capacity: usize,
     /// Bytes of the messages sent and not yet stable (`base..next_unsent`).
     in_flight_bytes: usize,
+    /// Tail probes sent since the sequencer last ordered one of ours: each
+    /// doubles the wait before the next (a sequencer that is down or cut
+    /// off for seconds gets a few probes, not one per interval).
+    probes_unanswered: u32,
 }
 
 impl SendStream {
@@ -55,6 +59,7 @@ impl SendStream {
             window: window.max(1),
             capacity: window.max(1) * 2,
             in_flight_bytes: 0,
+            probes_unanswered: 0,
         }
     }
 
@@ -137,6 +142,17 @@ impl SendStream {
         (seq > self.next_unsent).then(|| (self.next_unsent, SenderSeq(seq.0 - 1)))
     }
 
+    /// What messages `lo..=hi` weigh in DATA.
+    pub fn wire_bytes(&self, lo: SenderSeq, hi: SenderSeq) -> usize {
+        let mut n = 0;
+        let mut seq = lo;
+        while seq <= hi {
+            n += self.get(seq).map_or(0, OutMsg::wire_bytes);
+            seq = seq.next();
+        }
+        n
+    }
+
     /// The first message never sent (everything before it went out once).
     pub fn next_unsent(&self) -> SenderSeq {
         self.next_unsent
@@ -164,6 +180,7 @@ impl SendStream {
         if let Some(m) = self.get_mut(seq) {
             m.gseq = Some(gseq);
         }
+        self.probes_unanswered = 0;
     }
 
     /// Forgets positions past `cut` (a new sequencer orders those again).
@@ -221,10 +238,18 @@ impl SendStream {
     /// sender to act; resending that one message (not the whole unordered
     /// run, which a busy sequencer may simply not have reached yet) shows
     /// everyone where the stream ends.
+    /// The wait doubles with each probe the sequencer has not answered by
+    /// ordering something of ours, up to 32 intervals.
     pub fn tail_probe_due(&self, now: Instant, rto: Duration) -> Option<SenderSeq> {
         let last = SenderSeq(self.next_unsent.0.checked_sub(1)?);
         let m = self.get(last)?;
-        (m.gseq.is_none() && m.sent_at.is_some_and(|t| t + rto <= now)).then_some(last)
+        let wait = Duration::from_micros(rto.as_micros() << self.probes_unanswered.min(5));
+        (m.gseq.is_none() && m.sent_at.is_some_and(|t| t + wait <= now)).then_some(last)
+    }
+
+    /// A tail probe went out.
+    pub fn note_probe(&mut self) {
+        self.probes_unanswered = self.probes_unanswered.saturating_add(1);
     }
 }
 
@@ -314,7 +339,16 @@ mod tests {
         // 2 and 3 are unordered: only the last sent, 3, is resent.
         assert_eq!(s.tail_probe_due(t0 + rto, rto), Some(SenderSeq(3)));
         s.mark_sent(SenderSeq(3), t0 + rto);
+        s.note_probe();
         assert_eq!(s.tail_probe_due(t0 + rto, rto), None, "once per interval");
+        let two = t0 + Duration::from_millis(149);
+        assert_eq!(
+            s.tail_probe_due(two, rto),
+            None,
+            "unanswered: twice as long"
+        );
+        let three = t0 + Duration::from_millis(150);
+        assert_eq!(s.tail_probe_due(three, rto), Some(SenderSeq(3)));
         s.mark_ordered(SenderSeq(2), GlobalSeq(2));
         s.mark_ordered(SenderSeq(3), GlobalSeq(3));
         let later = t0 + Duration::from_millis(400);

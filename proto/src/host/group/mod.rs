@@ -101,6 +101,8 @@ pub struct GroupState {
     is_sequencer: bool,
     /// Detach was asked for; the directory's GroupEnded ends the group.
     pub detach_sent: bool,
+    /// When DATA of ours last went out for the first time (bundling).
+    last_data_at: Option<Instant>,
     /// When we last said, our order not started yet, that we hold nothing
     /// (see `failover.rs`, `unstarted_report_due`).
     unstarted_report_at: Option<Instant>,
@@ -133,6 +135,7 @@ impl GroupState {
             is_sequencer: false,
             detach_sent: false,
             unstarted_report_at: None,
+            last_data_at: None,
             out: Vec::new(),
         }
     }
@@ -438,6 +441,11 @@ impl GroupState {
         }
     }
 
+    /// When DATA of ours last went out for the first time.
+    pub fn last_data_at(&self) -> Option<Instant> {
+        self.last_data_at
+    }
+
     /// Packs messages `lo..=hi` of our stream into DATA to `dest` (first
     /// sends and retransmissions).
     pub fn pack_data(
@@ -448,6 +456,9 @@ impl GroupState {
         dest: SocketAddrV4,
         pool: &mut Vec<Vec<u8>>,
     ) {
+        if hi >= self.send.next_unsent() {
+            self.last_data_at = Some(now);
+        }
         let out = &mut self.out;
         packer.own(
             &mut self.send,
