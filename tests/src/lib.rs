@@ -14,6 +14,8 @@
 //!   with waits on conditions, `chorusctl send`/`members`;
 //! - [`check`]: the delivery-guarantee checkers;
 //! - [`scenario`]: workloads shared by several tests;
+//! - [`stats`]: every daemon's data-path counters, summed, and a sampler of
+//!   the flow windows during a run;
 //! - [`bench`]: the `chorus-bench` cluster benchmark.
 //!
 //! A failing test keeps its directory and prints the tail of every log;
@@ -39,6 +41,7 @@ pub mod netns_cluster;
 pub mod notify;
 pub mod process;
 pub mod scenario;
+pub mod stats;
 pub mod testenv;
 
 pub use error::{HarnessError, Result};

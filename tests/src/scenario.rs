@@ -78,9 +78,27 @@ pub fn concurrent_senders(
     per_sender: usize,
     timeout: Duration,
 ) -> Result<TotalOrderRun> {
+    concurrent_senders_sized(env, nodes, group, per_sender, None, timeout)
+}
+
+/// As [`concurrent_senders`], with every payload padded to `payload_bytes`
+/// bytes when given (see [`padded_payloads`]).
+pub fn concurrent_senders_sized(
+    env: &TestEnv,
+    nodes: &[Node],
+    group: &str,
+    per_sender: usize,
+    payload_bytes: Option<usize>,
+    timeout: Duration,
+) -> Result<TotalOrderRun> {
     let (listeners, _, _) = listeners_in_full_view(env, nodes, group, timeout)?;
 
-    let work = sender_work(nodes.len(), "s", per_sender);
+    let mut work = sender_work(nodes.len(), "s", per_sender);
+    if let Some(size) = payload_bytes {
+        for w in &mut work {
+            w.payloads = padded_payloads(std::mem::take(&mut w.payloads), size);
+        }
+    }
     let start = Instant::now();
     let senders = start_senders(env, nodes, group, &work)?;
     for sender in senders {
@@ -214,6 +232,24 @@ pub fn sender_work(nodes: usize, prefix: &str, per_sender: usize) -> Vec<SenderW
         .collect()
 }
 
+/// `payloads` (numbered lines) each padded to `size` bytes: `label-000001-`
+/// then `x`s. A payload already as long stays as it is. Every padded line
+/// still starts with its numbered prefix, so the checkers and the sender
+/// names check work unchanged.
+pub fn padded_payloads(payloads: Vec<String>, size: usize) -> Vec<String> {
+    payloads
+        .into_iter()
+        .map(|p| {
+            if p.len() + 1 >= size {
+                p
+            } else {
+                let pad = size - p.len() - 1;
+                format!("{p}-{}", "x".repeat(pad))
+            }
+        })
+        .collect()
+}
+
 /// Starts `work[k]`'s sender on `nodes[k]`.
 pub fn start_senders(
     env: &TestEnv,
@@ -282,4 +318,17 @@ fn check_sender_names(traces: &[Trace], nodes: &[Node], work: &[SenderWork]) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_payloads_have_the_size_and_keep_their_prefix() {
+        let p = padded_payloads(numbered_payloads("s1", 2), 1000);
+        assert!(p.iter().all(|l| l.len() == 1000));
+        assert!(p[1].starts_with("s1-000002-x"));
+        assert_eq!(padded_payloads(vec!["s1-000001".into()], 5), ["s1-000001"]);
+    }
 }
