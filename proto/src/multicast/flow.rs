@@ -12,8 +12,9 @@
 //! wait (the send stream stops taking them, and the host stops reading the
 //! app), so nothing accepted is dropped.
 //!
-//! **Congestion control** runs AIMD inside that share, as TCP and NORM do:
-//! a loss signal (a NAK for our stream) halves
+//! **Congestion control** runs AIMD inside that share, as TCP and NORM do,
+//! down to a floor of an eighth of the share: a loss signal (a NAK for our
+//! stream) halves
 //! the window, at most once per retransmission interval (one repair round),
 //! and every window's worth of bytes that becomes stable grows it by one
 //! datagram, up to the share.
@@ -22,6 +23,12 @@ use crate::time::{Duration, Instant};
 
 /// The smallest window, in datagrams: a sender always keeps a few in flight.
 const MIN_WINDOW_DATAGRAMS: usize = 4;
+/// Losses never take a window below this fraction of its share. Loss that
+/// persists at any rate (a noisy link) would otherwise hold the window at a
+/// few datagrams, however idle the receivers (10 % random loss ran at ~360
+/// messages/s); the shares of all senders add up to the receivers' budget,
+/// so all of them at their floor fill an eighth of it.
+const FLOOR_FRACTION: usize = 8;
 
 /// One sender's window in one group, in bytes.
 #[derive(Debug, Clone)]
@@ -61,7 +68,15 @@ impl FlowWindow {
         }
         let scaled = (self.cwnd as u128 * share as u128 / self.share.max(1) as u128) as usize;
         self.share = share;
-        self.cwnd = scaled.clamp(MIN_WINDOW_DATAGRAMS * self.datagram, share);
+        self.cwnd = scaled.clamp(self.floor(), share);
+    }
+
+    /// The least a loss leaves: an eighth of the share, at least a few
+    /// datagrams.
+    fn floor(&self) -> usize {
+        (self.share / FLOOR_FRACTION)
+            .max(MIN_WINDOW_DATAGRAMS * self.datagram)
+            .min(self.share)
     }
 
     /// Bytes that may be in flight now.
@@ -86,7 +101,7 @@ impl FlowWindow {
             return false;
         }
         self.last_decrease = Some(now);
-        self.cwnd = (self.cwnd / 2).max(MIN_WINDOW_DATAGRAMS * self.datagram);
+        self.cwnd = (self.cwnd / 2).max(self.floor());
         self.decreases += 1;
         true
     }
@@ -129,7 +144,12 @@ mod tests {
         for i in 0..20 {
             w.on_loss(t + Duration::from_millis(50 * (2 + i)), round);
         }
-        assert_eq!(w.window(), 4_000, "never below a few datagrams");
+        assert_eq!(w.window(), 12_500, "never below an eighth of the share");
+        let mut small = FlowWindow::new(16_000, 1_000);
+        for i in 0..20 {
+            small.on_loss(t + Duration::from_millis(50 * i), round);
+        }
+        assert_eq!(small.window(), 4_000, "nor below a few datagrams");
     }
 
     #[test]
