@@ -32,6 +32,9 @@ mod tests;
 
 pub use crate::order::delivery::Delivery;
 
+/// How long fewer senders must be seen in flight before a flow share grows.
+const SENDERS_HOLD: Duration = Duration::from_millis(200);
+
 /// Bounds and timers a group needs (from the host's settings).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupLimits {
@@ -103,6 +106,9 @@ pub struct GroupState {
     pub detach_sent: bool,
     /// When DATA of ours last went out for the first time (bundling).
     last_data_at: Option<Instant>,
+    /// The senders the flow share is divided by, and when that many were
+    /// last seen in flight (see `update_flow_share`).
+    senders: (usize, Option<Instant>),
     /// When we last said, our order not started yet, that we hold nothing
     /// (see `failover.rs`, `unstarted_report_due`).
     unstarted_report_at: Option<Instant>,
@@ -136,6 +142,7 @@ impl GroupState {
             detach_sent: false,
             unstarted_report_at: None,
             last_data_at: None,
+            senders: (v.nodes.len().max(1), None),
             out: Vec::new(),
         }
     }
@@ -152,12 +159,23 @@ impl GroupState {
     }
 
     /// The share follows the senders with messages in flight (as the order
-    /// shows them): a lone sender may use the whole budget, and each new
-    /// one shrinks everybody's share at their next tick.
-    fn update_flow_share(&mut self) {
+    /// shows them): each new one shrinks everybody's share at their next
+    /// tick, and a share grows only once fewer senders were seen for
+    /// `SENDERS_HOLD` (senders that start together each see only themselves
+    /// in flight at first: trusting that, each would take the whole budget).
+    /// A group starts by counting every node of its view.
+    fn update_flow_share(&mut self, now: Instant) {
         let sending = !self.send.is_empty();
-        let senders = self.order.senders_in_flight(self.me, sending);
-        self.flow.set_share(Self::flow_share(&self.limits, senders));
+        let seen = self.order.senders_in_flight(self.me, sending).max(1);
+        let (counted, since) = self.senders;
+        match since {
+            _ if seen >= counted => self.senders = (seen, Some(now)),
+            None => self.senders.1 = Some(now),
+            Some(t) if now >= t + SENDERS_HOLD => self.senders = (seen, Some(now)),
+            Some(_) => {}
+        }
+        self.flow
+            .set_share(Self::flow_share(&self.limits, self.senders.0));
     }
 
     /// Our messages the windows let go now (never-sent positions).
@@ -380,7 +398,7 @@ impl GroupState {
 
     /// Periodic work: a flush report, acks, ORDER NAKs and DATA NAKs due now.
     pub fn tick(&mut self, now: Instant) {
-        self.update_flow_share();
+        self.update_flow_share(now);
         let rto = self.limits.retransmit;
         if let Some((addr, view, held, anchored)) = self.flush_report_due(now) {
             self.out.push(Command::Control(Control::FlushReport(
