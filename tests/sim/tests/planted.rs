@@ -71,15 +71,19 @@ fn no_retransmission_is_caught() {
 
 #[test]
 fn a_retransmission_storm_is_caught() {
-    let (run, f) = caught(Planted {
-        retransmit_storm: true,
-        ..Planted::default()
-    });
-    assert!(run >= 12, "enough clean seeds to judge: {run}");
+    let (run, f) = caught_in(
+        0..60,
+        Planted {
+            retransmit_storm: true,
+            ..Planted::default()
+        },
+    );
+    assert!(run >= 30, "enough clean seeds to judge: {run}");
     // Every message multicast again at every tick until ordered: the copies
-    // per message pass what the loss explains on many seeds.
+    // per message pass what loss, partitions and clogs explain on some
+    // seeds (the bound is loose: clogs make honest repairs too).
     let storms = f.iter().filter(|(_, c, _)| *c == "retransmissions").count();
-    assert!(storms * 8 >= run, "caught on {storms} of {run} seeds");
+    assert!(storms * 12 >= run, "caught on {storms} of {run} seeds");
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! when a receiver NAKs it (once per repair round) or as a sender's tail
 //! probe (once per retransmission interval), so a storm (whole windows sent
 //! again on a timer, NAKs answered over and over) shows as a ratio far past
-//! what loss explains. (Measured on seeds 0..5000, with and without process
-//! faults: at most 2.7 copies with no link loss and 3.7 at 11 % loss; the
-//! planted storm, `--plant retransmit-storm`, goes past the bound on about
-//! a third of the seeds.)
+//! what loss explains. The bound is loose: clogged links and partitions,
+//! which the link loss rate does not count, make honest repairs too (a
+//! receiver behind a clog NAKs each interval and each answer is lost; one
+//! seed of CI's random batch sent one message 52 times, 4.98 copies per
+//! message at 3.8 % link loss). The planted storm,
+//! `--plant retransmit-storm`, goes past it on about a fifth of the seeds.
 
 use std::collections::HashMap;
 
@@ -94,9 +96,9 @@ fn data_header(b: &[u8]) -> Option<(u32, u32, u64, u64, u16)> {
 
 /// Copies per message with no loss: the first send, plus the tail probes
 /// and repairs that reordering, partitions and crashes cause.
-const BASE_COPIES: f64 = 4.0;
+const BASE_COPIES: f64 = 6.0;
 /// Extra copies per unit of loss rate.
-const LOSS_FACTOR: f64 = 10.0;
+const LOSS_FACTOR: f64 = 20.0;
 
 #[cfg(test)]
 mod tests {
@@ -130,10 +132,10 @@ mod tests {
         assert_eq!(r.at_least(2), (2, 2));
         assert_eq!(r.ratio(), (2.0, 2));
         assert!(r.check(0.0).is_ok());
-        for _ in 0..4 {
+        for _ in 0..6 {
             r.on_transmit(&b);
         }
-        assert!(r.check(0.0).is_err(), "6 copies each is a storm");
+        assert!(r.check(0.0).is_err(), "8 copies each is a storm");
         assert!(r.check(0.3).is_ok(), "unless 30 % loss explains them");
     }
 }
