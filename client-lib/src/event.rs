@@ -144,18 +144,18 @@ pub struct GroupStats {
 impl From<app::DaemonStats> for Stats {
     fn from(s: app::DaemonStats) -> Self {
         Stats {
-            datagrams_in: s.datagrams_in,
-            bytes_in: s.bytes_in,
-            datagrams_out: s.datagrams_out,
-            bytes_out: s.bytes_out,
-            malformed_in: s.malformed_in,
-            messages_accepted: s.messages_accepted,
-            messages_delivered: s.messages_delivered,
-            naks_sent: s.naks_sent,
-            naks_received: s.naks_received,
-            retransmits: s.retransmits,
-            tail_probes: s.tail_probes,
-            window_decreases: s.window_decreases,
+            datagrams_in: s.counters.datagrams_in,
+            bytes_in: s.counters.bytes_in,
+            datagrams_out: s.counters.datagrams_out,
+            bytes_out: s.counters.bytes_out,
+            malformed_in: s.counters.malformed_in,
+            messages_accepted: s.counters.messages_accepted,
+            messages_delivered: s.counters.messages_delivered,
+            naks_sent: s.counters.naks_sent,
+            naks_received: s.counters.naks_received,
+            retransmits: s.counters.retransmits,
+            tail_probes: s.counters.tail_probes,
+            window_decreases: s.counters.window_decreases,
             groups: s.groups.into_iter().map(Into::into).collect(),
         }
     }

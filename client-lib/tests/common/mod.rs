@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chorus_proto::wire::app::{
-    DaemonStats, ErrorCode, FromDaemon, GroupLine, GroupStats, ToDaemon, APP_FRAME_MAX_BYTES,
+    Counters, DaemonStats, ErrorCode, FromDaemon, GroupLine, GroupStats, ToDaemon,
+    APP_FRAME_MAX_BYTES,
 };
 use chorus_proto::wire::frame::{write_frame, FrameBuffer};
 use chorus_proto::{Order, ViewId};
@@ -347,8 +348,11 @@ fn handle(st: &mut State, conn: u64, req: ToDaemon, hold: Option<usize>) {
             FromDaemon::Stats {
                 request,
                 stats: Box::new(DaemonStats {
-                    messages_accepted: sent,
-                    messages_delivered: sent,
+                    counters: Counters {
+                        messages_accepted: sent,
+                        messages_delivered: sent,
+                        ..Counters::default()
+                    },
                     groups: st
                         .groups
                         .iter()
@@ -363,7 +367,6 @@ fn handle(st: &mut State, conn: u64, req: ToDaemon, hold: Option<usize>) {
                             window_cap_bytes: 131072,
                         })
                         .collect(),
-                    ..DaemonStats::default()
                 }),
             }
         }

@@ -119,20 +119,8 @@ impl Host {
     /// The counters and every group's queue and window, as `chorusctl stats`
     /// shows them.
     pub fn stats_reply(&self) -> DaemonStats {
-        let c = self.stats;
         DaemonStats {
-            datagrams_in: c.datagrams_in,
-            bytes_in: c.bytes_in,
-            datagrams_out: c.datagrams_out,
-            bytes_out: c.bytes_out,
-            malformed_in: c.malformed_in,
-            messages_accepted: c.messages_accepted,
-            messages_delivered: c.messages_delivered,
-            naks_sent: c.naks_sent,
-            naks_received: c.naks_received,
-            retransmits: c.retransmits,
-            tail_probes: c.tail_probes,
-            window_decreases: c.window_decreases,
+            counters: self.stats,
             groups: self
                 .groups
                 .values()

@@ -95,31 +95,8 @@ pub enum MulticastChange {
     Leave(SocketAddrV4),
 }
 
-/// Counters for logs and status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HostStats {
-    pub datagrams_in: u64,
-    /// Bytes of the datagrams in.
-    pub bytes_in: u64,
-    /// Datagrams handed to the edge by [`Host::poll_transmit`] (the
-    /// sequencer thread's ORDER datagrams are not among them).
-    pub datagrams_out: u64,
-    /// Bytes of the datagrams out.
-    pub bytes_out: u64,
-    pub malformed_in: u64,
-    pub messages_accepted: u64,
-    pub messages_delivered: u64,
-    pub naks_sent: u64,
-    /// NAKs for our own stream (each a loss signal to flow control).
-    pub naks_received: u64,
-    /// DATA datagrams sent again: answers to NAKs, repairs of departed
-    /// senders' messages, and tail probes.
-    pub retransmits: u64,
-    /// Tail probes sent (our last message unordered for a while).
-    pub tail_probes: u64,
-    /// Times a loss halved a flow window.
-    pub window_decreases: u64,
-}
+/// Counters for logs and status (the same type `chorusctl stats` carries).
+pub use crate::wire::app::Counters as HostStats;
 
 /// The daemon's protocol state.
 #[derive(Debug)]

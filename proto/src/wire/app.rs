@@ -107,13 +107,11 @@ pub struct GroupLine {
 /// the first ones (by group id) only.
 pub const STATS_GROUPS_MAX: usize = 2048;
 
-/// The daemon's counters, as `chorusctl stats` shows them. The host-wide
-/// counters count since the daemon started; they never go down.
-///
-/// Encoded as twelve u64 in field order, then the groups (u16 count, at most
-/// [`STATS_GROUPS_MAX`]; each a [`GroupStats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DaemonStats {
+/// A daemon's counters since it started (they never go down). The host
+/// keeps them (`chorus_proto::host::HostStats` is this type) and
+/// `chorusctl stats` shows them; encoded as twelve u64 in field order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
     /// Datagrams received on the data and multicast sockets.
     pub datagrams_in: u64,
     /// Their bytes.
@@ -131,14 +129,24 @@ pub struct DaemonStats {
     pub messages_delivered: u64,
     /// NAKs sent (data and order).
     pub naks_sent: u64,
-    /// NAKs received for our own stream.
+    /// NAKs received for our own stream (each a loss signal to flow control).
     pub naks_received: u64,
-    /// DATA datagrams sent again (NAK answers, repairs, tail probes).
+    /// DATA datagrams sent again: answers to NAKs, repairs of departed
+    /// senders' messages, and tail probes.
     pub retransmits: u64,
-    /// Tail probes sent.
+    /// Tail probes sent (our last message unordered for a while).
     pub tail_probes: u64,
     /// Times a loss halved a flow window.
     pub window_decreases: u64,
+}
+
+/// The daemon's counters and its groups, as `chorusctl stats` shows them.
+///
+/// Encoded as the [`Counters`], then the groups (u16 count, at most
+/// [`STATS_GROUPS_MAX`]; each a [`GroupStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonStats {
+    pub counters: Counters,
     /// The groups this node takes part in.
     pub groups: Vec<GroupStats>,
 }
@@ -332,19 +340,20 @@ fn group_line(r: &mut Reader<'_>) -> Result<GroupLine, DecodeError> {
 }
 
 fn put_stats(out: &mut Vec<u8>, s: &DaemonStats) {
+    let c = &s.counters;
     for v in [
-        s.datagrams_in,
-        s.bytes_in,
-        s.datagrams_out,
-        s.bytes_out,
-        s.malformed_in,
-        s.messages_accepted,
-        s.messages_delivered,
-        s.naks_sent,
-        s.naks_received,
-        s.retransmits,
-        s.tail_probes,
-        s.window_decreases,
+        c.datagrams_in,
+        c.bytes_in,
+        c.datagrams_out,
+        c.bytes_out,
+        c.malformed_in,
+        c.messages_accepted,
+        c.messages_delivered,
+        c.naks_sent,
+        c.naks_received,
+        c.retransmits,
+        c.tail_probes,
+        c.window_decreases,
     ] {
         out.put_u64(v);
     }
@@ -362,18 +371,20 @@ fn put_stats(out: &mut Vec<u8>, s: &DaemonStats) {
 
 fn stats(r: &mut Reader<'_>) -> Result<DaemonStats, DecodeError> {
     let mut s = DaemonStats {
-        datagrams_in: r.u64()?,
-        bytes_in: r.u64()?,
-        datagrams_out: r.u64()?,
-        bytes_out: r.u64()?,
-        malformed_in: r.u64()?,
-        messages_accepted: r.u64()?,
-        messages_delivered: r.u64()?,
-        naks_sent: r.u64()?,
-        naks_received: r.u64()?,
-        retransmits: r.u64()?,
-        tail_probes: r.u64()?,
-        window_decreases: r.u64()?,
+        counters: Counters {
+            datagrams_in: r.u64()?,
+            bytes_in: r.u64()?,
+            datagrams_out: r.u64()?,
+            bytes_out: r.u64()?,
+            malformed_in: r.u64()?,
+            messages_accepted: r.u64()?,
+            messages_delivered: r.u64()?,
+            naks_sent: r.u64()?,
+            naks_received: r.u64()?,
+            retransmits: r.u64()?,
+            tail_probes: r.u64()?,
+            window_decreases: r.u64()?,
+        },
         groups: Vec::new(),
     };
     s.groups = list(r, "group count", GROUP_STATS_MIN_BYTES, |r| {
@@ -752,18 +763,20 @@ mod tests {
             proptest::collection::vec(group_stats(), 0..6),
         )
             .prop_map(|(c, groups)| DaemonStats {
-                datagrams_in: c[0],
-                bytes_in: c[1],
-                datagrams_out: c[2],
-                bytes_out: c[3],
-                malformed_in: c[4],
-                messages_accepted: c[5],
-                messages_delivered: c[6],
-                naks_sent: c[7],
-                naks_received: c[8],
-                retransmits: c[9],
-                tail_probes: c[10],
-                window_decreases: c[11],
+                counters: Counters {
+                    datagrams_in: c[0],
+                    bytes_in: c[1],
+                    datagrams_out: c[2],
+                    bytes_out: c[3],
+                    malformed_in: c[4],
+                    messages_accepted: c[5],
+                    messages_delivered: c[6],
+                    naks_sent: c[7],
+                    naks_received: c[8],
+                    retransmits: c[9],
+                    tail_probes: c[10],
+                    window_decreases: c[11],
+                },
                 groups,
             })
     }
@@ -981,8 +994,11 @@ mod tests {
     #[test]
     fn stats_layout_is_twelve_counters_then_the_groups() {
         let stats = DaemonStats {
-            datagrams_in: 1,
-            window_decreases: 12,
+            counters: Counters {
+                datagrams_in: 1,
+                window_decreases: 12,
+                ..Counters::default()
+            },
             groups: vec![GroupStats {
                 name: "g".into(),
                 view: ViewId(3),
@@ -992,7 +1008,6 @@ mod tests {
                 window_bytes: 6,
                 window_cap_bytes: 7,
             }],
-            ..DaemonStats::default()
         };
         let b = encode_from(&FromDaemon::Stats {
             request: 9,
