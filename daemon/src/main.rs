@@ -133,6 +133,8 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<
         data_port,
         order_port,
         max_datagram_bytes: t.max_datagram_bytes,
+        // (the [tuning] key arrives with the configuration change)
+        max_message_bytes: 1 << 20,
         send_window_messages: t.send_window_messages,
         receive_window_messages: t.receive_window_messages,
         ack_interval: CoreDuration::from_millis(t.ack_interval_ms),

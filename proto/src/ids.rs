@@ -117,6 +117,70 @@ impl Order {
     }
 }
 
+/// Where a DATA message stands in the application message it carries.
+///
+/// A message larger than one datagram is split into consecutive positions
+/// of its sender's stream: `First`, any number of `Middle`, `Last`. Each
+/// piece is ordered like any message (so flow control, repair and
+/// stability work piece by piece); a member delivers the whole message at
+/// the position of its `Last` piece. The sequencer never puts a view marker
+/// between the pieces of a live sender's message, so every member of a
+/// view holds every piece of what is delivered in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Frag {
+    /// A message in one piece.
+    #[default]
+    Whole,
+    /// The first piece of a message; more follow.
+    First,
+    /// A piece between the first and the last.
+    Middle,
+    /// The last piece: the message is complete here.
+    Last,
+}
+
+impl Frag {
+    /// The two high bits of a DATA message's order byte.
+    pub fn bits(self) -> u8 {
+        match self {
+            Frag::Whole => 0,
+            Frag::First => 0x40,
+            Frag::Middle => 0x80,
+            Frag::Last => 0xC0,
+        }
+    }
+
+    /// From an order byte's two high bits.
+    pub fn from_bits(code: u8) -> Frag {
+        match code & 0xC0 {
+            0 => Frag::Whole,
+            0x40 => Frag::First,
+            0x80 => Frag::Middle,
+            _ => Frag::Last,
+        }
+    }
+
+    /// True when the message ends with this piece (`Whole` or `Last`).
+    pub fn ends_message(self) -> bool {
+        matches!(self, Frag::Whole | Frag::Last)
+    }
+
+    /// True when this piece continues a message begun earlier.
+    pub fn continues(self) -> bool {
+        matches!(self, Frag::Middle | Frag::Last)
+    }
+
+    /// The piece `i` of `n` (n >= 1).
+    pub fn of(i: usize, n: usize) -> Frag {
+        match (i, n) {
+            (_, 0 | 1) => Frag::Whole,
+            (0, _) => Frag::First,
+            (i, n) if i + 1 == n => Frag::Last,
+            _ => Frag::Middle,
+        }
+    }
+}
+
 /// FNV-1a over a name: how a cluster name becomes a [`ClusterId`].
 pub fn cluster_id_from_name(name: &str) -> ClusterId {
     let mut h: u32 = 0x811c_9dc5;

@@ -128,6 +128,7 @@ mod tests {
             data_port: 1,
             order_port: 2,
             max_datagram_bytes: 1400,
+            max_message_bytes: 1 << 20,
             send_window_messages: 8,
             receive_window_messages: 8,
             ack_interval: Duration::from_millis(5),

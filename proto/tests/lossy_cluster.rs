@@ -57,6 +57,7 @@ impl Net {
                     data_port: 7001,
                     order_port: 7002,
                     max_datagram_bytes: 1400,
+                    max_message_bytes: 1 << 20,
                     send_window_messages: 64,
                     receive_window_messages: 256,
                     ack_interval: Duration::from_millis(5),
@@ -294,6 +295,24 @@ fn messages(d: &[(String, u64, Vec<u8>)]) -> Vec<(String, u64, Vec<u8>)> {
 }
 
 fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
+    run_sized(seed, loss, n, per_sender, order, |_| 0);
+}
+
+/// The payload of sender `i`'s `k`th message, `pad` bytes past its name.
+fn payload(i: usize, k: usize, pad: usize) -> Vec<u8> {
+    let mut p = format!("{i}:{k:06}").into_bytes();
+    p.extend((0..pad).map(|j| (j * 31 + k * 7 + i) as u8));
+    p
+}
+
+fn run_sized(
+    seed: u64,
+    loss: u64,
+    n: usize,
+    per_sender: usize,
+    order: Order,
+    pad: impl Fn(usize) -> usize,
+) {
     let mut net = Net::new(n, seed, loss);
     register_and_join(&mut net, Some(view(n, 1)));
     net.flush();
@@ -322,7 +341,7 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
                     sent[i] += 1;
                     request += 1;
                     let t = net.t();
-                    let payload = format!("{i}:{:06}", sent[i]).into_bytes();
+                    let payload = payload(i, sent[i], pad(sent[i]));
                     net.hosts[i].handle_app(
                         t,
                         SessionId(1),
@@ -345,6 +364,17 @@ fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
     let first = &all[0];
     for (i, d) in all.iter().enumerate() {
         let got: BTreeSet<&Vec<u8>> = d.iter().map(|(_, _, p)| p).collect();
+        for p in &got {
+            // Whole and intact: large ones were put back from their pieces.
+            let head = String::from_utf8_lossy(&p[..p.len().min(8)]).into_owned();
+            let (s, k) = head.split_once(':').expect("a payload of ours");
+            let (s, k): (usize, usize) = (s.parse().expect("sender"), k.parse().expect("index"));
+            assert_eq!(
+                **p,
+                payload(s, k, pad(k)),
+                "seed {seed}: host {i} got {head} altered"
+            );
+        }
         assert_eq!(
             got.len(),
             n * per_sender,
@@ -406,6 +436,21 @@ fn total_order_under_loss_many_seeds() {
     for seed in 1..=40 {
         run(seed, 10, 3, 200, Order::Total);
     }
+}
+
+#[test]
+fn large_messages_are_delivered_whole_under_loss() {
+    // Every third message takes many datagrams; one is 200 KB.
+    let pad = |k: usize| match k % 3 {
+        0 => 3000 + 997 * k,
+        _ if k == 7 => 200_000,
+        _ => 0,
+    };
+    for seed in 0..4 {
+        run_sized(seed, 5, 3, 24, Order::Total, pad);
+    }
+    run_sized(9, 5, 3, 12, Order::Safe, pad);
+    run_sized(10, 5, 3, 12, Order::Fifo, pad);
 }
 
 #[test]

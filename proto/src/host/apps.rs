@@ -279,7 +279,7 @@ impl Host {
             );
             return;
         };
-        let max = self.max_payload(&name);
+        let max = self.max_message(gid);
         if payload.len() > max {
             let msg = format!(
                 "payload of {} bytes exceeds the limit of {max} bytes",
@@ -288,6 +288,7 @@ impl Host {
             self.reply_err(session, request, ErrorCode::TooLarge, &msg);
             return;
         }
+        let piece = self.max_piece(&name);
         let Some(g) = self.groups.get_mut(&gid) else {
             return;
         };
@@ -296,7 +297,7 @@ impl Host {
             self.reply_err(session, request, ErrorCode::Internal, "send queue full");
             return;
         }
-        g.accept_local(order, id, &name, payload);
+        g.accept_local(order, id, &name, payload, piece);
         self.stats.messages_accepted += 1;
         self.out_app
             .push_back((session, FromDaemon::Ok { request }));

@@ -156,6 +156,7 @@ impl Host {
             ack_refresh: ACK_REFRESH,
             flow_budget_bytes: self.s.flow_budget_bytes,
             max_datagram_bytes: self.s.max_datagram_bytes,
+            max_message_pieces: self.max_message_pieces(),
             planted: self.planted,
         };
         let start = self

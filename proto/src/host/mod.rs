@@ -49,6 +49,7 @@ use crate::wire::datagram::{
     DATA_PREFIX_BYTES,
 };
 use crate::wire::directory::ToDirectory;
+use crate::wire::MAX_MESSAGE_BYTES;
 use crate::SenderSeq;
 use group::{Command, Control, GroupState};
 use session::{Member, Session};
@@ -74,6 +75,9 @@ pub struct HostSettings {
     pub data_port: u16,
     pub order_port: u16,
     pub max_datagram_bytes: usize,
+    /// The largest message an app may send (a group's view may lower it);
+    /// larger than a datagram, it travels in pieces.
+    pub max_message_bytes: usize,
     pub send_window_messages: usize,
     pub receive_window_messages: usize,
     pub ack_interval: Duration,
@@ -203,11 +207,37 @@ impl Host {
         self.groups.values().all(|g| g.sends_drained())
     }
 
-    /// The largest payload a member named `name` can send.
-    pub fn max_payload(&self, name: &str) -> usize {
+    /// The largest piece of a message from a member named `name` that one
+    /// datagram carries.
+    pub fn max_piece(&self, name: &str) -> usize {
         self.s
             .max_datagram_bytes
             .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + name.len().min(255))
+            .max(1)
+    }
+
+    /// The largest message a member can send in `group` (this node's
+    /// limit, lowered by the group's own if its view sets one).
+    pub fn max_message(&self, group: GroupId) -> usize {
+        let own = self.s.max_message_bytes.min(MAX_MESSAGE_BYTES);
+        match self.groups.get(&group).map(|g| g.views.max_message_bytes()) {
+            Some(Some(limit)) => own.min(limit),
+            _ => own,
+        }
+    }
+
+    /// The most pieces any message of ours may take (the longest name
+    /// leaves the least room per datagram).
+    pub fn max_message_pieces(&self) -> usize {
+        let piece = self
+            .s
+            .max_datagram_bytes
+            .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + 255)
+            .max(1);
+        self.s
+            .max_message_bytes
+            .min(MAX_MESSAGE_BYTES)
+            .div_ceil(piece)
     }
 
     // ----- network -----

@@ -118,6 +118,12 @@ impl Views {
         self.installed.iter().chain(self.pending.values())
     }
 
+    /// The group's own limit on a message's size, if its installed view
+    /// sets one.
+    pub fn max_message_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// The nodes of the latest view known (proposed, else installed): the
     /// ones whose streams are still ordered.
     pub fn latest_nodes(&self) -> Vec<(NodeId, Incarnation)> {

@@ -50,7 +50,7 @@ impl Packer {
             let first = seq;
             while seq <= hi {
                 let Some(m) = send.get(seq) else { break };
-                if !w.push(m.order, &m.sender_name, &m.payload) {
+                if !w.push(m.order, m.frag, &m.sender_name, &m.payload) {
                     break;
                 }
                 seq = seq.next();
@@ -118,7 +118,7 @@ impl Packer {
                 let Some(m) = held(seq) else {
                     break;
                 };
-                if !w.push(m.order, &m.sender_name, &m.payload) {
+                if !w.push(m.order, m.frag, &m.sender_name, &m.payload) {
                     break;
                 }
                 seq = seq.next();

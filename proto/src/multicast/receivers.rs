@@ -17,6 +17,37 @@ pub struct NakDue {
     pub ranges: Vec<(SenderSeq, SenderSeq)>,
 }
 
+/// How a run of held positions lies against its messages' ends (pieces of
+/// a large message are consecutive positions; see [`crate::ids::Frag`]).
+/// The sequencer needs it to put a view marker only between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    /// Exclusive end of the first message that ends in the run (None: no
+    /// piece of the run ends a message).
+    pub first_end: Option<SenderSeq>,
+    /// The run's last piece leaves its message unfinished.
+    pub open_at_end: bool,
+}
+
+impl RunShape {
+    /// A run of whole messages from `first`.
+    pub fn whole(first: SenderSeq) -> RunShape {
+        RunShape {
+            first_end: Some(first.next()),
+            open_at_end: false,
+        }
+    }
+}
+
+/// A run of a stream held at the sequencer's node, to be ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub stream: StreamKey,
+    pub first: SenderSeq,
+    pub end: SenderSeq,
+    pub shape: RunShape,
+}
+
 /// Every sender's stream of one group at this member (our own included:
 /// we deliver our own messages too).
 #[derive(Debug)]
@@ -28,6 +59,8 @@ pub struct Receivers {
     nak_sent_at: BTreeMap<StreamKey, Instant>,
     receive_window: usize,
     send_window: usize,
+    /// Pieces of our largest message: our own stream holds them on top.
+    max_message_pieces: usize,
     /// Planted bug (tests only; see `host::planted`).
     forget_delivered: bool,
 }
@@ -38,6 +71,7 @@ impl Receivers {
         me: StreamKey,
         receive_window: usize,
         send_window: usize,
+        max_message_pieces: usize,
         forget_delivered: bool,
     ) -> Receivers {
         Receivers {
@@ -46,6 +80,7 @@ impl Receivers {
             nak_sent_at: BTreeMap::new(),
             receive_window,
             send_window,
+            max_message_pieces,
             forget_delivered,
         }
     }
@@ -54,9 +89,10 @@ impl Receivers {
     pub fn stream(&mut self, key: StreamKey) -> &mut RecvStream {
         // Our own stream holds every accepted message not yet delivered
         // here: the unstable ones (up to the send capacity) and stable ones
-        // whose delivery waits (at most a receive window of positions).
+        // whose delivery waits (at most a receive window of positions),
+        // and the pieces of a large message accepted past the capacity.
         let own = if key == self.me {
-            2 * self.send_window
+            2 * self.send_window + self.max_message_pieces
         } else {
             0
         };
@@ -132,6 +168,7 @@ impl Receivers {
             let seq = SenderSeq(d.first_seq.0 + i as u64);
             let held = Held {
                 order: m.order,
+                frag: m.frag,
                 sender_name: m.sender_name.to_owned(),
                 payload: m.payload.to_vec(),
             };
@@ -151,7 +188,7 @@ impl Receivers {
         &mut self,
         latest: &[(NodeId, Incarnation)],
         own_sent_end: SenderSeq,
-    ) -> Vec<(StreamKey, SenderSeq, SenderSeq)> {
+    ) -> Vec<Arrival> {
         let mut out = Vec::new();
         for (key, s) in &mut self.streams {
             if s.base().is_none() || !latest.contains(&(key.node, key.incarnation)) {
@@ -163,7 +200,12 @@ impl Receivers {
                 end = end.min(own_sent_end);
             }
             if end > s.reported {
-                out.push((*key, s.reported, end));
+                out.push(Arrival {
+                    stream: *key,
+                    first: s.reported,
+                    end,
+                    shape: s.shape(s.reported, end),
+                });
                 s.reported = end;
             }
         }

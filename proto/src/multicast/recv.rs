@@ -1,12 +1,14 @@
 //! The receiver's side of one sender's stream.
 
-use crate::ids::{Order, SenderSeq};
+use crate::ids::{Frag, Order, SenderSeq};
 use std::collections::VecDeque;
 
 /// A message received and not yet delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub order: Order,
+    /// Which piece of its application message this is.
+    pub frag: Frag,
     pub sender_name: String,
     pub payload: Vec<u8>,
 }
@@ -228,6 +230,25 @@ impl RecvStream {
         SenderSeq(self.origin.0.max(from.0) + n as u64)
     }
 
+    /// Where messages end in `first..end` (positions already delivered
+    /// are passed over: they were ordered before).
+    pub fn shape(&self, first: SenderSeq, end: SenderSeq) -> super::receivers::RunShape {
+        let first_end = (first.0..end.0)
+            .find(|&p| {
+                self.peek(SenderSeq(p))
+                    .is_some_and(|m| m.frag.ends_message())
+            })
+            .map(|p| SenderSeq(p + 1));
+        let open_at_end = end.0 > first.0
+            && self
+                .peek(SenderSeq(end.0 - 1))
+                .is_some_and(|m| !m.frag.ends_message());
+        super::receivers::RunShape {
+            first_end,
+            open_at_end,
+        }
+    }
+
     /// Positions known to exist but not held, from the next to deliver on,
     /// within the window (what lies beyond could not be kept yet).
     pub fn missing(&self, max: usize) -> Vec<u64> {
@@ -255,6 +276,7 @@ mod tests {
     fn held(b: u8) -> Held {
         Held {
             order: Order::Total,
+            frag: Frag::Whole,
             sender_name: "m".into(),
             payload: vec![b],
         }

@@ -1,6 +1,6 @@
 //! The sender's side of a stream: accepted messages, numbered, kept until stable.
 
-use crate::ids::{GlobalSeq, MemberId, Order, SenderSeq};
+use crate::ids::{Frag, GlobalSeq, MemberId, Order, SenderSeq};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::DATA_MSG_OVERHEAD_BYTES;
 use std::collections::VecDeque;
@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone)]
 pub struct OutMsg {
     pub order: Order,
+    /// Which piece of its application message this is.
+    pub frag: Frag,
     pub member: MemberId,
     pub sender_name: String,
     pub payload: Vec<u8>,
@@ -73,7 +75,9 @@ impl SendStream {
         SenderSeq(self.base.0 + self.msgs.len() as u64)
     }
 
-    /// True while another message can be accepted.
+    /// True while another message can be accepted. A message of many
+    /// pieces is accepted whole, so the stream may hold up to one
+    /// message's pieces past `capacity` (bounded by the largest message).
     pub fn can_accept(&self) -> bool {
         self.msgs.len() < self.capacity
     }
@@ -88,10 +92,12 @@ impl SendStream {
         self.msgs.is_empty()
     }
 
-    /// Accepts a message; returns its position. Callers check `can_accept`.
+    /// Accepts a message (or one piece of one); returns its position.
+    /// Callers check `can_accept` before a message's first piece.
     pub fn push(
         &mut self,
         order: Order,
+        frag: Frag,
         member: MemberId,
         name: &str,
         payload: Vec<u8>,
@@ -99,6 +105,7 @@ impl SendStream {
         let seq = self.next_seq();
         self.msgs.push_back(OutMsg {
             order,
+            frag,
             member,
             sender_name: name.to_owned(),
             payload,
@@ -260,7 +267,7 @@ mod tests {
     fn stream_with(n: u64) -> SendStream {
         let mut s = SendStream::new(SenderSeq(1), 4);
         for i in 0..n {
-            s.push(Order::Total, MemberId(1), "m", vec![i as u8]);
+            s.push(Order::Total, Frag::Whole, MemberId(1), "m", vec![i as u8]);
         }
         s
     }

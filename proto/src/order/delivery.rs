@@ -10,7 +10,7 @@
 use super::log::OrderLog;
 use super::sequencer::order_nak_ranges;
 use super::slot::Slot;
-use crate::ids::{GlobalSeq, NodeId, Order, SenderSeq, ViewId};
+use crate::ids::{Frag, GlobalSeq, NodeId, Order, SenderSeq, ViewId};
 use crate::multicast::receivers::Receivers;
 use crate::multicast::recv::Held;
 use crate::multicast::send::SendStream;
@@ -18,6 +18,7 @@ use crate::multicast::StreamKey;
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{OrderBatch, NAK_RANGES_MAX};
 use crate::wire::directory::View;
+use crate::wire::MAX_MESSAGE_BYTES;
 use std::collections::{BTreeMap, VecDeque};
 
 /// What delivery hands on, in order.
@@ -78,6 +79,85 @@ pub struct Deliverer {
     ack_sent_at: Option<Instant>,
     order_nak_sent_at: Option<Instant>,
     window: usize,
+    /// Messages whose first pieces were delivered here, by sender.
+    assembly: Assembly,
+}
+
+/// Large messages being put back together at a member: each sender's
+/// stream carries one message's pieces at consecutive positions, so one
+/// unfinished message per stream at most, each bounded by
+/// [`MAX_MESSAGE_BYTES`].
+#[derive(Debug, Default)]
+struct Assembly {
+    unfinished: BTreeMap<StreamKey, Delivery>,
+    /// Pieces passed over because their message began before this
+    /// member's order did (logged once in a while).
+    orphans: u64,
+}
+
+impl Assembly {
+    /// Takes the piece delivered at `g`; returns the message it completes.
+    fn take(&mut self, key: StreamKey, g: GlobalSeq, m: Held, group: &str) -> Option<Delivery> {
+        let whole = |payload| Delivery {
+            node: key.node,
+            sender_name: m.sender_name.clone(),
+            order: m.order,
+            seq: g.0,
+            payload,
+        };
+        match m.frag {
+            Frag::Whole => Some(whole(m.payload)),
+            Frag::First => {
+                if self.unfinished.insert(key, whole(m.payload)).is_some() {
+                    log::warn!(
+                        "group {group}: node {}/{} began a message before finishing the last; the unfinished one is dropped",
+                        key.node,
+                        key.incarnation
+                    );
+                }
+                None
+            }
+            Frag::Middle | Frag::Last => {
+                let Some(d) = self.unfinished.get_mut(&key) else {
+                    self.orphans += 1;
+                    if self.orphans.is_power_of_two() {
+                        log::warn!(
+                            "group {group}: a piece of a message from node {}/{} that began before this member's order did is passed over ({} pieces so far)",
+                            key.node,
+                            key.incarnation,
+                            self.orphans
+                        );
+                    }
+                    return None;
+                };
+                if d.payload.len() + m.payload.len() > MAX_MESSAGE_BYTES {
+                    log::warn!(
+                        "group {group}: a message from node {}/{} grows past {MAX_MESSAGE_BYTES} bytes; dropped",
+                        key.node,
+                        key.incarnation
+                    );
+                    self.unfinished.remove(&key);
+                    return None;
+                }
+                d.payload.extend_from_slice(&m.payload);
+                if m.frag == Frag::Middle {
+                    return None;
+                }
+                let mut d = self.unfinished.remove(&key)?;
+                d.seq = g.0;
+                Some(d)
+            }
+        }
+    }
+
+    /// Forgets the unfinished messages of senders not in `v`.
+    fn keep_senders(&mut self, v: &View) {
+        self.unfinished.retain(|k, _| {
+            v.nodes
+                .iter()
+                .any(|n| n.node == k.node && n.incarnation == k.incarnation)
+        });
+    }
 }
 
 impl Deliverer {
@@ -98,6 +178,7 @@ impl Deliverer {
             ack_sent_at: None,
             order_nak_sent_at: None,
             window,
+            assembly: Assembly::default(),
         }
     }
 
@@ -221,6 +302,10 @@ impl Deliverer {
                     }
                     self.log.advance();
                     self.retained_order.push_back((g, slot));
+                    if let Some(v) = pending.get(&view) {
+                        // A sender gone mid-message never finishes it.
+                        self.assembly.keep_senders(v);
+                    }
                     if view > installed {
                         self.marker_next = Some(g.next());
                         out(Delivered::View(view));
@@ -249,13 +334,9 @@ impl Deliverer {
             self.log.advance();
             self.retained.insert((key, seq), (g, m.clone()));
             self.retained_order.push_back((g, slot));
-            out(Delivered::Message(Delivery {
-                node: key.node,
-                sender_name: m.sender_name,
-                order: m.order,
-                seq: g.0,
-                payload: m.payload,
-            }));
+            if let Some(d) = self.assembly.take(key, g, m, group_name) {
+                out(Delivered::Message(d));
+            }
         }
         self.release_retained();
         self.advance_held_through(rx);

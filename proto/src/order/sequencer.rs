@@ -8,13 +8,14 @@
 
 use super::slot::Slot;
 use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, SenderSeq, ViewId};
+use crate::multicast::receivers::RunShape;
 use crate::multicast::{to_ranges, StreamKey};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{
     self, Datagram, OrderBatch, OrderEntry, Rejected, NAK_RANGES_MAX, ORDER_ENTRY_BYTES,
     ORDER_PREFIX_BYTES,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddrV4;
 
 /// Bounds and timers of the sequencer.
@@ -59,6 +60,8 @@ pub enum SequencerInput {
         stream: StreamKey,
         first: SenderSeq,
         end: SenderSeq,
+        /// Where the run's messages end (pieces of a large one).
+        shape: RunShape,
     },
     /// This node no longer sequences `group`.
     Stop { group: GroupId },
@@ -81,6 +84,14 @@ struct SeqGroup {
     acked: BTreeMap<NodeId, (Incarnation, GlobalSeq)>,
     /// Next position each stream's next message gets ordered at.
     ordered: BTreeMap<StreamKey, SenderSeq>,
+    /// Streams whose last ordered piece leaves a message unfinished.
+    open: BTreeSet<StreamKey>,
+    /// Views whose markers wait for the open streams to finish, oldest first.
+    pending: Vec<PendingView>,
+    /// Arrivals that wait behind those markers, in arrival order.
+    deferred: VecDeque<Deferred>,
+    /// The latest views' first positions (a few: for drivers and checks).
+    starts: VecDeque<(ViewId, GlobalSeq)>,
     /// Records from `log_base` to `next - 1` (not yet stable).
     log: VecDeque<LogEntry>,
     log_base: GlobalSeq,
@@ -91,7 +102,47 @@ struct SeqGroup {
     last_sent: Option<Instant>,
 }
 
+/// Longest wait of a view's marker for senders inside a message, in
+/// retransmission intervals.
+const MARKER_WAIT_RTOS: u64 = 8;
+
+/// A view whose marker waits (see `Sequencer::place_markers`).
+#[derive(Debug)]
+struct PendingView {
+    view: ViewId,
+    /// When the view was told.
+    since: Instant,
+    address: SocketAddrV4,
+    members: Vec<(NodeId, Incarnation)>,
+}
+
+/// A run of arrivals, ordered now or kept until a marker is placed.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    stream: StreamKey,
+    first: SenderSeq,
+    end: SenderSeq,
+    shape: RunShape,
+}
+
 impl SeqGroup {
+    /// Remembers where the current view starts.
+    fn note_start(&mut self) {
+        if self.starts.len() == 16 {
+            self.starts.pop_front();
+        }
+        self.starts.push_back((self.view, self.view_start));
+    }
+
+    /// Puts `view`'s marker at the next position.
+    fn push_marker(&mut self, view: ViewId) {
+        self.log.push_back(LogEntry {
+            slot: Slot::ViewMarker(view),
+            sent_at: None,
+        });
+        self.next = self.next.next();
+    }
+
     fn entry(&self, g: GlobalSeq) -> Option<&LogEntry> {
         let i = g.0.checked_sub(self.log_base.0)?;
         self.log.get(usize::try_from(i).ok()?)
@@ -160,6 +211,13 @@ impl Sequencer {
         self.groups.get(&group).map(|g| g.next)
     }
 
+    /// Where `view` of `group` starts, once its marker is placed (for the
+    /// latest few views).
+    pub fn view_start(&self, group: GroupId, view: ViewId) -> Option<GlobalSeq> {
+        let g = self.groups.get(&group)?;
+        g.starts.iter().find(|(v, _)| *v == view).map(|(_, s)| *s)
+    }
+
     /// The stability point of `group` and the last one announced.
     pub fn stability(&self, group: GroupId) -> Option<(GlobalSeq, GlobalSeq)> {
         self.groups
@@ -193,7 +251,16 @@ impl Sequencer {
                 stream,
                 first,
                 end,
-            } => self.arrived(now, group, stream, first, end),
+                shape,
+            } => {
+                let a = Deferred {
+                    stream,
+                    first,
+                    end,
+                    shape,
+                };
+                self.arrived(now, group, a)
+            }
             SequencerInput::Stop { group } => {
                 self.groups.remove(&group);
             }
@@ -211,116 +278,225 @@ impl Sequencer {
         streams: Vec<(StreamKey, SenderSeq)>,
         (next, stable, takeover): (GlobalSeq, GlobalSeq, bool),
     ) {
-        let known = self.groups.contains_key(&group);
-        if !known {
+        let Some(g) = self.groups.get_mut(&group) else {
             log::debug!(
                 "sequencer: group {group}: starts at {next} in view {view} (takeover {takeover}), streams {streams:?}"
             );
-        }
-        let g = self.groups.entry(group).or_insert_with(|| SeqGroup {
-            view,
-            view_start: next,
-            start: next,
-            address,
-            acked: BTreeMap::new(),
-            ordered: streams.into_iter().collect(),
-            log: VecDeque::new(),
-            log_base: next,
-            next,
-            unsent: next,
-            stable: stable.min(GlobalSeq(next.0 - 1)),
-            announced_stable: GlobalSeq(0),
-            last_sent: None,
-        });
-        // A takeover (a group new here whose order already ran) starts the
-        // view with a marker too: it tells the survivors where the cut is.
-        if (known && view > g.view) || (!known && (next.0 > 1 || takeover)) {
-            // The view begins here for everyone: a marker takes the next
-            // position, and the members install the view when they reach it.
-            g.log.push_back(LogEntry {
-                slot: Slot::ViewMarker(view),
-                sent_at: None,
-            });
-            g.next = g.next.next();
-        }
-        if view < g.view {
-            return;
-        }
-        if view > g.view || !known {
-            // Only a new view moves the start: the same view told again
-            // (the host installing it at its marker) changes nothing.
+            let mut g = SeqGroup {
+                view,
+                view_start: next,
+                start: next,
+                address,
+                acked: BTreeMap::new(),
+                ordered: streams.into_iter().collect(),
+                open: BTreeSet::new(),
+                pending: Vec::new(),
+                deferred: VecDeque::new(),
+                starts: VecDeque::new(),
+                log: VecDeque::new(),
+                log_base: next,
+                next,
+                unsent: next,
+                stable: stable.min(GlobalSeq(next.0 - 1)),
+                announced_stable: GlobalSeq(0),
+                last_sent: None,
+            };
+            // A takeover (a group new here whose order already ran) starts
+            // the view with a marker too: it tells the survivors where the
+            // cut is.
+            if next.0 > 1 || takeover {
+                g.push_marker(view);
+            }
             g.view_start = g.next;
+            g.note_start();
+            // Everyone starts at what is known stable.
+            let before = g.stable;
+            g.acked = members.into_iter().map(|(n, i)| (n, (i, before))).collect();
+            g.recompute_stable();
+            self.groups.insert(group, g);
+            // Announce the view start at once so joiners learn where they begin.
+            self.emit(now, group, true);
+            self.schedule(now);
+            return;
+        };
+        let latest = g.pending.last().map_or(g.view, |p| p.view);
+        if view < latest || (view == latest && view > g.view) {
+            return; // older than what we know, or told again while it waits
         }
-        g.view = view;
-        g.address = address;
-        // A departed node's stream is ordered no further.
-        g.ordered.retain(|k, _| {
+        let member = |k: &StreamKey| {
             members
                 .iter()
                 .any(|(n, i)| *n == k.node && *i == k.incarnation)
-        });
-        // A member new to a running sequencer is responsible from this
-        // view's start on; in a group new here, everyone starts at what is
-        // known stable.
-        let before = if known {
-            GlobalSeq(g.next.0 - 1)
-        } else {
-            g.stable
         };
-        let old = std::mem::take(&mut g.acked);
-        for (node, inc) in members {
-            let acked = match old.get(&node) {
-                Some((i, a)) if *i == inc => *a,
-                _ => before,
-            };
-            g.acked.insert(node, (inc, acked));
+        // A departed node's stream is ordered no further, and its acks no
+        // longer count (at once: a live sender finishing a message before
+        // the marker must not wait for a stability that the departed hold
+        // back). Joiners count from the marker on.
+        g.ordered.retain(|k, _| member(k));
+        g.open.retain(|k| member(k));
+        g.deferred.retain(|a| member(&a.stream));
+        g.acked
+            .retain(|n, (i, _)| members.iter().any(|(m, j)| m == n && j == i));
+        g.recompute_stable();
+        if view == g.view {
+            g.address = address;
+            let before = GlobalSeq(g.next.0 - 1);
+            for (node, inc) in members {
+                g.acked.entry(node).or_insert((inc, before));
+            }
+            g.recompute_stable();
+            return;
+        }
+        // The view begins here for everyone: a marker takes a position,
+        // and the members install the view when they reach it. The marker
+        // waits while a live sender is inside a message (its pieces go on
+        // being ordered): every member of the view then holds every piece
+        // of what it delivers in it.
+        g.pending.push(PendingView {
+            view,
+            since: now,
+            address,
+            members,
+        });
+        self.place_markers(now, group);
+    }
+
+    /// Places the markers of the views waiting for them once no sender of
+    /// the latest is inside a message, then orders what waited behind them.
+    fn place_markers(&mut self, now: Instant, group: GroupId) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let Some(oldest) = g.pending.first() else {
+            return;
+        };
+        // The wait is bounded: a member that needs the view before it can
+        // ack (one in a flush towards us) would otherwise hold back the
+        // stability that the open sender's flow window waits for. A joiner
+        // of a view placed early skips the unfinished message's pieces
+        // (and logs it).
+        let wait = Duration::from_micros(MARKER_WAIT_RTOS * self.settings.retransmit.as_micros());
+        let overdue = oldest.since + wait <= now;
+        if !g.open.is_empty() && !overdue {
+            return;
+        }
+        if !g.open.is_empty() {
+            log::warn!(
+                "sequencer: group {group}: view {} placed while {} sender(s) are inside a message in pieces",
+                g.pending.last().map_or(g.view, |p| p.view),
+                g.open.len()
+            );
+        }
+        for p in std::mem::take(&mut g.pending) {
+            g.push_marker(p.view);
+            g.view_start = g.next;
+            g.view = p.view;
+            g.note_start();
+            g.address = p.address;
+            let before = GlobalSeq(g.next.0 - 1);
+            for (node, inc) in p.members {
+                g.acked.entry(node).or_insert((inc, before));
+            }
         }
         g.recompute_stable();
         // Announce the view start at once so joiners learn where they begin.
         self.emit(now, group, true);
+        let deferred = match self.groups.get_mut(&group) {
+            Some(g) => std::mem::take(&mut g.deferred),
+            None => return,
+        };
+        for a in deferred {
+            self.arrived(now, group, a);
+        }
         self.schedule(now);
     }
 
-    fn arrived(
-        &mut self,
-        now: Instant,
-        group: GroupId,
-        stream: StreamKey,
-        first: SenderSeq,
-        end: SenderSeq,
-    ) {
+    fn arrived(&mut self, now: Instant, group: GroupId, a: Deferred) {
         let Some(g) = self.groups.get_mut(&group) else {
             return;
         };
+        let stream = a.stream;
         if !g.ordered.contains_key(&stream) {
             log::debug!(
-                "sequencer: group {group}: first arrival of stream {}/{}: {first}..{end}",
-                stream.node,
-                stream.incarnation
-            );
-        }
-        let next_seq = g.ordered.entry(stream).or_insert(first);
-        if first > *next_seq {
-            log::warn!(
-                "sequencer: group {group}: gap in stream {}/{}: got {first}, expected {}",
+                "sequencer: group {group}: first arrival of stream {}/{}: {}..{}",
                 stream.node,
                 stream.incarnation,
-                *next_seq
+                a.first,
+                a.end
+            );
+        }
+        // Runs of this stream waiting behind a marker come first.
+        let waiting_end = g
+            .deferred
+            .iter()
+            .rev()
+            .find(|d| d.stream == stream)
+            .map(|d| d.end);
+        let next_seq = match waiting_end {
+            Some(e) => e,
+            None => *g.ordered.entry(stream).or_insert(a.first),
+        };
+        if a.first > next_seq {
+            log::warn!(
+                "sequencer: group {group}: gap in stream {}/{}: got {}, expected {next_seq}",
+                stream.node,
+                stream.incarnation,
+                a.first,
             );
             return;
         }
-        while *next_seq < end {
+        if a.end <= next_seq {
+            // Told before.
+            self.emit(now, group, false);
+            self.schedule(now);
+            return;
+        }
+        let waiting = !g.pending.is_empty();
+        if waiting && (!g.open.contains(&stream) || waiting_end.is_some()) {
+            // A view's marker waits: a sender not inside a message starts
+            // no new one before it.
+            g.deferred.push_back(a);
+            return;
+        }
+        let mut end = a.end;
+        let mut open = a.shape.open_at_end;
+        if waiting {
+            // Inside a message: its pieces are ordered up to its end; what
+            // follows waits for the marker.
+            if let Some(e) = a.shape.first_end.filter(|e| *e > next_seq && *e < a.end) {
+                g.deferred.push_back(Deferred {
+                    first: e,
+                    shape: RunShape {
+                        first_end: None,
+                        open_at_end: a.shape.open_at_end,
+                    },
+                    ..a
+                });
+                end = e;
+                open = false;
+            } else if a.shape.first_end.is_some_and(|e| e == a.end) {
+                open = false;
+            }
+        }
+        let mut seq = next_seq;
+        while seq < end {
             g.log.push_back(LogEntry {
-                slot: Slot::Message {
-                    stream,
-                    seq: *next_seq,
-                },
+                slot: Slot::Message { stream, seq },
                 sent_at: None,
             });
-            *next_seq = next_seq.next();
+            seq = seq.next();
             g.next = g.next.next();
         }
+        g.ordered.insert(stream, seq);
+        if open {
+            g.open.insert(stream);
+        } else {
+            g.open.remove(&stream);
+        }
         self.emit(now, group, false);
+        if waiting {
+            self.place_markers(now, group);
+        }
         self.schedule(now);
     }
 
@@ -373,6 +549,7 @@ impl Sequencer {
         }
         let groups: Vec<GroupId> = self.groups.keys().copied().collect();
         for id in groups {
+            self.place_markers(now, id);
             let Some(g) = self.groups.get_mut(&id) else {
                 continue;
             };
@@ -617,6 +794,7 @@ mod tests {
                 stream: key(2),
                 first: SenderSeq(1),
                 end: SenderSeq(4),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         s.handle_input(
@@ -626,6 +804,7 @@ mod tests {
                 stream: key(1),
                 first: SenderSeq(1),
                 end: SenderSeq(2),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         let b = drain(&mut s);
@@ -644,6 +823,7 @@ mod tests {
                 stream: key(2),
                 first: SenderSeq(1),
                 end: SenderSeq(4),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         assert!(drain(&mut s).is_empty());
@@ -668,6 +848,7 @@ mod tests {
                 stream: key(2),
                 first: SenderSeq(1),
                 end: SenderSeq(3),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         drain(&mut s);
@@ -708,6 +889,7 @@ mod tests {
                 stream: key(1),
                 first: SenderSeq(1),
                 end: SenderSeq(3),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         ack(&mut s, t, 1, 2);
@@ -742,6 +924,7 @@ mod tests {
                 stream: key(2),
                 first: SenderSeq(1),
                 end: SenderSeq(5),
+                shape: RunShape::whole(SenderSeq(1)),
             },
         );
         view(&mut s, t, 2, &[1, 2]);
@@ -750,5 +933,80 @@ mod tests {
             .iter()
             .filter(|b| b.view == ViewId(2))
             .all(|b| b.view_start == GlobalSeq(2)));
+    }
+
+    fn arrived(s: &mut Sequencer, t: Instant, node: u32, first: u64, end: u64, shape: RunShape) {
+        let (first, end) = (SenderSeq(first), SenderSeq(end));
+        s.handle_input(
+            t,
+            SequencerInput::Arrived {
+                group: G,
+                stream: key(node),
+                first,
+                end,
+                shape,
+            },
+        );
+    }
+
+    /// The global positions of the records drained, as (position, node,
+    /// stream position); markers as node 0.
+    fn records(b: &[OrderBatch]) -> Vec<(u64, u32, u64)> {
+        let mut out = Vec::new();
+        for batch in b {
+            let mut g = batch.first.0;
+            for e in &batch.entries {
+                for i in 0..u64::from(e.count) {
+                    out.push((g, e.sender.0, e.first.0 + i));
+                    g += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// A view's marker never splits a live sender's large message: the
+    /// pieces still to come are ordered first, other senders' new messages
+    /// wait behind the marker, and a departed sender's unfinished message
+    /// holds nothing up.
+    #[test]
+    fn a_marker_waits_for_a_message_in_pieces() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        view(&mut s, t, 1, &[1, 2, 3]);
+        // Node 2 has begun a message of pieces 1..=4 (two so far); node 3
+        // one of pieces 1..=3 (one so far).
+        let open = RunShape {
+            first_end: None,
+            open_at_end: true,
+        };
+        arrived(&mut s, t, 2, 1, 3, open);
+        arrived(&mut s, t, 3, 1, 2, open);
+        drain(&mut s);
+        // View 2 drops node 3: its message will never end.
+        view(&mut s, t, 2, &[1, 2]);
+        assert!(
+            records(&drain(&mut s)).iter().all(|r| r.1 != 0),
+            "no marker while node 2 is inside a message"
+        );
+        // Node 1 sends a whole message: it waits behind the marker.
+        arrived(&mut s, t, 1, 1, 2, RunShape::whole(SenderSeq(1)));
+        assert!(records(&drain(&mut s)).is_empty());
+        // Node 2's last pieces and then a whole message arrive in one run.
+        let shape = RunShape {
+            first_end: Some(SenderSeq(5)),
+            open_at_end: false,
+        };
+        arrived(&mut s, t, 2, 3, 6, shape);
+        let r = records(&drain(&mut s));
+        let expect = vec![
+            (4, 2, 3),
+            (5, 2, 4),
+            (6, 0, 1), // a marker (node 0)
+            (7, 1, 1),
+            (8, 2, 5),
+        ];
+        assert_eq!(r, expect);
+        assert_eq!(s.view_start(G, ViewId(2)), Some(GlobalSeq(7)));
     }
 }

@@ -25,7 +25,9 @@
 
 use super::codec::{Put, Reader};
 use super::{DecodeError, MAGIC, VERSION};
-use crate::ids::{ClusterId, GlobalSeq, GroupId, Incarnation, NodeId, Order, SenderSeq, ViewId};
+use crate::ids::{
+    ClusterId, Frag, GlobalSeq, GroupId, Incarnation, NodeId, Order, SenderSeq, ViewId,
+};
 
 /// Bytes of the common header.
 pub const HEADER_BYTES: usize = 8;
@@ -52,6 +54,9 @@ const KIND_FLUSH_REPORT: u8 = 7;
 pub struct DataMsg<'a> {
     /// The delivery service asked for.
     pub order: Order,
+    /// Which piece of its application message this is (in the order
+    /// byte's two high bits).
+    pub frag: Frag,
     /// The sending member's name (without the node prefix).
     pub sender_name: &'a str,
     /// The payload.
@@ -273,11 +278,13 @@ fn decode_body<'a>(r: &mut Reader<'a>, kind: u8) -> Result<Datagram<'a>, DecodeE
             }
             let mut msgs = Vec::with_capacity(count);
             for _ in 0..count {
-                let order = Order::from_code(r.u8()?).ok_or(DecodeError::Invalid("order"))?;
+                let code = r.u8()?;
+                let order = Order::from_code(code & 0x3F).ok_or(DecodeError::Invalid("order"))?;
                 let sender_name = r.str8("sender name")?;
                 let payload = r.bytes16()?;
                 msgs.push(DataMsg {
                     order,
+                    frag: Frag::from_bits(code),
                     sender_name,
                     payload,
                 });
@@ -420,7 +427,7 @@ impl<'b> DataWriter<'b> {
 
     /// Appends a message if it fits (the first message always fits when it
     /// fits an empty datagram). Returns false when full.
-    pub fn push(&mut self, order: Order, sender_name: &str, payload: &[u8]) -> bool {
+    pub fn push(&mut self, order: Order, frag: Frag, sender_name: &str, payload: &[u8]) -> bool {
         let used = self.out.len() - self.start;
         if self.count == u16::MAX
             || payload.len() > u16::MAX as usize
@@ -428,7 +435,7 @@ impl<'b> DataWriter<'b> {
         {
             return false;
         }
-        self.out.put_u8(order.code());
+        self.out.put_u8(order.code() | frag.bits());
         self.out.put_str8(sender_name);
         self.out.put_bytes16(payload);
         self.count += 1;
@@ -524,7 +531,7 @@ pub fn encode_data(d: &Data<'_>, cluster: ClusterId, out: &mut Vec<u8>) {
         usize::MAX,
     );
     for m in &d.msgs {
-        w.push(m.order, m.sender_name, m.payload);
+        w.push(m.order, m.frag, m.sender_name, m.payload);
     }
     w.finish();
 }
@@ -540,16 +547,25 @@ mod tests {
         prop_oneof![Just(Order::Fifo), Just(Order::Total), Just(Order::Safe)]
     }
 
+    fn frag() -> impl Strategy<Value = Frag> {
+        prop_oneof![
+            Just(Frag::Whole),
+            Just(Frag::First),
+            Just(Frag::Middle),
+            Just(Frag::Last)
+        ]
+    }
+
     proptest! {
         #[test]
         fn data_round_trips(
             group in 1u32.., sender: u32, inc: u64, start in 1u64..1000, first in 1000u64..,
-            msgs in proptest::collection::vec((order(), "[a-z0-9-]{0,20}", proptest::collection::vec(any::<u8>(), 0..200)), 1..20)
+            msgs in proptest::collection::vec((order(), frag(), "[a-z0-9-]{0,20}", proptest::collection::vec(any::<u8>(), 0..200)), 1..20)
         ) {
             let d = Data {
                 group: GroupId(group), sender: NodeId(sender), incarnation: Incarnation(inc),
                 stream_start: SenderSeq(start), first_seq: SenderSeq(first),
-                msgs: msgs.iter().map(|(o, n, p)| DataMsg { order: *o, sender_name: n, payload: p }).collect(),
+                msgs: msgs.iter().map(|(o, f, n, p)| DataMsg { order: *o, frag: *f, sender_name: n, payload: p }).collect(),
             };
             let mut out = Vec::new();
             encode_data(&d, C, &mut out);
@@ -643,7 +659,7 @@ mod tests {
             100,
         );
         let mut n = 0;
-        while w.push(Order::Total, "m", &[0u8; 10]) {
+        while w.push(Order::Total, Frag::Whole, "m", &[0u8; 10]) {
             n += 1;
         }
         assert_eq!(w.finish(), n);

@@ -20,5 +20,10 @@ pub use codec::DecodeError;
 
 /// First two bytes of every datagram and frame body: "C5".
 pub const MAGIC: u16 = 0xC0C5;
+/// The largest application message the protocol carries (16 MiB): a
+/// daemon's `max_message_bytes` and a group's may only lower it, and a
+/// member drops a peer's message that grows past it while being
+/// reassembled.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Protocol version carried in every header.
 pub const VERSION: u8 = 1;

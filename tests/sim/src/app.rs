@@ -71,6 +71,9 @@ pub struct App {
     next_request: u32,
     pending: BTreeMap<u32, Pending>,
     rng: Rng,
+    /// Draws the sizes of large sends (apart, so plans without them draw
+    /// as before).
+    large: Rng,
 }
 
 impl App {
@@ -95,6 +98,7 @@ impl App {
         App {
             id,
             node: plan.node,
+            large: Rng::new(plan.large_seed),
             session: SessionId(id as u64 + 1),
             plan,
             connected: false,
@@ -228,7 +232,7 @@ impl App {
     ) {
         let t = crate::node::instant(now);
         let name = format!("a{}", self.id);
-        let max = host.max_payload(&name).min(self.plan.payload_max).max(8);
+        let max = host.max_piece(&name).min(self.plan.payload_max).max(8);
         let k = self.rng.range(1, u64::from(self.plan.burst_max));
         for _ in 0..k {
             if self.groups[i].to_send == 0 || !host.can_accept(self.session) {
@@ -240,7 +244,12 @@ impl App {
             g.to_send -= 1;
             let group = g.group_name.clone();
             let order = self.pick_order();
-            let len = self.rng.range(8, max as u64) as usize;
+            let mut len = self.rng.range(8, max as u64) as usize;
+            if self.plan.large_pct > 0 && self.large.below(100) < u64::from(self.plan.large_pct) {
+                // Two to four datagrams' worth: sent in pieces.
+                let piece = host.max_piece(&name);
+                len = self.large.range(piece as u64 + 1, 4 * piece as u64) as usize;
+            }
             let payload = crate::check::payload(id, len);
             checks.on_send(id, len);
             let request = self.request(Pending::Send(id));

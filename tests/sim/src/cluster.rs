@@ -47,6 +47,9 @@ pub struct Sim {
     /// Where each (group, order epoch, view) starts, from the sequencer
     /// that began it.
     pub view_starts: liveness::ViewStarts,
+    /// Views told to a sequencer whose markers it has not placed yet:
+    /// (node, group, view).
+    awaiting_starts: Vec<(usize, GroupId, chorus_proto::ViewId)>,
     /// False once the liveness phase began: apps stop acting.
     pub workload: bool,
     pub steps: u64,
@@ -92,6 +95,7 @@ impl Sim {
             checks: Checks::default(),
             stability: Stability::default(),
             view_starts: BTreeMap::new(),
+            awaiting_starts: Vec::new(),
             workload: true,
             steps: 0,
             out: Outbox::default(),
@@ -359,11 +363,13 @@ impl Sim {
                     // left alive had either): its order starts over.
                     self.checks.on_order_start(g, view.0);
                 }
-                let e = self.checks.epoch_of(g, view.0);
-                self.view_starts.entry((g, e, view.0)).or_insert(start.0);
+                // Its start is known once the marker is placed (it waits
+                // while a sender is inside a large message).
+                self.awaiting_starts.push((node, group, view));
             }
             self.views_seen += 1;
         }
+        self.note_view_starts(node);
         self.flush_sequencer(node);
     }
 
@@ -560,6 +566,31 @@ impl Sim {
     }
 
     /// Sends everything node `i`'s sequencer has queued, then judges stability.
+    /// Records the starts of views whose markers the sequencer at `node`
+    /// has placed.
+    fn note_view_starts(&mut self, node: usize) {
+        let Some(seq) = self.nodes[node].seq.as_ref() else {
+            return;
+        };
+        let checks = &self.checks;
+        let view_starts = &mut self.view_starts;
+        self.awaiting_starts.retain(|&(n, group, view)| {
+            if n != node {
+                return true;
+            }
+            match seq.view_start(group, view) {
+                Some(start) => {
+                    let g = group.0 as u16 - 1;
+                    let e = checks.epoch_of(g, view.0);
+                    view_starts.entry((g, e, view.0)).or_insert(start.0);
+                    false
+                }
+                // Still waiting, unless the sequencer gave the group up.
+                None => seq.next_position(group).is_some(),
+            }
+        });
+    }
+
     fn flush_sequencer(&mut self, i: usize) {
         while let Some(dest) = self.nodes[i].poll_sequencer_transmit(&mut self.buf) {
             let bytes = std::mem::take(&mut self.buf);
@@ -720,6 +751,7 @@ fn short_seq_input(i: &SequencerInput) -> String {
             stream,
             first,
             end,
+            ..
         } => {
             format!(
                 "Arrived g{group} n{}/{} {first}..{end}",

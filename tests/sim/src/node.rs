@@ -161,6 +161,8 @@ fn settings(idx: usize, p: &HostParams, incarnation: u64) -> HostSettings {
         data_port: DATA_PORT,
         order_port: ORDER_PORT,
         max_datagram_bytes: p.max_datagram_bytes,
+        // Messages of up to a few datagrams' pieces.
+        max_message_bytes: 16 * p.max_datagram_bytes,
         send_window_messages: p.send_window_messages,
         receive_window_messages: p.receive_window_messages,
         ack_interval: Duration::from_millis(p.ack_interval_ms),

@@ -135,6 +135,10 @@ pub struct AppPlan {
     pub safe_pct: u32,
     pub payload_max: usize,
     pub disconnect_at: Option<Micros>,
+    /// Percent of sends larger than a datagram (sent in pieces).
+    pub large_pct: u32,
+    /// Seeds the draws of large sends.
+    pub large_seed: u64,
 }
 
 /// Everything one seed decides.
@@ -197,7 +201,19 @@ impl Plan {
             }
             features.push("loss");
         }
-        let apps = apps(&mut workr, n, groups.len(), &hosts, &mut features);
+        let mut apps = apps(&mut workr, n, groups.len(), &hosts, &mut features);
+        // Some apps also send messages of several datagrams (from a stream
+        // of their own, so no other draw of the seed moves).
+        let mut larger = root.fork(7);
+        for a in &mut apps {
+            if larger.below(3) == 0 {
+                a.large_pct = larger.range(5, 30) as u32;
+            }
+            a.large_seed = larger.next_u64();
+        }
+        if apps.iter().any(|a| a.large_pct > 0) {
+            features.push("large");
+        }
         let process = process_faults(&mut procr, n, groups.len());
         Plan {
             seed,
@@ -461,6 +477,8 @@ fn new_app(
             r.range(16, 96) as usize
         },
         disconnect_at: None,
+        large_pct: 0,
+        large_seed: 0,
     }
 }
 

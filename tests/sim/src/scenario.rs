@@ -67,6 +67,8 @@ fn unordered_burst_failover() -> Plan {
         safe_pct: 0,
         payload_max: 32,
         disconnect_at: None,
+        large_pct: 0,
+        large_seed: 0,
     };
     Plan {
         seed: 0,

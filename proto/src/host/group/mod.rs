@@ -9,7 +9,7 @@
 //! [`Command`]s, which the host drains after each input. A unit test can
 //! feed inputs and read the exact commands (see `tests.rs`).
 
-use crate::ids::{ClusterId, GlobalSeq, GroupId, MemberId, Order, SenderSeq, ViewId};
+use crate::ids::{ClusterId, Frag, GlobalSeq, GroupId, MemberId, Order, SenderSeq, ViewId};
 use crate::membership::flush::Flush;
 use crate::membership::views::Views;
 use crate::multicast::flow::FlowWindow;
@@ -48,6 +48,9 @@ pub struct GroupLimits {
     pub flow_budget_bytes: usize,
     /// A datagram's size (the flow window's unit).
     pub max_datagram_bytes: usize,
+    /// The most pieces one message of ours may be split into: our own
+    /// stream holds a whole message past the send capacity.
+    pub max_message_pieces: usize,
     /// Test-only bugs (see [`crate::host::planted`]).
     pub planted: crate::host::planted::Planted,
 }
@@ -134,6 +137,7 @@ impl GroupState {
                 me,
                 limits.receive_window,
                 limits.send_window,
+                limits.max_message_pieces,
                 limits.planted.no_duplicate_suppression(),
             ),
             order: Deliverer::new(v.view, limits.receive_window),
@@ -300,15 +304,42 @@ impl GroupState {
 
     /// Accepts a message from a local app into our stream (the caller
     /// checked `send.can_accept()`); we deliver our own messages too.
-    pub fn accept_local(&mut self, order: Order, member: MemberId, name: &str, payload: Vec<u8>) {
-        let seq = self.send.push(order, member, name, payload.clone());
+    pub fn accept_local(
+        &mut self,
+        order: Order,
+        member: MemberId,
+        name: &str,
+        payload: Vec<u8>,
+        piece_bytes: usize,
+    ) {
         let start = self.send.stream_start();
-        let held = Held {
-            order,
-            sender_name: name.to_owned(),
-            payload,
-        };
-        self.rx.offer_own(start, seq, held);
+        if payload.len() <= piece_bytes {
+            let seq = self
+                .send
+                .push(order, Frag::Whole, member, name, payload.clone());
+            let held = Held {
+                order,
+                frag: Frag::Whole,
+                sender_name: name.to_owned(),
+                payload,
+            };
+            self.rx.offer_own(start, seq, held);
+            return;
+        }
+        // Larger than a datagram: consecutive pieces of our stream, each
+        // ordered on its own; members deliver the whole at the last one.
+        let n = payload.len().div_ceil(piece_bytes.max(1));
+        for (i, piece) in payload.chunks(piece_bytes.max(1)).enumerate() {
+            let frag = Frag::of(i, n);
+            let seq = self.send.push(order, frag, member, name, piece.to_vec());
+            let held = Held {
+                order,
+                frag,
+                sender_name: name.to_owned(),
+                payload: piece.to_vec(),
+            };
+            self.rx.offer_own(start, seq, held);
+        }
     }
 
     /// Takes in a DATA datagram (from another node). Returns true if it
@@ -339,12 +370,13 @@ impl GroupState {
         }
         let latest = self.views.latest_nodes();
         let sent_end = self.send.next_unsent();
-        for (stream, first, end) in self.rx.arrivals(&latest, sent_end) {
+        for a in self.rx.arrivals(&latest, sent_end) {
             self.out.push(Command::Sequencer(SequencerInput::Arrived {
                 group: self.id,
-                stream,
-                first,
-                end,
+                stream: a.stream,
+                first: a.first,
+                end: a.end,
+                shape: a.shape,
             }));
         }
     }

@@ -2,7 +2,7 @@
 //! commands the group produces.
 
 use super::*;
-use crate::ids::{ClusterId, GroupId, Incarnation, NodeId};
+use crate::ids::{ClusterId, Frag, GroupId, Incarnation, NodeId};
 use crate::order::sequencer::{Sequencer, SequencerSettings};
 use crate::wire::datagram::{self, DataMsg, Datagram, FlushReport, OrderEntry};
 use crate::wire::directory::NodeInfo;
@@ -19,6 +19,7 @@ fn limits() -> GroupLimits {
         ack_refresh: Duration::from_millis(500),
         flow_budget_bytes: 1 << 20,
         max_datagram_bytes: 1400,
+        max_message_pieces: 8,
         planted: Default::default(),
     }
 }
@@ -86,6 +87,7 @@ fn data<'a>(sender: u32, first: u64, order: Order, payloads: &[&'a str]) -> Data
             .iter()
             .map(|p| DataMsg {
                 order,
+                frag: Frag::Whole,
                 sender_name: "app",
                 payload: p.as_bytes(),
             })
@@ -186,6 +188,7 @@ fn a_nak_is_answered_with_a_retransmission_of_just_what_was_asked() {
             crate::ids::MemberId(1),
             "app",
             p.as_bytes().to_vec(),
+            1000,
         );
     }
     let _ = g.take_commands();

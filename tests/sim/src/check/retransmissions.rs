@@ -104,12 +104,13 @@ const LOSS_FACTOR: f64 = 20.0;
 mod tests {
     use super::*;
     use chorus_proto::wire::datagram::{encode_data, Data, DataMsg};
-    use chorus_proto::{GroupId, Incarnation, NodeId, Order, SenderSeq};
+    use chorus_proto::{Frag, GroupId, Incarnation, NodeId, Order, SenderSeq};
 
     #[test]
     fn copies_are_counted_per_message_from_the_data_header() {
         let msg = DataMsg {
             order: Order::Total,
+            frag: Frag::Whole,
             sender_name: "a",
             payload: b"x",
         };
