@@ -17,6 +17,10 @@ pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "tra
 /// fields and are shown in one-line JSON, so they are kept short.
 pub(crate) const NAME_BYTES_MAX: usize = 64;
 
+/// Largest `max_message_bytes`, in `chorusd.toml` and per group in
+/// `directory.toml`: 16 MiB, what one application frame can carry.
+pub(crate) const MESSAGE_BYTES_MAX: usize = 16 << 20;
+
 /// Longest Unix socket path: `sun_path` is 108 bytes including the final NUL.
 pub(crate) const SOCKET_PATH_BYTES_MAX: usize = 107;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::check::{self, bounded, optional, required};
+use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::source::Source;
 use crate::ConfigError;
 
@@ -39,6 +39,9 @@ pub struct DaemonConfig {
 pub struct Tuning {
     /// Largest UDP datagram sent, headers included. Default 1400, 512..=65000.
     pub max_datagram_bytes: usize,
+    /// Largest message payload an application may send; larger messages
+    /// travel in several datagrams. Default 1 MiB, 1..=16 MiB.
+    pub max_message_bytes: usize,
     /// Messages a sender may have unacknowledged per group. Default 4096, >= 16.
     pub send_window_messages: usize,
     /// Messages buffered out of order per group while waiting for a gap to be
@@ -57,6 +60,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             max_datagram_bytes: 1400,
+            max_message_bytes: 1 << 20,
             send_window_messages: 4096,
             receive_window_messages: 8192,
             ack_interval_ms: 10,
@@ -123,6 +127,7 @@ struct RawDaemon {
 #[serde(deny_unknown_fields)]
 struct RawTuning {
     max_datagram_bytes: Option<Spanned<usize>>,
+    max_message_bytes: Option<Spanned<usize>>,
     send_window_messages: Option<Spanned<usize>>,
     receive_window_messages: Option<Spanned<usize>>,
     ack_interval_ms: Option<Spanned<u64>>,
@@ -190,6 +195,14 @@ impl RawTuning {
                 d.max_datagram_bytes,
                 512,
                 Some(65000),
+            )?,
+            max_message_bytes: bounded(
+                src,
+                &key("max_message_bytes"),
+                self.max_message_bytes,
+                d.max_message_bytes,
+                1,
+                Some(MESSAGE_BYTES_MAX),
             )?,
             send_window_messages: bounded(
                 src,

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::check::{self, bounded, optional, required};
+use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::source::Source;
 use crate::{AddressPool, ConfigError};
 
@@ -43,6 +43,10 @@ pub struct GroupConfig {
     pub port: u16,
     /// Largest number of members; `None` for no limit.
     pub max_members: Option<u32>,
+    /// Largest message payload in this group, 1..=16 MiB: lowers each
+    /// daemon's own `max_message_bytes` for the group (never raises it);
+    /// `None` leaves the daemons' limit alone.
+    pub max_message_bytes: Option<u32>,
     /// Only these local users may join (checked by chorusd via `SO_PEERCRED`).
     pub allow_users: Option<Vec<String>>,
     /// Or members of these Unix groups.
@@ -106,6 +110,7 @@ struct RawGroup {
     address: Spanned<String>,
     port: Spanned<u16>,
     max_members: Option<Spanned<u32>>,
+    max_message_bytes: Option<Spanned<u32>>,
     allow_users: Option<Spanned<Vec<String>>>,
     allow_groups: Option<Spanned<Vec<String>>>,
 }
@@ -183,6 +188,10 @@ impl RawGroup {
                 })
             })
             .transpose()?;
+        let max_message_bytes = self
+            .max_message_bytes
+            .map(|m| required(src, "group.max_message_bytes", m, message_bytes))
+            .transpose()?;
         let allow = |key: &str, list: Option<Spanned<Vec<String>>>| {
             list.map(|l| required(src, key, l, check::account_names))
                 .transpose()
@@ -194,7 +203,19 @@ impl RawGroup {
             address,
             port,
             max_members,
+            max_message_bytes,
         })
+    }
+}
+
+/// `group.max_message_bytes`: 1..=16 MiB.
+fn message_bytes(m: u32) -> Result<u32, String> {
+    if (1..=MESSAGE_BYTES_MAX).contains(&(m as usize)) {
+        Ok(m)
+    } else {
+        Err(format!(
+            "{m} is outside 1..={MESSAGE_BYTES_MAX}; leave it out to keep the daemons' limit"
+        ))
     }
 }
 

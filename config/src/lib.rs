@@ -36,6 +36,7 @@
 //! | `address` | `"A.B.C.D"` | *required* | IPv4 multicast address (224.0.0.0/4) of the group's data. Use the organisation-local block 239.192.0.0/14 unless you know better. Must lie outside the `[dynamic]` pool. |
 //! | `port` | integer 1–65535 | *required* | UDP port of the group's multicast traffic. No two groups may share both address and port. |
 //! | `max_members` | integer ≥ 1 | no limit | Joins beyond this many members are refused. |
+//! | `max_message_bytes` | integer 1–16777216 | the daemons' limit | Largest message payload in this group. It lowers each daemon's `[tuning] max_message_bytes` for the group and never raises it. |
 //! | `allow_users` | array of strings | anyone | Only these local users may join; chorusd checks the application's uid with `SO_PEERCRED`. |
 //! | `allow_groups` | array of strings | anyone | Or members of these Unix groups. With either list present, a user in neither is refused. |
 //!
@@ -72,6 +73,7 @@
 //! | key | type | default | range | meaning |
 //! |---|---|---|---|---|
 //! | `max_datagram_bytes` | integer | `1400` | 512–65000 | Largest UDP datagram chorusd sends, headers included; small messages are batched up to this size. Keep it below the path MTU (1500 on Ethernet, less 28 bytes of IP and UDP headers) so datagrams are not fragmented. |
+//! | `max_message_bytes` | integer | `1048576` (1 MiB) | 1–16777216 (16 MiB) | Largest message payload an application may send; a message larger than a datagram travels in several. A group's `max_message_bytes` in `directory.toml` may lower it for that group. |
 //! | `send_window_messages` | integer | `4096` | ≥ 16 | Messages one sender keeps per group until they are stable (received by every member). When the window is full, further sends are held back until acknowledgements free it: this is the flow control. |
 //! | `receive_window_messages` | integer | `8192` | ≥ 16 | Messages a receiver buffers per sender past a gap while it waits for the missing one to be repaired. Need not be larger than `send_window_messages`. |
 //! | `ack_interval_ms` | integer | `10` | 1–1000 | Longest a receiver waits before acknowledging what it has. Smaller values free senders' windows sooner at the cost of more acknowledgement traffic. |

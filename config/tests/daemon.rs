@@ -43,6 +43,7 @@ fn empty_file_gives_the_defaults() {
     );
     assert_eq!((t.ack_interval_ms, t.retransmit_ms), (10, 60));
     assert_eq!(t.session_queue_bytes, 67_108_864);
+    assert_eq!(t.max_message_bytes, 1_048_576);
 }
 
 #[test]
@@ -174,6 +175,7 @@ fn partial_tuning_keeps_other_defaults() {
 fn tuning_bounds_are_enforced_at_both_ends() {
     for (key, low, high) in [
         ("max_datagram_bytes", Some(511), Some(65001)),
+        ("max_message_bytes", Some(0), Some(16_777_217)),
         ("send_window_messages", Some(15), None),
         ("receive_window_messages", Some(15), None),
         ("ack_interval_ms", Some(0), Some(1001)),
@@ -195,6 +197,26 @@ fn tuning_bounds_are_enforced_at_both_ends() {
     }
     let err = parse("[tuning]\nsend_window_messages = -1\n").unwrap_err();
     assert_points_at(&err, 2, "tuning.send_window_messages", "-1");
+}
+
+#[test]
+fn max_message_bytes_admits_its_whole_range() {
+    for (value, want) in [(1, 1), (16_777_216, 16 << 20), (65_536, 65_536)] {
+        let c = parse(&format!("[tuning]\nmax_message_bytes = {value}\n")).unwrap();
+        assert_eq!(c.tuning.max_message_bytes, want);
+        assert_eq!(
+            c.tuning,
+            Tuning {
+                max_message_bytes: want,
+                ..Tuning::default()
+            },
+            "only max_message_bytes changed"
+        );
+    }
+    let err = parse("node = \"a\"\n[tuning]\nmax_message_bytes = 16777217\n").unwrap_err();
+    assert_points_at(&err, 3, "tuning.max_message_bytes", "1..=16777216");
+    let err = parse("[tuning]\nmax_message_bytes = \"1 MiB\"\n").unwrap_err();
+    assert_points_at(&err, 2, "tuning.max_message_bytes", "invalid type");
 }
 
 #[test]

@@ -54,6 +54,7 @@ fn omitted_optional_group_keys_are_none() {
     assert_eq!(c.groups[0].max_members, None);
     assert_eq!(c.groups[0].allow_users, None);
     assert_eq!(c.groups[0].allow_groups, None);
+    assert_eq!(c.groups[0].max_message_bytes, None);
     assert_eq!(c.groups[1].max_members, Some(3));
     assert_eq!(
         c.lease_ms, 1500,
@@ -287,6 +288,41 @@ fn lease_log_level_cluster_and_max_members_are_checked() {
         "group.max_members",
         "at least 1",
     );
+}
+
+#[test]
+fn group_max_message_bytes_is_kept_and_checked() {
+    for value in [1u32, 4096, 16_777_216] {
+        let text = TWO_GROUPS.replace(
+            "max_members = 3",
+            &format!("max_members = 3\nmax_message_bytes = {value}"),
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.groups[1].max_message_bytes, Some(value));
+        assert_eq!(
+            c.groups[0].max_message_bytes, None,
+            "only the group that sets it"
+        );
+    }
+    for (bad, words) in [
+        ("0", "outside 1..=16777216"),
+        ("16777217", "outside 1..=16777216"),
+        ("4294967296", "invalid value"),
+        ("-1", "invalid value"),
+        ("\"1MiB\"", "invalid type"),
+    ] {
+        let text = TWO_GROUPS.replace(
+            "max_members = 3",
+            &format!("max_members = 3\nmax_message_bytes = {bad}"),
+        );
+        let err = parse(&text).unwrap_err();
+        assert_points_at(
+            &err,
+            line_with(&text, "max_message_bytes"),
+            "group.max_message_bytes",
+            words,
+        );
+    }
 }
 
 #[test]

@@ -38,6 +38,7 @@ fn directory_example_loads_as_documented() {
     assert_eq!(g.address, Ipv4Addr::new(239, 192, 0, 10));
     assert_eq!(g.port, 7410);
     assert_eq!(g.max_members, Some(64));
+    assert_eq!(g.max_message_bytes, Some(262_144));
     assert_eq!(g.allow_users, Some(vec!["alice".to_owned()]));
     assert_eq!(g.allow_groups, Some(vec!["chorus".to_owned()]));
     let d = c.dynamic.as_ref().unwrap();
@@ -75,6 +76,7 @@ fn commented_defaults_in_examples_are_valid_and_true() {
     // show up in the parsed result.
     for (key, value) in [
         ("max_datagram_bytes", 9000),
+        ("max_message_bytes", 65_536),
         ("send_window_messages", 64),
         ("receive_window_messages", 64),
         ("ack_interval_ms", 5),
@@ -120,6 +122,7 @@ fn reference_documents_every_key() {
         "address",
         "port",
         "max_members",
+        "max_message_bytes",
         "allow_users",
         "allow_groups",
         "[dynamic]",
@@ -132,6 +135,7 @@ fn reference_documents_every_key() {
         "socket_mode",
         "[tuning]",
         "max_datagram_bytes",
+        "max_message_bytes",
         "send_window_messages",
         "receive_window_messages",
         "ack_interval_ms",

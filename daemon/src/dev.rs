@@ -28,6 +28,7 @@ pub fn run() -> ExitCode {
             address: DEMO_ADDRESS,
             port: DEMO_PORT,
             max_members: None,
+            max_message_bytes: None,
             allow_users: None,
             allow_groups: None,
         }],

@@ -20,6 +20,7 @@ fn config() -> DirectoryConfig {
             address: Ipv4Addr::new(239, 192, 0, 10),
             port: 7410,
             max_members: None,
+            max_message_bytes: None,
             allow_users: None,
             allow_groups: None,
         }],
