@@ -69,6 +69,7 @@ pub fn settings_from_config(cfg: &DirectoryConfig) -> DirectorySettings {
                 address: g.address,
                 port: g.port,
                 max_members: g.max_members,
+                max_message_bytes: g.max_message_bytes,
                 allow_users: g.allow_users.clone(),
                 allow_groups: g.allow_groups.clone(),
             })
@@ -545,5 +546,29 @@ impl Server {
             let now = self.now();
             self.core.handle_disconnect(now, id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn group_limits_reach_the_core() {
+        let text = "[[group]]\nname = \"big\"\naddress = \"239.192.0.10\"\nport = 7410\n\
+                    max_members = 5\nmax_message_bytes = 4096\n\n\
+                    [[group]]\nname = \"plain\"\naddress = \"239.192.0.11\"\nport = 7410\n";
+        let cfg = DirectoryConfig::parse(text, Path::new("directory.toml")).expect("valid");
+        let s = settings_from_config(&cfg);
+        let limits: Vec<(&str, Option<u32>, Option<u32>)> = s
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.max_members, g.max_message_bytes))
+            .collect();
+        assert_eq!(
+            limits,
+            vec![("big", Some(5), Some(4096)), ("plain", None, None)]
+        );
     }
 }

@@ -82,6 +82,8 @@ fn view(inp: &mut Input<'_>) -> View {
         port: 7400,
         view: ViewId(1 + inp.small(8)),
         sequencer: NodeId(1 + inp.small(3) as u32),
+        // Not drawn, so that the corpus keeps its meaning.
+        max_message_bytes: 0,
         members,
         nodes: nodes
             .into_iter()

@@ -242,6 +242,7 @@ fn view(n: usize, v: u64) -> View {
         port: GROUP_ADDR.port(),
         view: ViewId(v),
         sequencer: NodeId(1),
+        max_message_bytes: 0,
         members: (0..n)
             .map(|i| MemberInfo {
                 node: NodeId(i as u32 + 1),

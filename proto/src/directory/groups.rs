@@ -49,6 +49,8 @@ pub(super) struct Group {
     pub port: u16,
     pub declared: bool,
     max_members: Option<u32>,
+    /// Largest message payload (declared groups only); in every view.
+    pub max_message_bytes: Option<u32>,
     allow_users: Option<Vec<String>>,
     allow_groups: Option<Vec<String>>,
     /// The last view id issued (0: none yet). Kept while the group exists.
@@ -85,6 +87,7 @@ impl Group {
             port,
             declared: false,
             max_members: None,
+            max_message_bytes: None,
             allow_users: None,
             allow_groups: None,
             view: ViewId(0),
@@ -107,6 +110,7 @@ impl Group {
     fn apply(&mut self, decl: &GroupDecl) {
         self.declared = true;
         self.max_members = decl.max_members;
+        self.max_message_bytes = decl.max_message_bytes;
         self.allow_users = decl.allow_users.clone();
         self.allow_groups = decl.allow_groups.clone();
     }
@@ -580,6 +584,7 @@ mod tests {
             address: Ipv4Addr::new(239, 0, 0, last),
             port: 7000,
             max_members: None,
+            max_message_bytes: None,
             allow_users: None,
             allow_groups: None,
         }

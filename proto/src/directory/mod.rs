@@ -126,6 +126,11 @@ pub struct GroupDecl {
     pub port: u16,
     /// Joins beyond this many members are refused.
     pub max_members: Option<u32>,
+    /// Largest message payload in the group, handed to the daemons in
+    /// every [`View`] (they apply the lower of it and their own limit);
+    /// `None`: no limit of the group's own (0 on the wire). A reload that
+    /// changes it reaches the daemons with the group's next view.
+    pub max_message_bytes: Option<u32>,
     /// If this or `allow_groups` is set, only these users may join...
     pub allow_users: Option<Vec<String>>,
     /// ...or users in one of these Unix groups.
@@ -382,6 +387,7 @@ impl Directory {
             port: g.port,
             view: g.view,
             sequencer,
+            max_message_bytes: g.max_message_bytes.unwrap_or(0),
             members: g.members.clone(),
             nodes: g
                 .attached

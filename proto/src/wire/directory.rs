@@ -51,6 +51,11 @@ pub struct View {
     pub view: ViewId,
     /// The node that sequences the group in this view.
     pub sequencer: NodeId,
+    /// Largest message payload the group's configuration allows, in bytes;
+    /// each daemon applies the lower of this and its own limit. 0: the
+    /// group sets no limit of its own (dynamic groups, and declared groups
+    /// without `max_message_bytes`).
+    pub max_message_bytes: u32,
     /// Members in join order.
     pub members: Vec<MemberInfo>,
     /// Every node taking part in the group in this view (hosting a member or
@@ -158,7 +163,7 @@ pub enum FromDirectory {
     },
     /// A new view of a group this node takes part in. kind 103: group u32,
     /// group_name str8, address, port u16, view u64, sequencer u32,
-    /// members (u16 count; node u32, member u32, name str8),
+    /// max_message_bytes u32, members (u16 count; node u32, member u32, name str8),
     /// nodes (u16 count; node u32, name str8, incarnation u64, ip, data_port u16, order_port u16).
     View(View),
     /// The group ended for this node: removed from the configuration, or
@@ -511,6 +516,7 @@ fn encode_view_fields(v: &View, out: &mut Vec<u8>) {
     out.put_u16(v.port);
     out.put_u64(v.view.0);
     out.put_u32(v.sequencer.0);
+    out.put_u32(v.max_message_bytes);
     let n = put_count(out, v.members.len());
     for m in &v.members[..n] {
         out.put_u32(m.node.0);
@@ -538,6 +544,7 @@ fn decode_view(r: &mut Reader<'_>) -> Result<View, DecodeError> {
         v => ViewId(v),
     };
     let sequencer = read_node(r, "sequencer")?;
+    let max_message_bytes = r.u32()?;
     let n = read_count(r, MEMBER_MIN_BYTES, "member count")?;
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
@@ -566,6 +573,7 @@ fn decode_view(r: &mut Reader<'_>) -> Result<View, DecodeError> {
         port,
         view,
         sequencer,
+        max_message_bytes,
         members,
         nodes,
     })
@@ -626,19 +634,28 @@ mod tests {
     fn view() -> impl Strategy<Value = View> {
         (
             (1u32.., s8(), ip(), any::<u16>(), 1u64.., 1u32..),
+            any::<u32>(),
             proptest::collection::vec(member_info(), 0..20),
             proptest::collection::vec(node_info(), 0..10),
         )
             .prop_map(
-                |((group, group_name, address, port, view, seq), members, nodes)| View {
-                    group: GroupId(group),
-                    group_name,
-                    address,
-                    port,
-                    view: ViewId(view),
-                    sequencer: NodeId(seq),
+                |(
+                    (group, group_name, address, port, view, seq),
+                    max_message_bytes,
                     members,
                     nodes,
+                )| {
+                    View {
+                        group: GroupId(group),
+                        group_name,
+                        address,
+                        port,
+                        view: ViewId(view),
+                        sequencer: NodeId(seq),
+                        max_message_bytes,
+                        members,
+                        nodes,
+                    }
                 },
             )
     }
@@ -891,6 +908,42 @@ mod tests {
             FromDirectory::decode(&welcome),
             Err(DecodeError::Invalid("node"))
         );
+    }
+
+    #[test]
+    fn views_carry_max_message_bytes_after_the_sequencer() {
+        for limit in [0, 1, 262_144, 16 << 20, u32::MAX] {
+            let v = View {
+                group: GroupId(7),
+                group_name: "g".into(),
+                address: Ipv4Addr::new(239, 192, 0, 10),
+                port: 7410,
+                view: ViewId(3),
+                sequencer: NodeId(2),
+                max_message_bytes: limit,
+                members: vec![MemberInfo {
+                    node: NodeId(2),
+                    member: MemberId(1),
+                    name: "m".into(),
+                }],
+                nodes: vec![],
+            };
+            let out = encoded_from(&FromDirectory::View(v.clone()));
+            // header, group, name "g", address, port, view, sequencer.
+            let at = 4 + 4 + 2 + 4 + 2 + 8 + 4;
+            assert_eq!(out[at..at + 4], limit.to_be_bytes());
+            assert_eq!(
+                FromDirectory::decode(&out),
+                Ok(FromDirectory::View(v.clone()))
+            );
+            let past = encoded_to(&ToDirectory::PastView(v.clone()));
+            assert_eq!(ToDirectory::decode(&past), Ok(ToDirectory::PastView(v)));
+            // Without the field the frame is short: rejected, not misread.
+            let mut short = out[..at].to_vec();
+            short.extend_from_slice(&out[at + 4..]);
+            assert!(FromDirectory::decode(&short).is_err());
+            assert!(FromDirectory::decode(&out[..at + 2]).is_err());
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn settings(plan: &Plan) -> DirectorySettings {
             address: g.address,
             port: g.port,
             max_members: None,
+            max_message_bytes: None,
             allow_users: None,
             allow_groups: None,
         })

@@ -51,6 +51,7 @@ fn dynamic_groups_take_pool_addresses_in_order_and_give_them_back() {
                 port: 7420,
                 view: ViewId(1),
                 sequencer: a,
+                max_message_bytes: 0,
                 members: vec![member(a, 3, "x")],
                 nodes: vec![s.info(a)],
             })

@@ -22,6 +22,7 @@ fn join_sends_the_view_to_every_attached_node() {
                 port: 7410,
                 view: ViewId(1),
                 sequencer: a,
+                max_message_bytes: 0,
                 members: vec![member(a, 1, "x")],
                 nodes: vec![s.info(a)],
             })
@@ -132,6 +133,40 @@ fn max_members_is_enforced() {
     s.join(1, "chat", 3, "z");
     let out = s.output();
     assert_eq!(views(&out).len(), 2);
+}
+
+#[test]
+fn every_view_carries_the_groups_max_message_bytes() {
+    let mut limited = decl("big", 1);
+    limited.max_message_bytes = Some(262_144);
+    let mut s = Script::new(settings(vec![limited, decl("plain", 2)], None));
+    s.node(1, "a", 1);
+    s.node(2, "b", 1);
+    s.join(1, "big", 1, "x");
+    s.join(2, "big", 1, "y");
+    s.join(1, "plain", 2, "x");
+    let limits: Vec<(ConnId, String, u32)> = s
+        .output()
+        .into_iter()
+        .map(|(c, f)| match f {
+            FromDirectory::View(v) => (c, v.group_name, v.max_message_bytes),
+            other => panic!("expected only views, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        limits,
+        vec![
+            (ConnId(1), "big".into(), 262_144),
+            (ConnId(1), "big".into(), 262_144),
+            (ConnId(2), "big".into(), 262_144),
+            (ConnId(1), "plain".into(), 0),
+        ]
+    );
+    let big = s.d.group_id("big").expect("declared");
+    assert_eq!(
+        s.d.current_view(big).map(|v| v.max_message_bytes),
+        Some(262_144)
+    );
 }
 
 #[test]

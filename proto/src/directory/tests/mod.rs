@@ -13,6 +13,7 @@ fn decl(name: &str, last: u8) -> GroupDecl {
         address: Ipv4Addr::new(239, 192, 0, last),
         port: 7410,
         max_members: None,
+        max_message_bytes: None,
         allow_users: None,
         allow_groups: None,
     }

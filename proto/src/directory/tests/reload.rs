@@ -45,6 +45,32 @@ fn reload_adds_ends_and_updates_groups() {
 }
 
 #[test]
+fn a_reloaded_max_message_bytes_reaches_the_nodes_with_the_next_view() {
+    let mut g = decl("g", 1);
+    g.max_message_bytes = Some(4096);
+    let mut s = Script::new(settings(vec![g.clone()], None));
+    s.node(1, "a", 1);
+    s.join(1, "g", 1, "x");
+    s.output();
+    g.max_message_bytes = Some(1 << 20);
+    s.d.handle_reload(s.now, settings(vec![g.clone()], None));
+    assert_eq!(s.output(), vec![], "a limit alone makes no new view");
+    s.join(1, "g", 2, "y");
+    let out = s.output();
+    let [(ConnId(1), FromDirectory::View(v))] = out.as_slice() else {
+        panic!("expected one view, got {out:?}");
+    };
+    assert_eq!((v.view, v.max_message_bytes), (ViewId(2), 1 << 20));
+    // Dropping the key: the group sets no limit of its own any more.
+    g.max_message_bytes = None;
+    s.d.handle_reload(s.now, settings(vec![g], None));
+    assert_eq!(
+        s.d.current_view(GroupId(1)).map(|v| v.max_message_bytes),
+        Some(0)
+    );
+}
+
+#[test]
 fn a_group_whose_address_changed_comes_back_under_a_new_id() {
     let mut s = Script::new(settings(vec![decl("g", 1)], None));
     s.node(1, "a", 1);

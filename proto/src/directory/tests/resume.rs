@@ -243,6 +243,7 @@ mod restarted_directory {
             port: 7410,
             view: ViewId(view),
             sequencer: nodes[0],
+            max_message_bytes: 0,
             members: nodes.iter().map(|n| member(*n, 1, "m")).collect(),
             nodes: nodes.iter().map(|n| s.info(*n)).collect(),
         }
@@ -425,6 +426,7 @@ mod restarted_directory {
                     port: 7420,
                     view: ViewId(4),
                     sequencer: a,
+                    max_message_bytes: 0,
                     members: vec![member(a, 1, "x")],
                     nodes: vec![s.info(a)],
                 })

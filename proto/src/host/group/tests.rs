@@ -58,6 +58,7 @@ fn view(id: u64, sequencer: u32, nodes: &[u32]) -> View {
         port: 7400,
         view: ViewId(id),
         sequencer: NodeId(sequencer),
+        max_message_bytes: 0,
         members: Vec::new(),
         nodes: nodes.iter().map(|&n| node(n)).collect(),
     }
