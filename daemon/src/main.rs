@@ -133,8 +133,7 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<
         data_port,
         order_port,
         max_datagram_bytes: t.max_datagram_bytes,
-        // (the [tuning] key arrives with the configuration change)
-        max_message_bytes: 1 << 20,
+        max_message_bytes: t.max_message_bytes,
         send_window_messages: t.send_window_messages,
         receive_window_messages: t.receive_window_messages,
         ack_interval: CoreDuration::from_millis(t.ack_interval_ms),

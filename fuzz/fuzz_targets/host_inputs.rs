@@ -195,6 +195,7 @@ fuzz_target!(|data: &[u8]| {
         data_port: 7001,
         order_port: 7002,
         max_datagram_bytes: 512,
+        max_message_bytes: 1 << 20,
         send_window_messages: 16,
         receive_window_messages: 16,
         ack_interval: Duration::from_millis(2),

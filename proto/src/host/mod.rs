@@ -75,8 +75,9 @@ pub struct HostSettings {
     pub data_port: u16,
     pub order_port: u16,
     pub max_datagram_bytes: usize,
-    /// The largest message an app may send (a group's view may lower it);
-    /// larger than a datagram, it travels in pieces.
+    /// Largest message payload a local application may send, in bytes
+    /// (`[tuning] max_message_bytes`, 1..=16 MiB); a group whose view
+    /// carries a lower `max_message_bytes` is held to that.
     pub max_message_bytes: usize,
     pub send_window_messages: usize,
     pub receive_window_messages: usize,
