@@ -13,8 +13,13 @@ use super::codec::{Put, Reader};
 use super::{DecodeError, MAGIC, VERSION};
 use crate::ids::{Order, ViewId};
 
-/// Longest app frame accepted (payload up to 1 MiB plus headers).
-pub const APP_FRAME_MAX_BYTES: usize = (1 << 20) + 4096;
+/// Largest payload a Send or Message frame is sized for: 16 MiB, the
+/// most `max_message_bytes` allows (the daemon's limit may be lower).
+pub const APP_PAYLOAD_MAX_BYTES: usize = 16 << 20;
+
+/// Longest app frame accepted: [`APP_PAYLOAD_MAX_BYTES`] plus room for the
+/// other fields (at most 537 bytes, in a Message with 255-byte names).
+pub const APP_FRAME_MAX_BYTES: usize = APP_PAYLOAD_MAX_BYTES + 4096;
 
 /// App → daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +62,7 @@ pub enum ErrorCode {
     Refused,
     /// The directory is unreachable. 4
     Unavailable,
-    /// The payload is larger than a datagram can carry. 5
+    /// The payload is larger than the daemon accepts. 5
     TooLarge,
     /// Anything else. 6
     Internal,
@@ -1056,6 +1061,91 @@ mod tests {
             FromDaemon::decode(&over),
             Err(DecodeError::Invalid("group count"))
         );
+    }
+
+    /// A 16 MiB payload with the longest names goes through a FrameBuffer
+    /// sized as the daemon's and the client's are, fed in 64 KiB reads.
+    #[test]
+    fn a_16_mib_send_and_delivery_pass_through_a_frame_buffer() {
+        use crate::wire::frame::{write_frame, FrameBuffer};
+        let payload: Vec<u8> = (0..APP_PAYLOAD_MAX_BYTES)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let name = "n".repeat(255);
+        let send = ToDaemon::Send {
+            request: u32::MAX,
+            group: name.clone(),
+            order: Order::Safe,
+            payload: payload.clone(),
+        };
+        let delivery = FromDaemon::Message {
+            group: name.clone(),
+            view: ViewId(u64::MAX),
+            sender: name,
+            order: Order::Fifo,
+            seq: u64::MAX,
+            payload,
+        };
+        let mut stream = Vec::new();
+        write_frame(&mut stream, |b| send.encode(b));
+        let send_bytes = stream.len() - 4;
+        write_frame(&mut stream, |b| delivery.encode(b));
+        let delivery_bytes = stream.len() - 8 - send_bytes;
+        assert_eq!(send_bytes, APP_PAYLOAD_MAX_BYTES + 269);
+        assert_eq!(delivery_bytes, APP_PAYLOAD_MAX_BYTES + 537);
+        assert!(delivery_bytes <= APP_FRAME_MAX_BYTES);
+        // The payload length is a u32 on the wire, not cut to 16 or 24 bits.
+        assert_eq!(
+            stream[4 + 265..4 + 269],
+            (APP_PAYLOAD_MAX_BYTES as u32).to_be_bytes()
+        );
+
+        let mut fb = FrameBuffer::new(APP_FRAME_MAX_BYTES);
+        let mut frames = 0;
+        for chunk in stream.chunks(64 * 1024) {
+            fb.extend(chunk);
+            while let Some(f) = fb.next_frame().expect("within the limit") {
+                match frames {
+                    0 => assert!(ToDaemon::decode(f) == Ok(send.clone()), "send differs"),
+                    1 => assert!(
+                        FromDaemon::decode(f) == Ok(delivery.clone()),
+                        "delivery differs"
+                    ),
+                    _ => panic!("a third frame"),
+                }
+                frames += 1;
+            }
+        }
+        assert_eq!((frames, fb.pending_bytes()), (2, 0));
+
+        // One byte past the limit is refused from its length alone.
+        let mut fb = FrameBuffer::new(APP_FRAME_MAX_BYTES);
+        fb.extend(&((APP_FRAME_MAX_BYTES + 1) as u32).to_be_bytes());
+        assert_eq!(
+            fb.next_frame(),
+            Err(DecodeError::TooLong(APP_FRAME_MAX_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn a_payload_length_beyond_the_input_is_rejected_before_allocating() {
+        // Send claiming a 16 MiB payload with two bytes behind it.
+        let mut b = vec![0xC0, 0xC5, 1, 3, 0, 0, 0, 1, 1, b'g', 2];
+        b.extend_from_slice(&(APP_PAYLOAD_MAX_BYTES as u32).to_be_bytes());
+        b.extend_from_slice(b"hi");
+        assert!(matches!(
+            ToDaemon::decode(&b),
+            Err(DecodeError::Truncated { .. })
+        ));
+        let mut m = vec![0xC0, 0xC5, 1, 104, 1, b'g'];
+        m.extend_from_slice(&1u64.to_be_bytes());
+        m.extend_from_slice(&[1, b's', 2]);
+        m.extend_from_slice(&1u64.to_be_bytes());
+        m.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            FromDaemon::decode(&m),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 
     #[test]
