@@ -278,6 +278,94 @@ fn send_without_messages_sends_stdin_lines_in_total_order() {
 }
 
 #[test]
+fn a_16_mib_stdin_line_is_sent_whole_and_listen_prints_it() {
+    const LINE: usize = 16 << 20;
+    let fake = FakeDaemon::start();
+    let listen = Running::spawn(ctl(fake.path()).args(["listen", "chat", "--count", "1"]));
+    assert!(listen.next_line().starts_with("view chat 1 "));
+    let mut child = ctl(fake.path())
+        .args(["send", "chat", "--name", "big"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut text = vec![b'x'; LINE];
+        text[LINE - 1] = b'y';
+        text.extend_from_slice(b"\nshort\n");
+        stdin.write_all(&text).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let sent: Vec<usize> = fake
+        .requests()
+        .iter()
+        .filter_map(|r| match r {
+            ToDaemon::Send { payload, .. } => Some(payload.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [LINE, 5], "the long line went whole, in one message");
+    // The view with the sender, then the 16 MiB message on one line.
+    assert!(listen.next_line().starts_with("view chat 2 "));
+    let printed = listen.next_line();
+    let prefix = "chat #1 host-a:big: ";
+    assert_eq!(printed.len(), prefix.len() + LINE);
+    assert!(printed.starts_with(prefix));
+    assert!(printed.ends_with("xxy"));
+    assert_eq!(listen.finish().code, Some(0));
+}
+
+#[test]
+fn a_stdin_line_over_16_mib_is_refused_naming_it() {
+    let fake = FakeDaemon::start();
+    let mut child = ctl(fake.path())
+        .args(["send", "chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut text = b"first\n".to_vec();
+        text.extend_from_slice(&vec![b'x'; (16 << 20) + 1]);
+        text.push(b'\n');
+        // chorusctl may stop reading once the line is too long.
+        let _ = stdin.write_all(&text);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2 is longer than 16777216 bytes"),
+        "{err}"
+    );
+    // The line before was buffered; chorusctl writes it out as it ends.
+    fake.wait_for_request(
+        "the first line",
+        |r| matches!(r, ToDaemon::Send { payload, .. } if payload == b"first"),
+    );
+    let sends: Vec<Vec<u8>> = fake
+        .requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            ToDaemon::Send { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        [b"first".to_vec()],
+        "nothing of the long line was sent"
+    );
+}
+
+#[test]
 fn send_refused_by_the_daemon_exits_1() {
     let fake = FakeDaemon::start();
     let out = run(ctl(fake.path()).args(["send", "chat", "ok", "reject"]));

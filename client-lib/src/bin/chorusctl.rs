@@ -8,18 +8,24 @@
 mod output;
 
 use std::ffi::OsString;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chorus::{Client, Error, Event, Order};
+use chorus_proto::wire::app::APP_PAYLOAD_MAX_BYTES;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use output::{Out, Printed};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_UNAVAILABLE: u8 = 69;
+
+/// Longest line `send` reads from standard input: the largest message any
+/// daemon accepts (16 MiB). A longer line is an error, found without
+/// reading more of it than that.
+const LINE_MAX_BYTES: usize = APP_PAYLOAD_MAX_BYTES;
 
 #[derive(Debug, Parser)]
 #[command(name = "chorusctl", version, about = "Talk to the local chorus daemon")]
@@ -58,7 +64,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send each MESSAGE (or, with none, each line of standard input) to a group
+    /// Send each MESSAGE (or, with none, each line of standard input, up to 16 MiB) to a group
     Send {
         group: String,
         /// Delivery service
@@ -201,13 +207,26 @@ fn send(
         let stdin = io::stdin();
         let mut input = stdin.lock();
         let mut line = Vec::new();
-        loop {
+        for number in 1u64.. {
             line.clear();
-            if input.read_until(b'\n', &mut line).map_err(Failure::Stdin)? == 0 {
+            // A whole line and its newline, or one byte too many.
+            let read = input
+                .by_ref()
+                .take(LINE_MAX_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(Failure::Stdin)?;
+            if read == 0 {
                 break;
             }
             if line.last() == Some(&b'\n') {
                 line.pop();
+            } else if line.len() > LINE_MAX_BYTES {
+                return Err(Failure::Stdin(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {number} is longer than {LINE_MAX_BYTES} bytes, the largest message"
+                    ),
+                )));
             }
             client.send(group, order, &line)?;
         }
