@@ -143,6 +143,11 @@ impl Net {
                         view.0,
                         members.join(",").into_bytes(),
                     )),
+                    FromDaemon::Error { request, code, .. } => self.delivered[i].push((
+                        "ERROR".into(),
+                        u64::from(request),
+                        format!("{code:?}").into_bytes(),
+                    )),
                     _ => {}
                 }
             }
@@ -292,7 +297,10 @@ fn register_and_join(net: &mut Net, first: Option<View>) {
 }
 
 fn messages(d: &[(String, u64, Vec<u8>)]) -> Vec<(String, u64, Vec<u8>)> {
-    d.iter().filter(|(s, _, _)| s != "VIEW").cloned().collect()
+    d.iter()
+        .filter(|(s, _, _)| s != "VIEW" && s != "ERROR")
+        .cloned()
+        .collect()
 }
 
 fn run(seed: u64, loss: u64, n: usize, per_sender: usize, order: Order) {
@@ -452,6 +460,44 @@ fn large_messages_are_delivered_whole_under_loss() {
     }
     run_sized(9, 5, 3, 12, Order::Safe, pad);
     run_sized(10, 5, 3, 12, Order::Fifo, pad);
+}
+
+/// A group's `max_message_bytes` (in its view) lowers the node's limit: a
+/// message past it is refused with TooLarge, one at it goes through.
+#[test]
+fn a_groups_limit_refuses_larger_messages() {
+    let mut net = Net::new(2, 1, 0);
+    let mut v = view(2, 1);
+    v.max_message_bytes = 4000;
+    register_and_join(&mut net, Some(v));
+    net.flush();
+    for (request, len) in [(71, 4001), (72, 4000)] {
+        let t = net.t();
+        net.hosts[0].handle_app(
+            t,
+            SessionId(1),
+            ToDaemon::Send {
+                request,
+                group: "g".into(),
+                order: Order::Total,
+                payload: payload(0, 1, len - 8),
+            },
+        );
+    }
+    for _ in 0..200 {
+        net.flush();
+        net.step(500);
+    }
+    let errors: Vec<_> = net.delivered[0]
+        .iter()
+        .filter(|(s, _, _)| s == "ERROR")
+        .map(|(_, r, c)| (*r, String::from_utf8_lossy(c).into_owned()))
+        .collect();
+    assert_eq!(errors, vec![(71, "TooLarge".to_owned())]);
+    for d in &net.delivered {
+        let got: Vec<usize> = messages(d).iter().map(|(_, _, p)| p.len()).collect();
+        assert_eq!(got, vec![4000], "the message at the limit, whole");
+    }
 }
 
 #[test]

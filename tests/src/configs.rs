@@ -65,6 +65,8 @@ pub struct DaemonConfig {
     pub socket_mode: String,
     /// `log_level`.
     pub log_level: String,
+    /// `[tuning] max_message_bytes` (None: the default, 1 MiB).
+    pub max_message_bytes: Option<usize>,
 }
 
 impl DaemonConfig {
@@ -79,6 +81,9 @@ impl DaemonConfig {
         let _ = writeln!(s, "socket = \"{}\"", self.socket.display());
         let _ = writeln!(s, "socket_mode = \"{}\"", self.socket_mode);
         let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        if let Some(n) = self.max_message_bytes {
+            let _ = writeln!(s, "[tuning]\nmax_message_bytes = {n}");
+        }
         s
     }
 }
@@ -128,6 +133,7 @@ mod tests {
             socket: "/tmp/x.sock".into(),
             socket_mode: "0660".into(),
             log_level: "info".into(),
+            max_message_bytes: None,
         };
         let text = c.to_toml();
         assert!(

@@ -45,7 +45,26 @@ impl LoopbackCluster {
         daemons: usize,
         timeout: Duration,
     ) -> Result<LoopbackCluster> {
-        LoopbackCluster::launch(test, group_name, daemons, timeout, false)
+        LoopbackCluster::launch(test, group_name, daemons, timeout, false, None)
+    }
+
+    /// As [`LoopbackCluster::start`], every daemon with `[tuning]
+    /// max_message_bytes` set.
+    pub fn start_with_max_message(
+        test: &str,
+        group_name: &str,
+        daemons: usize,
+        timeout: Duration,
+        max_message_bytes: usize,
+    ) -> Result<LoopbackCluster> {
+        LoopbackCluster::launch(
+            test,
+            group_name,
+            daemons,
+            timeout,
+            false,
+            Some(max_message_bytes),
+        )
     }
 
     /// As [`LoopbackCluster::start`], plus a standby directory (files
@@ -57,7 +76,7 @@ impl LoopbackCluster {
         daemons: usize,
         timeout: Duration,
     ) -> Result<LoopbackCluster> {
-        LoopbackCluster::launch(test, group_name, daemons, timeout, true)
+        LoopbackCluster::launch(test, group_name, daemons, timeout, true, None)
     }
 
     fn launch(
@@ -66,6 +85,7 @@ impl LoopbackCluster {
         daemons: usize,
         timeout: Duration,
         with_standby: bool,
+        max_message_bytes: Option<usize>,
     ) -> Result<LoopbackCluster> {
         let env = TestEnv::new(test, timeout)?;
         let group = GroupSpec {
@@ -94,6 +114,7 @@ impl LoopbackCluster {
                 data_port: free_udp_port()?,
                 socket_mode: "0600".to_owned(),
                 log_level: test_log_level(),
+                max_message_bytes,
             };
             nodes.push(Node::start(&env, &Launcher::Host, &config)?);
         }

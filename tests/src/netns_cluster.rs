@@ -70,6 +70,7 @@ impl NetnsCluster {
                 data_port: DATA_PORT,
                 socket_mode: "0600".to_owned(),
                 log_level: test_log_level(),
+                max_message_bytes: None,
             };
             nodes.push(Node::start(&env, &topology.launcher(k), &config)?);
         }

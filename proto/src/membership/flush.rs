@@ -48,6 +48,11 @@ pub struct Report {
 pub struct Flush {
     /// The latest proposed view with the new sequencer.
     pub view: ViewId,
+    /// The first view this flush saw naming `new_sequencer`: its ORDER in
+    /// any view from here on is of its tenure (a view's marker may wait at
+    /// the sequencer while a sender is inside a large message, so its
+    /// ORDER can lag behind `view`).
+    pub since: ViewId,
     pub new_sequencer: NodeId,
     /// Delivery stops here until the cut is known (our report).
     pub limit: GlobalSeq,
@@ -68,6 +73,7 @@ impl Flush {
     pub fn new(v: &View, limit: GlobalSeq) -> Flush {
         Flush {
             view: v.view,
+            since: v.view,
             new_sequencer: v.sequencer,
             limit,
             report_sent_at: None,
@@ -83,6 +89,9 @@ impl Flush {
     /// the cut must be taken again for the latter reason.
     pub fn retarget(&mut self, v: &View, me: NodeId) -> bool {
         self.view = v.view;
+        if self.new_sequencer != v.sequencer {
+            self.since = v.view;
+        }
         self.new_sequencer = v.sequencer;
         self.report_sent_at = None;
         if self.new_sequencer != me {

@@ -118,10 +118,11 @@ impl Views {
         self.installed.iter().chain(self.pending.values())
     }
 
-    /// The group's own limit on a message's size, if its installed view
-    /// sets one.
+    /// The group's own limit on a message's size, if its latest view
+    /// (proposed, else installed) sets one.
     pub fn max_message_bytes(&self) -> Option<usize> {
-        None
+        let v = self.latest().or_else(|| self.installed.back())?;
+        (v.max_message_bytes > 0).then_some(v.max_message_bytes as usize)
     }
 
     /// The nodes of the latest view known (proposed, else installed): the

@@ -130,17 +130,31 @@ impl SendStream {
     /// now: at most `window` messages from the oldest unstable one, and at
     /// most `window_bytes` in flight (sent, not yet stable). A message larger
     /// than the whole byte window still goes once nothing else is in flight.
-    pub fn sendable(&self, window_bytes: usize) -> Option<(SenderSeq, SenderSeq)> {
+    ///
+    /// With `finish_message`, the rest of a message whose first pieces
+    /// went out goes regardless of the windows: a view's marker waits for
+    /// it at the sequencer, and a member waiting for that view before it
+    /// acks would otherwise hold back the stability the windows wait for.
+    pub fn sendable(
+        &self,
+        window_bytes: usize,
+        finish_message: bool,
+    ) -> Option<(SenderSeq, SenderSeq)> {
         let window_end = self.base.0 + self.window as u64; // exclusive
-        let end = window_end.min(self.next_seq().0);
         let mut budget = window_bytes.saturating_sub(self.in_flight_bytes);
         let mut seq = self.next_unsent;
-        while seq.0 < end {
-            let Some(bytes) = self.get(seq).map(OutMsg::wire_bytes) else {
+        while seq < self.next_seq() {
+            let Some(m) = self.get(seq) else {
                 break;
             };
+            let bytes = m.wire_bytes();
+            if finish_message && m.frag.continues() {
+                budget = budget.saturating_sub(bytes);
+                seq = seq.next();
+                continue;
+            }
             let alone = seq == self.next_unsent && self.in_flight_bytes == 0;
-            if bytes > budget && !alone {
+            if seq.0 >= window_end || (bytes > budget && !alone) {
                 break;
             }
             budget = budget.saturating_sub(bytes);
@@ -277,34 +291,40 @@ mod tests {
     #[test]
     fn window_limits_what_is_sendable() {
         let mut s = stream_with(6);
-        assert_eq!(s.sendable(ANY), Some((SenderSeq(1), SenderSeq(4))));
+        assert_eq!(s.sendable(ANY, false), Some((SenderSeq(1), SenderSeq(4))));
         for q in 1..=4 {
             s.mark_sent(SenderSeq(q), Instant::ZERO);
         }
-        assert_eq!(s.sendable(ANY), None);
+        assert_eq!(s.sendable(ANY, false), None);
         s.mark_ordered(SenderSeq(1), GlobalSeq(10));
         s.mark_ordered(SenderSeq(2), GlobalSeq(11));
         assert!(s.release_stable(GlobalSeq(10)) > 0);
-        assert_eq!(s.sendable(ANY), Some((SenderSeq(5), SenderSeq(5))));
+        assert_eq!(s.sendable(ANY, false), Some((SenderSeq(5), SenderSeq(5))));
     }
 
     #[test]
     fn the_byte_window_bounds_what_is_in_flight() {
         let mut s = stream_with(4);
         let one = s.get(SenderSeq(1)).map_or(0, OutMsg::wire_bytes);
-        assert_eq!(s.sendable(2 * one), Some((SenderSeq(1), SenderSeq(2))));
+        assert_eq!(
+            s.sendable(2 * one, false),
+            Some((SenderSeq(1), SenderSeq(2)))
+        );
         s.mark_sent(SenderSeq(1), Instant::ZERO);
         s.mark_sent(SenderSeq(2), Instant::ZERO);
         assert_eq!(s.in_flight_bytes(), 2 * one);
-        assert_eq!(s.sendable(2 * one), None, "the window is full");
+        assert_eq!(s.sendable(2 * one, false), None, "the window is full");
         s.mark_ordered(SenderSeq(1), GlobalSeq(1));
         assert_eq!(s.release_stable(GlobalSeq(1)), one);
-        assert_eq!(s.sendable(2 * one), Some((SenderSeq(3), SenderSeq(3))));
+        assert_eq!(
+            s.sendable(2 * one, false),
+            Some((SenderSeq(3), SenderSeq(3)))
+        );
         // A window smaller than one message still lets one go when idle.
         let mut t = stream_with(1);
-        assert_eq!(t.sendable(1), Some((SenderSeq(1), SenderSeq(1))));
+        assert_eq!(t.sendable(1, false), Some((SenderSeq(1), SenderSeq(1))));
         t.mark_sent(SenderSeq(1), Instant::ZERO);
-        assert_eq!(t.sendable(1), None);
+        assert_eq!(t.sendable(1, false), None);
     }
 
     #[test]

@@ -103,8 +103,11 @@ struct SeqGroup {
 }
 
 /// Longest wait of a view's marker for senders inside a message, in
-/// retransmission intervals.
-const MARKER_WAIT_RTOS: u64 = 8;
+/// retransmission intervals: a safety net (a member that cannot ack
+/// before it sees the view would otherwise stall the open sender's flow
+/// window for good), long enough that loss and short partitions do not
+/// trip it.
+const MARKER_WAIT_RTOS: u64 = 40;
 
 /// A view whose marker waits (see `Sequencer::place_markers`).
 #[derive(Debug)]

@@ -258,7 +258,7 @@ impl GroupState {
             return false;
         };
         let cut = GlobalSeq(sequencer_start.0.saturating_sub(1));
-        if sequencer != f.new_sequencer || view < f.view || f.new_sequencer == self.me.node {
+        if sequencer != f.new_sequencer || view < f.since || f.new_sequencer == self.me.node {
             return self.follow_between(sequencer, cut);
         }
         log::info!(

@@ -184,7 +184,8 @@ impl GroupState {
 
     /// Our messages the windows let go now (never-sent positions).
     pub fn sendable(&self) -> Option<(SenderSeq, SenderSeq)> {
-        self.send.sendable(self.flow.window())
+        let view_pending = self.views.latest_id() > self.views.view;
+        self.send.sendable(self.flow.window(), view_pending)
     }
 
     /// A sign that our stream lost datagrams (a NAK for it): the window halves, once per repair round. Returns true if
