@@ -112,6 +112,8 @@ fn datagram(inp: &mut Input<'_>) -> Vec<u8> {
             msgs: (0..1 + inp.small(4))
                 .map(|_| DataMsg {
                     order: Order::from_code(inp.u8() % 3).unwrap_or(Order::Total),
+                    // Pieces of large messages too, in any (even wrong) sequence.
+                    frag: Frag::from_bits(inp.u8()),
                     sender_name: "m",
                     payload: &payload,
                 })
