@@ -198,12 +198,13 @@ impl Event {
                 seq,
                 payload,
             } => Ok(Event::Message(Message {
-                group,
+                group: group.to_string(),
                 view: view.0,
-                sender,
+                sender: sender.to_string(),
                 order,
                 seq,
-                payload,
+                // The decoder's own copy: taken over, not copied again.
+                payload: Vec::from(payload),
             })),
             other => Err(other),
         }

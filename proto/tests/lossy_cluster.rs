@@ -137,7 +137,7 @@ impl Net {
                         seq,
                         payload,
                         ..
-                    } => self.delivered[i].push((sender, seq, payload)),
+                    } => self.delivered[i].push((sender.to_string(), seq, payload.to_vec())),
                     FromDaemon::View { view, members, .. } => self.delivered[i].push((
                         "VIEW".into(),
                         view.0,

@@ -436,10 +436,10 @@ fn deliver(
     let msg = FromDaemon::Message {
         group: group.into(),
         view: ViewId(g.view),
-        sender: format!("{NODE}:{name}"),
+        sender: format!("{NODE}:{name}").into(),
         order,
         seq: g.seq,
-        payload,
+        payload: payload.into(),
     };
     let conns: Vec<u64> = g.members.iter().map(|(c, _)| *c).collect();
     for c in conns {

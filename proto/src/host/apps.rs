@@ -297,7 +297,7 @@ impl Host {
             self.reply_err(session, request, ErrorCode::Internal, "send queue full");
             return;
         }
-        g.accept_local(order, id, &name, payload, piece);
+        g.accept_local(order, id, &name, bytes::Bytes::from(payload), piece);
         self.stats.messages_accepted += 1;
         self.out_app
             .push_back((session, FromDaemon::Ok { request }));

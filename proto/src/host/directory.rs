@@ -12,6 +12,7 @@ use crate::wire::directory::{FromDirectory, Resume, ToDirectory, View};
 use crate::SenderSeq;
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 /// How often a member repeats an unchanged ORDER_ACK, so that a sequencer
 /// that restarted or took over relearns where the member is.
@@ -88,6 +89,7 @@ impl Host {
                 self.cluster = Some(cluster);
                 self.connected = true;
                 self.node_names.insert(node, self.s.node_name.clone());
+                self.last_label = None;
                 match previous {
                     Some(p) if p != node => self.rejoin_as_new_node(),
                     Some(_) => self.resume_groups(),
@@ -139,6 +141,7 @@ impl Host {
         let Some(me) = self.node else { return };
         for n in &v.nodes {
             self.node_names.insert(n.node, n.name.clone());
+            self.last_label = None;
         }
         self.group_ids.insert(v.group_name.clone(), v.group);
         if !v.nodes.iter().any(|n| n.node == me) {
@@ -369,7 +372,7 @@ impl Host {
                 self.out_dir.push_back(ToDirectory::Join {
                     group: m.group_name.clone(),
                     member: *id,
-                    member_name: m.name.clone(),
+                    member_name: m.name.to_string(),
                     user: s.creds.user.clone(),
                     unix_groups: s.creds.unix_groups.clone(),
                 });
@@ -400,6 +403,19 @@ impl Host {
 
     /// `NODE:NAME`, how apps see a member (one allocation: it is made for
     /// every message delivered).
+    /// `NODE:MEMBER` for a delivery, shared with the last delivery's when
+    /// it is the same sender (a stream's messages mostly are).
+    pub(super) fn label_for(&mut self, node: NodeId, member: &Arc<str>) -> Arc<str> {
+        if let Some((n, m, label)) = &self.last_label {
+            if *n == node && (Arc::ptr_eq(m, member) || **m == **member) {
+                return Arc::clone(label);
+            }
+        }
+        let label: Arc<str> = self.sender_label(node, member).into();
+        self.last_label = Some((node, Arc::clone(member), Arc::clone(&label)));
+        label
+    }
+
     pub(super) fn sender_label(&self, node: NodeId, member: &str) -> String {
         use std::fmt::Write as _;
         let name = self.node_names.get(&node);

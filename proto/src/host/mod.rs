@@ -115,6 +115,9 @@ pub struct Host {
     groups: BTreeMap<GroupId, GroupState>,
     group_ids: BTreeMap<String, GroupId>,
     node_names: BTreeMap<NodeId, String>,
+    /// The last delivery's sender and its `NODE:MEMBER` label (see
+    /// `Host::label_for`); reset when a node's name is learned.
+    last_label: Option<(NodeId, std::sync::Arc<str>, std::sync::Arc<str>)>,
     sessions: BTreeMap<SessionId, Session>,
     members: BTreeMap<MemberId, Member>,
     next_member: u32,
@@ -146,6 +149,7 @@ impl Host {
             groups: BTreeMap::new(),
             group_ids: BTreeMap::new(),
             node_names: BTreeMap::new(),
+            last_label: None,
             sessions: BTreeMap::new(),
             members: BTreeMap::new(),
             next_member: 1,
@@ -269,7 +273,7 @@ impl Host {
         };
         match d {
             Datagram::Data(data) => {
-                if g.on_data(&data) {
+                if g.on_data(&data, bytes) {
                     self.pump(now, gid);
                 }
             }
@@ -414,7 +418,7 @@ impl Host {
     pub(super) fn route(&mut self, gid: GroupId) -> Option<ViewId> {
         let g = self.groups.get_mut(&gid)?;
         let commands = g.take_commands();
-        let (view, name) = (g.views.view, g.name.clone());
+        let (view, name) = (g.views.view, std::sync::Arc::<str>::from(g.name.as_str()));
         let mut next_view = None;
         let mut targets: Option<Vec<SessionId>> = None;
         for c in commands {
@@ -432,15 +436,10 @@ impl Host {
                             .collect()
                     });
                     self.stats.messages_delivered += 1;
-                    let sender = self.sender_label(d.node, &d.sender_name);
-                    let mut payload = Some(d.payload);
-                    for (i, s) in targets.iter().enumerate() {
-                        // The last member takes the payload; the others get copies.
-                        let bytes = if i + 1 == targets.len() {
-                            payload.take().unwrap_or_default()
-                        } else {
-                            payload.clone().unwrap_or_default()
-                        };
+                    let sender = self.label_for(d.node, &d.sender_name);
+                    for s in targets.iter() {
+                        // One payload for every member (refcounted).
+                        let bytes = d.payload.clone();
                         self.out_app.push_back((
                             *s,
                             FromDaemon::Message {

@@ -35,7 +35,8 @@ pub(super) struct Member {
     pub group_name: String,
     /// Known once a view containing the member arrived.
     pub group: Option<GroupId>,
-    pub name: String,
+    /// Shared by every message the member sends (no copy each).
+    pub name: std::sync::Arc<str>,
     /// In an installed view: receives deliveries and may send.
     pub active: bool,
     pub join_request: Option<u32>,
@@ -48,7 +49,7 @@ impl Member {
             session,
             group_name,
             group: None,
-            name,
+            name: name.into(),
             active: false,
             join_request: Some(join_request),
             leave_request: None,

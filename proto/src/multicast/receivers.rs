@@ -6,6 +6,7 @@ use super::{to_ranges, StreamKey};
 use crate::ids::{GroupId, Incarnation, NodeId, SenderSeq};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{Data, NAK_RANGES_MAX};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 
@@ -15,6 +16,18 @@ pub struct NakDue {
     pub dest: SocketAddrV4,
     pub stream: StreamKey,
     pub ranges: Vec<(SenderSeq, SenderSeq)>,
+}
+
+/// `part`, which lies inside `raw`, as the same range of `copy` (a copy of
+/// `raw`); a part from elsewhere gets a copy of its own.
+fn slice_of(raw: &[u8], copy: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= raw.len() && end <= raw.len() && copy.len() == raw.len() => {
+            copy.slice(start..end)
+        }
+        _ => Bytes::copy_from_slice(part),
+    }
 }
 
 /// How a run of held positions lies against its messages' ends (pieces of
@@ -138,7 +151,10 @@ impl Receivers {
     /// Takes in a DATA datagram from another node. Returns true if it
     /// brought news: a message, or (with `learn_start`, at the sequencer)
     /// where a stream starts.
-    pub fn on_data(&mut self, d: &Data<'_>, learn_start: bool, group: GroupId) -> bool {
+    ///
+    /// `raw` is the datagram `d` was decoded from: payloads are kept as
+    /// slices of one copy of it.
+    pub fn on_data(&mut self, d: &Data<'_>, raw: &[u8], learn_start: bool, group: GroupId) -> bool {
         let key = StreamKey {
             node: d.sender,
             incarnation: d.incarnation,
@@ -164,13 +180,16 @@ impl Receivers {
             s.set_base(d.stream_start);
             new = true;
         }
+        // One copy of the datagram that every payload in it slices (no
+        // allocation per message).
+        let shared = Bytes::copy_from_slice(raw);
         for (i, m) in d.msgs.iter().enumerate() {
             let seq = SenderSeq(d.first_seq.0 + i as u64);
             let held = Held {
                 order: m.order,
                 frag: m.frag,
-                sender_name: m.sender_name.to_owned(),
-                payload: m.payload.to_vec(),
+                sender_name: s.name(m.sender_name),
+                payload: slice_of(raw, &shared, m.payload),
             };
             new |= s.offer(seq, held) == Accept::Stored;
         }

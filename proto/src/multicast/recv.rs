@@ -1,7 +1,9 @@
 //! The receiver's side of one sender's stream.
 
 use crate::ids::{Frag, Order, SenderSeq};
+use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A message received and not yet delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,8 +11,10 @@ pub struct Held {
     pub order: Order,
     /// Which piece of its application message this is.
     pub frag: Frag,
-    pub sender_name: String,
-    pub payload: Vec<u8>,
+    /// Shared by the stream's messages from one member (no copy each).
+    pub sender_name: Arc<str>,
+    /// Shared with the retained copy and every local member's delivery.
+    pub payload: Bytes,
 }
 
 /// Outcome of offering a received message to the stream.
@@ -45,6 +49,8 @@ pub struct RecvStream {
     /// again as the next to deliver.
     #[cfg(feature = "planted")]
     forget_delivered: bool,
+    /// The last sender name seen on this stream, shared by its messages.
+    name: Option<Arc<str>>,
     /// Positions up to here are held even past the window (a new sequencer
     /// catching up to its flush cut; see `OrderLog::reach_through`).
     reach: SenderSeq,
@@ -62,7 +68,21 @@ impl RecvStream {
             reported: SenderSeq(0),
             #[cfg(feature = "planted")]
             forget_delivered: false,
+            name: None,
             reach: SenderSeq(0),
+        }
+    }
+
+    /// `name` as a shared string: the stream's last one when equal (a
+    /// stream's messages mostly come from one member or a few).
+    pub fn name(&mut self, name: &str) -> Arc<str> {
+        match &self.name {
+            Some(n) if &**n == name => Arc::clone(n),
+            _ => {
+                let n: Arc<str> = Arc::from(name);
+                self.name = Some(Arc::clone(&n));
+                n
+            }
         }
     }
 
@@ -223,11 +243,7 @@ impl RecvStream {
         let skip = (from.0.saturating_sub(self.origin.0) as usize).min(self.slots.len());
         // `range` starts there at once (`iter().skip()` walked every slot
         // before it: a tenth of the sequencer host's CPU under load).
-        let n = self
-            .slots
-            .range(skip..)
-            .take_while(|s| s.is_some())
-            .count();
+        let n = self.slots.range(skip..).take_while(|s| s.is_some()).count();
         SenderSeq(self.origin.0.max(from.0) + n as u64)
     }
 
@@ -279,7 +295,7 @@ mod tests {
             order: Order::Total,
             frag: Frag::Whole,
             sender_name: "m".into(),
-            payload: vec![b],
+            payload: Bytes::from(vec![b]),
         }
     }
 

@@ -3,7 +3,9 @@
 use crate::ids::{Frag, GlobalSeq, MemberId, Order, SenderSeq};
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::DATA_MSG_OVERHEAD_BYTES;
+use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// One accepted message, kept until the group's order declares it stable.
 #[derive(Debug, Clone)]
@@ -12,8 +14,8 @@ pub struct OutMsg {
     /// Which piece of its application message this is.
     pub frag: Frag,
     pub member: MemberId,
-    pub sender_name: String,
-    pub payload: Vec<u8>,
+    pub sender_name: Arc<str>,
+    pub payload: Bytes,
     /// Position in the total order, once the sender has seen its ORDER record.
     pub gseq: Option<GlobalSeq>,
     /// Last (re)transmission; None until first sent.
@@ -99,15 +101,15 @@ impl SendStream {
         order: Order,
         frag: Frag,
         member: MemberId,
-        name: &str,
-        payload: Vec<u8>,
+        name: &Arc<str>,
+        payload: Bytes,
     ) -> SenderSeq {
         let seq = self.next_seq();
         self.msgs.push_back(OutMsg {
             order,
             frag,
             member,
-            sender_name: name.to_owned(),
+            sender_name: Arc::clone(name),
             payload,
             gseq: None,
             sent_at: None,
@@ -281,7 +283,13 @@ mod tests {
     fn stream_with(n: u64) -> SendStream {
         let mut s = SendStream::new(SenderSeq(1), 4);
         for i in 0..n {
-            s.push(Order::Total, Frag::Whole, MemberId(1), "m", vec![i as u8]);
+            s.push(
+                Order::Total,
+                Frag::Whole,
+                MemberId(1),
+                &Arc::from("m"),
+                Bytes::from(vec![i as u8]),
+            );
         }
         s
     }
@@ -349,7 +357,7 @@ mod tests {
         assert_eq!((s.len(), s.in_flight_bytes()), (1, one));
         assert_eq!(
             s.get(SenderSeq(3)).map(|m| m.payload.clone()),
-            Some(vec![2])
+            Some(Bytes::from(vec![2]))
         );
     }
 

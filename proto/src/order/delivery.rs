@@ -19,7 +19,9 @@ use crate::time::{Duration, Instant};
 use crate::wire::datagram::{OrderBatch, NAK_RANGES_MAX};
 use crate::wire::directory::View;
 use crate::wire::MAX_MESSAGE_BYTES;
+use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// What delivery hands on, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +39,11 @@ pub struct Delivery {
     /// Sending node.
     pub node: NodeId,
     /// Sending member's name on its node.
-    pub sender_name: String,
+    pub sender_name: Arc<str>,
     pub order: Order,
     /// Global position (total, safe) or the sender's stream position (fifo).
     pub seq: u64,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// One group's delivery state at a member.
@@ -89,26 +91,38 @@ pub struct Deliverer {
 /// [`MAX_MESSAGE_BYTES`].
 #[derive(Debug, Default)]
 struct Assembly {
-    unfinished: BTreeMap<StreamKey, Delivery>,
+    unfinished: BTreeMap<StreamKey, Unfinished>,
     /// Pieces passed over because their message began before this
     /// member's order did (logged once in a while).
     orphans: u64,
 }
 
+/// A message whose first pieces were delivered.
+#[derive(Debug)]
+struct Unfinished {
+    order: Order,
+    sender_name: Arc<str>,
+    payload: Vec<u8>,
+}
+
 impl Assembly {
     /// Takes the piece delivered at `g`; returns the message it completes.
     fn take(&mut self, key: StreamKey, g: GlobalSeq, m: Held, group: &str) -> Option<Delivery> {
-        let whole = |payload| Delivery {
-            node: key.node,
-            sender_name: m.sender_name.clone(),
-            order: m.order,
-            seq: g.0,
-            payload,
-        };
         match m.frag {
-            Frag::Whole => Some(whole(m.payload)),
+            Frag::Whole => Some(Delivery {
+                node: key.node,
+                sender_name: m.sender_name,
+                order: m.order,
+                seq: g.0,
+                payload: m.payload,
+            }),
             Frag::First => {
-                if self.unfinished.insert(key, whole(m.payload)).is_some() {
+                let u = Unfinished {
+                    order: m.order,
+                    sender_name: m.sender_name,
+                    payload: m.payload.to_vec(),
+                };
+                if self.unfinished.insert(key, u).is_some() {
                     log::warn!(
                         "group {group}: node {}/{} began a message before finishing the last; the unfinished one is dropped",
                         key.node,
@@ -118,7 +132,7 @@ impl Assembly {
                 None
             }
             Frag::Middle | Frag::Last => {
-                let Some(d) = self.unfinished.get_mut(&key) else {
+                let Some(u) = self.unfinished.get_mut(&key) else {
                     self.orphans += 1;
                     if self.orphans.is_power_of_two() {
                         log::warn!(
@@ -130,7 +144,7 @@ impl Assembly {
                     }
                     return None;
                 };
-                if d.payload.len() + m.payload.len() > MAX_MESSAGE_BYTES {
+                if u.payload.len() + m.payload.len() > MAX_MESSAGE_BYTES {
                     log::warn!(
                         "group {group}: a message from node {}/{} grows past {MAX_MESSAGE_BYTES} bytes; dropped",
                         key.node,
@@ -139,13 +153,18 @@ impl Assembly {
                     self.unfinished.remove(&key);
                     return None;
                 }
-                d.payload.extend_from_slice(&m.payload);
+                u.payload.extend_from_slice(&m.payload);
                 if m.frag == Frag::Middle {
                     return None;
                 }
-                let mut d = self.unfinished.remove(&key)?;
-                d.seq = g.0;
-                Some(d)
+                let u = self.unfinished.remove(&key)?;
+                Some(Delivery {
+                    node: key.node,
+                    sender_name: u.sender_name,
+                    order: u.order,
+                    seq: g.0,
+                    payload: Bytes::from(u.payload),
+                })
             }
         }
     }

@@ -12,6 +12,8 @@
 use super::codec::{Put, Reader};
 use super::{DecodeError, MAGIC, VERSION};
 use crate::ids::{Order, ViewId};
+use bytes::Bytes;
+use std::sync::Arc;
 
 /// Largest payload a Send or Message frame is sized for: 16 MiB, the
 /// most `max_message_bytes` allows (the daemon's limit may be lower).
@@ -198,13 +200,13 @@ pub enum FromDaemon {
     /// A delivered message. kind 104: group str8, view u64, sender str8
     /// ("NODE:NAME"), order u8, seq u64, payload bytes32.
     Message {
-        group: String,
+        group: Arc<str>,
         view: ViewId,
-        sender: String,
+        sender: Arc<str>,
         order: Order,
         /// Total order position (total/safe); the sender's stream position (fifo).
         seq: u64,
-        payload: Vec<u8>,
+        payload: Bytes,
     },
     /// Reply to Status. kind 105: request u32, node str8, node_id u32,
     /// incarnation u64, directory str8 (address or ""), connected bool,
@@ -620,12 +622,12 @@ impl FromDaemon {
                 }
             }
             KIND_MESSAGE => FromDaemon::Message {
-                group: r.str8("group")?.to_owned(),
+                group: r.str8("group")?.into(),
                 view: ViewId(r.u64()?),
-                sender: r.str8("sender")?.to_owned(),
+                sender: r.str8("sender")?.into(),
                 order: order(r)?,
                 seq: r.u64()?,
-                payload: r.bytes32()?.to_vec(),
+                payload: Bytes::copy_from_slice(r.bytes32()?),
             },
             KIND_STATUS_REPLY => FromDaemon::Status {
                 request: r.u32()?,
@@ -818,12 +820,12 @@ mod tests {
             )
                 .prop_map(|(group, v, sender, order, seq, payload)| {
                     FromDaemon::Message {
-                        group,
+                        group: group.into(),
                         view: ViewId(v),
-                        sender,
+                        sender: sender.into(),
                         order,
                         seq,
-                        payload,
+                        payload: payload.into(),
                     }
                 }),
             (
@@ -1079,12 +1081,12 @@ mod tests {
             payload: payload.clone(),
         };
         let delivery = FromDaemon::Message {
-            group: name.clone(),
+            group: name.as_str().into(),
             view: ViewId(u64::MAX),
-            sender: name,
+            sender: name.into(),
             order: Order::Fifo,
             seq: u64::MAX,
-            payload,
+            payload: payload.into(),
         };
         let mut stream = Vec::new();
         write_frame(&mut stream, |b| send.encode(b));

@@ -346,7 +346,7 @@ impl App {
                 payload,
                 sender,
             } => {
-                let Some(i) = self.groups.iter().position(|m| m.group_name == group) else {
+                let Some(i) = self.groups.iter().position(|m| *m.group_name == *group) else {
                     return;
                 };
                 if tr.on() {

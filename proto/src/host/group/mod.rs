@@ -24,7 +24,9 @@ use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
 use crate::wire::datagram::{Data, Nak, OrderBatch};
 use crate::wire::directory::{NodeInfo, View};
+use bytes::Bytes;
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 
 mod failover;
 #[cfg(test)]
@@ -309,35 +311,25 @@ impl GroupState {
         &mut self,
         order: Order,
         member: MemberId,
-        name: &str,
-        payload: Vec<u8>,
+        name: &Arc<str>,
+        payload: Bytes,
         piece_bytes: usize,
     ) {
         let start = self.send.stream_start();
-        if payload.len() <= piece_bytes {
-            let seq = self
-                .send
-                .push(order, Frag::Whole, member, name, payload.clone());
-            let held = Held {
-                order,
-                frag: Frag::Whole,
-                sender_name: name.to_owned(),
-                payload,
-            };
-            self.rx.offer_own(start, seq, held);
-            return;
-        }
-        // Larger than a datagram: consecutive pieces of our stream, each
-        // ordered on its own; members deliver the whole at the last one.
-        let n = payload.len().div_ceil(piece_bytes.max(1));
-        for (i, piece) in payload.chunks(piece_bytes.max(1)).enumerate() {
+        let piece_bytes = piece_bytes.max(1);
+        let n = payload.len().div_ceil(piece_bytes).max(1);
+        // Larger than a datagram: consecutive pieces of our stream (slices
+        // of the one payload), each ordered on its own; members deliver
+        // the whole at the last one.
+        for i in 0..n {
             let frag = Frag::of(i, n);
-            let seq = self.send.push(order, frag, member, name, piece.to_vec());
+            let piece = payload.slice(i * piece_bytes..((i + 1) * piece_bytes).min(payload.len()));
+            let seq = self.send.push(order, frag, member, name, piece.clone());
             let held = Held {
                 order,
                 frag,
-                sender_name: name.to_owned(),
-                payload: piece.to_vec(),
+                sender_name: Arc::clone(name),
+                payload: piece,
             };
             self.rx.offer_own(start, seq, held);
         }
@@ -345,8 +337,8 @@ impl GroupState {
 
     /// Takes in a DATA datagram (from another node). Returns true if it
     /// brought news: a message, or (at the sequencer) where a stream starts.
-    pub fn on_data(&mut self, d: &Data<'_>) -> bool {
-        self.rx.on_data(d, self.is_sequencer, self.id)
+    pub fn on_data(&mut self, d: &Data<'_>, raw: &[u8]) -> bool {
+        self.rx.on_data(d, raw, self.is_sequencer, self.id)
     }
 
     /// Takes in an ORDER batch from the group's sequencer. Returns true if
