@@ -53,6 +53,8 @@ pub struct NodeDriver {
     heartbeat: Option<Duration>,
     /// When the next heartbeat is due.
     next_heartbeat: Option<Instant>,
+    /// How long after it was due the last heartbeat went out.
+    last_lateness: Duration,
 }
 
 impl NodeDriver {
@@ -105,7 +107,21 @@ impl NodeDriver {
         }
         let next = due + every;
         self.next_heartbeat = Some(if next <= now { now + every } else { next });
+        self.last_lateness = now.saturating_since(due);
         Some(ToDirectory::Heartbeat)
+    }
+
+    /// How long after it was due the last heartbeat went out: how long the
+    /// driver kept the directory waiting. The directory declares a node dead
+    /// once it heard nothing for a lease (four intervals), so a driver that
+    /// sees this reach an interval is too busy or not scheduled.
+    pub fn last_lateness(&self) -> Duration {
+        self.last_lateness
+    }
+
+    /// The heartbeat interval, while the link is up and welcomed.
+    pub fn interval(&self) -> Option<Duration> {
+        self.heartbeat
     }
 
     /// When [`NodeDriver::poll_heartbeat`] has something next.
@@ -181,12 +197,16 @@ mod tests {
         assert_eq!(d.poll_heartbeat(ms(109)), None);
         // Woken late: the next one is still due on the original pace.
         assert_eq!(d.poll_heartbeat(ms(150)), Some(ToDirectory::Heartbeat));
+        assert_eq!(d.last_lateness(), Duration::from_millis(40));
+        assert_eq!(d.interval(), Some(Duration::from_millis(100)));
         assert_eq!(d.poll_timeout(), Some(ms(210)));
         assert_eq!(d.poll_heartbeat(ms(150)), None);
         // Slept through several: one heartbeat, the next one interval on.
         assert_eq!(d.poll_heartbeat(ms(500)), Some(ToDirectory::Heartbeat));
+        assert_eq!(d.last_lateness(), Duration::from_millis(290));
         assert_eq!(d.poll_timeout(), Some(ms(600)));
         d.on_directory_lost();
+        assert_eq!(d.interval(), None);
         assert_eq!(d.poll_timeout(), None);
         assert_eq!(d.poll_heartbeat(ms(1000)), None);
     }
