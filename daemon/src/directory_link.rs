@@ -49,7 +49,8 @@ pub struct DirectoryLink {
 }
 
 impl DirectoryLink {
-    pub fn new(addrs: Vec<SocketAddr>, token: Token) -> Self {
+    /// A link that tries its first connection at `now`.
+    pub fn new(addrs: Vec<SocketAddr>, token: Token, now: Instant) -> Self {
         DirectoryLink {
             addrs,
             next_addr: 0,
@@ -58,7 +59,7 @@ impl DirectoryLink {
             state: LinkState::Down,
             frames: FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES),
             out: Vec::new(),
-            retry_at: Some(Instant::now()),
+            retry_at: Some(now),
             backoff: BACKOFF_MIN,
             current: None,
         }
@@ -87,6 +88,11 @@ impl DirectoryLink {
         self.next_addr += 1;
         match TcpStream::connect(addr) {
             Ok(mut s) => {
+                // Frames to the directory are few and small: each goes at
+                // once rather than waiting for the last one's ack (Nagle).
+                if let Err(e) = s.set_nodelay(true) {
+                    log::debug!("directory {addr}: TCP_NODELAY: {e}");
+                }
                 if let Err(e) =
                     registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)
                 {

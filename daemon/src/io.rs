@@ -2,6 +2,13 @@
 //! socket but the sequencer's. It follows the host's documented call order:
 //! feed inputs as they come, then drain outputs once per wake, so a burst of
 //! app sends leaves as a few full datagrams.
+//!
+//! The directory heartbeat never waits behind that work: a due heartbeat is
+//! written to the directory's socket as soon as the loop wakes and again
+//! between every batch of input it handles (one socket's datagrams, one
+//! session's frames, one accepted connection), so a busy node's lease is
+//! renewed on time however much input is queued. Only a loop that stalls
+//! within one batch, or is not scheduled at all, is late.
 
 use crate::directory_link::{DirectoryLink, LinkState};
 use crate::sequencer_thread::{SequencerThread, ToSequencer};
@@ -38,6 +45,9 @@ const SESSION_READ_BUDGET: usize = 16;
 /// How long SIGTERM waits for accepted messages to become stable.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where the loop reads the time: the system clock, or a test's.
+pub type Clock = Box<dyn Fn() -> Instant>;
+
 /// Everything the IO loop needs that does not come from the host.
 #[derive(Debug)]
 pub struct EdgeSettings {
@@ -50,6 +60,7 @@ pub struct Daemon {
     poll: Poll,
     host: Host,
     epoch: Instant,
+    clock: Clock,
     edge: EdgeSettings,
     listener: UnixListener,
     data: UdpSocket,
@@ -63,6 +74,8 @@ pub struct Daemon {
     signals: Signals,
     /// The directory heartbeat schedule, as the simulator keeps it.
     driver: NodeDriver,
+    /// The longest a heartbeat waited past its time, logged at exit.
+    heartbeat_late_max: Duration,
     ready_sent: bool,
     readable: BTreeSet<Token>,
     blocked: BTreeSet<u64>,
@@ -108,6 +121,7 @@ impl Daemon {
             poll,
             host,
             epoch,
+            clock: Box::new(Instant::now),
             edge,
             listener,
             data,
@@ -116,10 +130,11 @@ impl Daemon {
             next_mcast: MCAST_BASE,
             sessions: BTreeMap::new(),
             next_session: 1,
-            link: DirectoryLink::new(directories, DIRECTORY),
+            link: DirectoryLink::new(directories, DIRECTORY, Instant::now()),
             sequencer,
             signals,
             driver: NodeDriver::new(),
+            heartbeat_late_max: Duration::ZERO,
             ready_sent: false,
             readable: BTreeSet::new(),
             blocked: BTreeSet::new(),
@@ -135,8 +150,22 @@ impl Daemon {
         self.on_ready = Some(f);
     }
 
+    /// Reads the time from `clock` from now on (tests).
+    #[cfg(test)]
+    fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
     fn core_now(&self) -> CoreInstant {
-        CoreInstant::from_micros(self.epoch.elapsed().as_micros() as u64)
+        self.core_at(self.now())
+    }
+
+    fn core_at(&self, t: Instant) -> CoreInstant {
+        CoreInstant::from_micros(t.saturating_duration_since(self.epoch).as_micros() as u64)
     }
 
     fn to_std(&self, t: CoreInstant) -> Instant {
@@ -148,18 +177,63 @@ impl Daemon {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            for ev in events.iter() {
-                self.on_event(ev.token(), ev.is_writable());
-            }
-            self.service();
+            self.turn(&mut events, timeout)?;
             if self.finish_shutdown()? {
                 return Ok(());
             }
+        }
+    }
+
+    /// One turn of the loop: wait for readiness (at most `timeout`), then
+    /// handle it. A due heartbeat goes out first, whatever woke us.
+    fn turn(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<()> {
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        self.beat();
+        for ev in events.iter() {
+            self.on_event(ev.token(), ev.is_writable());
+        }
+        self.service();
+        Ok(())
+    }
+
+    /// Sends the directory heartbeat if it is due, straight to the socket
+    /// (not after the turn's datagrams and replies): called between batches
+    /// of input, it keeps a busy node's lease renewed.
+    fn beat(&mut self) {
+        if self.link.state() != LinkState::Up {
+            return;
+        }
+        let now = self.now();
+        let Some(frame) = self.driver.poll_heartbeat(self.core_at(now)) else {
+            return;
+        };
+        let late = self.driver.last_lateness();
+        self.heartbeat_late_max = self
+            .heartbeat_late_max
+            .max(Duration::from_micros(late.as_micros()));
+        if let Some(every) = self.driver.interval().filter(|every| late >= *every) {
+            log::warn!(
+                "directory heartbeat sent {} ms late (one is due every {} ms; the directory \
+                 declares a node dead after four missed): this loop was stalled or not scheduled",
+                late.as_millis(),
+                every.as_millis()
+            );
+        }
+        self.link.send(&frame);
+        self.flush_link(now);
+    }
+
+    /// Writes what the directory link has queued; a link found lost is
+    /// reported to the host and stops the heartbeats.
+    fn flush_link(&mut self, now: Instant) {
+        if self.link.flush(self.poll.registry(), now) {
+            let cnow = self.core_at(now);
+            self.host.handle_directory_lost(cnow);
+            self.driver.on_directory_lost();
         }
     }
 
@@ -167,7 +241,7 @@ impl Daemon {
         if !self.readable.is_empty() {
             return Some(Duration::ZERO);
         }
-        let now = Instant::now();
+        let now = self.now();
         let mut t: Option<Instant> = self.host.poll_timeout().map(|c| self.to_std(c));
         let heartbeat = self.driver.poll_timeout().map(|c| self.to_std(c));
         for d in [self.link.deadline(), heartbeat] {
@@ -214,7 +288,7 @@ impl Daemon {
         for sig in self.signals.pending() {
             if self.shutdown_by.is_none() {
                 log::info!("signal {sig}: leaving every group and stopping");
-                self.shutdown_by = Some(Instant::now() + DRAIN_TIMEOUT);
+                self.shutdown_by = Some(self.now() + DRAIN_TIMEOUT);
                 let _ = self.poll.registry().deregister(&mut self.listener);
             }
         }
@@ -224,17 +298,22 @@ impl Daemon {
         let Some(by) = self.shutdown_by else {
             return Ok(false);
         };
-        if !self.host.is_drained() && Instant::now() < by {
+        if !self.host.is_drained() && self.now() < by {
             return Ok(false);
         }
         if !self.host.is_drained() {
             log::warn!("stopping with messages not yet stable at every member");
         }
-        log::info!("stopping; counters: {:?}", self.host.stats());
+        log::info!(
+            "stopping; counters: {:?}; longest heartbeat delay: {} ms",
+            self.host.stats(),
+            self.heartbeat_late_max.as_millis()
+        );
         let now = self.core_now();
         self.host.shutdown(now);
         self.drain_outputs();
-        let _ = self.link.flush(self.poll.registry(), Instant::now());
+        let now = self.now();
+        let _ = self.link.flush(self.poll.registry(), now);
         Ok(true)
     }
 
@@ -262,6 +341,8 @@ impl Daemon {
                     self.host.handle_app_connect(now, SessionId(id), creds);
                     self.sessions.insert(id, AppConn::new(stream, pid));
                     self.readable.insert(token);
+                    // The credentials lookup may have been slow (NSS).
+                    self.beat();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -273,9 +354,9 @@ impl Daemon {
     }
 
     fn on_directory_ready(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         let ev = self.link.on_ready(self.poll.registry(), now);
-        let cnow = self.core_now();
+        let cnow = self.core_at(now);
         if ev.connected {
             if let Some(addr) = self.link.current {
                 self.host.note_directory_in_use(addr.to_string());
@@ -310,10 +391,12 @@ impl Daemon {
     }
 
     /// One pass over everything that may have work: sockets, sessions,
-    /// timers; then the outputs.
+    /// timers; then the outputs. The heartbeat is looked at before and
+    /// after each batch of input.
     fn service(&mut self) {
         let tokens: Vec<Token> = std::mem::take(&mut self.readable).into_iter().collect();
         for t in tokens {
+            self.beat();
             if t.0 >= SESSION_BASE {
                 self.read_session((t.0 - SESSION_BASE) as u64);
             } else {
@@ -323,17 +406,14 @@ impl Daemon {
         let blocked: Vec<u64> = self.blocked.iter().copied().collect();
         for id in blocked {
             if self.host.can_accept(SessionId(id)) {
+                self.beat();
                 self.read_session(id);
             }
         }
-        let now = Instant::now();
+        self.beat();
+        let now = self.now();
         self.link.maybe_connect(self.poll.registry(), now);
-        let cnow = self.core_now();
-        if self.link.state() == LinkState::Up {
-            if let Some(frame) = self.driver.poll_heartbeat(cnow) {
-                self.link.send(&frame);
-            }
-        }
+        let cnow = self.core_at(now);
         if self.host.poll_timeout().is_some_and(|t| t <= cnow) {
             self.host.handle_timeout(cnow);
         }
@@ -481,11 +561,8 @@ impl Daemon {
         for c in changes {
             self.apply_multicast(c);
         }
-        if !link_still_up(&mut self.link, self.poll.registry()) {
-            let cnow = self.core_now();
-            self.host.handle_directory_lost(cnow);
-            self.driver.on_directory_lost();
-        }
+        let now = self.now();
+        self.flush_link(now);
         for id in close {
             self.close_session(id);
         }
@@ -554,11 +631,6 @@ impl Daemon {
     }
 }
 
-/// Flushes the directory link; false if the link was found lost.
-fn link_still_up(link: &mut DirectoryLink, registry: &mio::Registry) -> bool {
-    !link.flush(registry, Instant::now())
-}
-
 /// The daemon's side of [`HostSink`]: datagrams go straight out, frames
 /// into the link's and sessions' buffers; socket changes wait until the
 /// host is released.
@@ -603,3 +675,6 @@ impl HostSink for Outputs<'_> {
         self.close.push(session.0);
     }
 }
+
+#[cfg(test)]
+mod tests;
