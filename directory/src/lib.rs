@@ -10,7 +10,10 @@
 //! After every batch of inputs the loop drains the core's output frames into
 //! per-connection buffers and writes them, then closes what the core asked to
 //! close (after its output is flushed), then sleeps until the core's next
-//! deadline (at most [`TICK`]).
+//! deadline (at most [`TICK`]). When a lease is due it first reads the
+//! node's link: a heartbeat that arrived while the loop was busy with other
+//! connections (or not scheduled) renews the lease rather than being read
+//! after the node was declared dead.
 #![forbid(unsafe_code)]
 
 mod conn;
@@ -249,15 +252,21 @@ impl Server {
         while !stop.load(Ordering::SeqCst) {
             self.maybe_reload();
             let timeout = self.next_wait();
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            self.dispatch(&events);
-            self.after_batch();
+            self.turn(&mut events, timeout)?;
         }
         log::info!("directory stopping");
+        Ok(())
+    }
+
+    /// Waits for readiness (at most `timeout`), handles it, lets time pass.
+    fn turn(&mut self, events: &mut Events, timeout: std::time::Duration) -> io::Result<()> {
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.dispatch(events);
+        self.after_batch();
         Ok(())
     }
 
@@ -326,6 +335,10 @@ impl Server {
     fn after_batch(&mut self) {
         let now = self.now();
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            // Frames already here renew leases that would run out now.
+            for id in self.core.links_to_read_before(now) {
+                self.read(id);
+            }
             self.core.handle_timeout(now);
         }
         self.flush_core();
@@ -570,5 +583,91 @@ mod tests {
             limits,
             vec![("big", Some(5), Some(4096)), ("plain", None, None)]
         );
+    }
+
+    use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
+    use chorus_proto::wire::frame::{write_frame, FrameBuffer};
+    use chorus_proto::Incarnation;
+    use std::io::{Read, Write};
+    use std::net::Ipv4Addr;
+
+    const LEASE_MS: u64 = 1500;
+    /// A safety net for blocking reads and polls: each returns as soon as
+    /// its bytes or readiness are there.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn send(stream: &mut std::net::TcpStream, frame: &ToDirectory) {
+        let mut out = Vec::new();
+        write_frame(&mut out, |b| frame.encode(b));
+        stream.write_all(&out).expect("send");
+    }
+
+    fn recv(stream: &mut std::net::TcpStream, frames: &mut FrameBuffer) -> FromDirectory {
+        loop {
+            if let Some(body) = frames.next_frame().expect("a valid frame") {
+                return FromDirectory::decode(body).expect("a frame that decodes");
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).expect("read");
+            assert!(n > 0, "the directory closed the link");
+            frames.extend(&chunk[..n]);
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_that_arrived_while_the_loop_was_busy_renews_the_lease() {
+        let cfg = DirectoryConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            lease_ms: LEASE_MS,
+            ..DirectoryConfig::default()
+        };
+        let mut server = Server::bind(&cfg).expect("bind").without_grace();
+        let mut events = Events::with_capacity(64);
+        let mut node = std::net::TcpStream::connect(server.local_addr()).expect("connect");
+        node.set_read_timeout(Some(WAIT)).expect("timeout");
+        send(
+            &mut node,
+            &ToDirectory::Hello {
+                name: "n1".into(),
+                incarnation: Incarnation(1),
+                ip: Ipv4Addr::LOCALHOST,
+                data_port: 7401,
+                order_port: 7402,
+                previous: None,
+            },
+        );
+        while server.core.node_by_name("n1").is_none() {
+            server.turn(&mut events, WAIT).expect("turn");
+        }
+        let mut frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+        assert!(matches!(
+            recv(&mut node, &mut frames),
+            FromDirectory::Welcome { .. }
+        ));
+
+        // The node heartbeats; the loop sees it ready but, busy elsewhere
+        // (or not scheduled), gets to its timers only once the lease that
+        // heartbeat renews would have run out.
+        send(&mut node, &ToDirectory::Heartbeat);
+        server.poll.poll(&mut events, Some(WAIT)).expect("poll");
+        assert!(!events.is_empty(), "the heartbeat is ready to read");
+        let stalled = std::time::Duration::from_millis(LEASE_MS + 500);
+        server.origin = server
+            .origin
+            .checked_sub(stalled)
+            .expect("an earlier origin");
+        server.after_batch();
+        assert!(
+            server.core.node_by_name("n1").is_some(),
+            "the node was declared dead with its heartbeat in the socket buffer"
+        );
+
+        // Silence, on the other hand, still runs the lease out.
+        server.origin = server
+            .origin
+            .checked_sub(stalled)
+            .expect("an earlier origin");
+        server.after_batch();
+        assert!(server.core.node_by_name("n1").is_none());
     }
 }

@@ -17,7 +17,12 @@
 //! 2. drain [`Directory::poll_close`] and close each connection once the
 //!    frames queued for it are flushed (a Refused must reach the peer);
 //! 3. call [`Directory::poll_timeout`] and call `handle_timeout` when that
-//!    instant has come.
+//!    instant has come; first, read what already arrived on the links
+//!    [`Directory::links_to_read_before`] names and hand it in.
+//!
+//! That last read is what keeps a busy or briefly descheduled edge from
+//! declaring a node dead whose heartbeat is already in its socket buffer: a
+//! lease runs out only when the node's frames have not reached this host.
 //!
 //! Once a connection is in `poll_close` the core has forgotten it: later
 //! frames or a disconnect for it are ignored, so the edge need not report
@@ -254,6 +259,7 @@ impl Directory {
                 self.end_node(node, "protocol violation", true);
             }
             (Some(ConnState::Node(node)), frame) => {
+                self.note_silence(now, node);
                 self.registry.renew(node, now);
                 self.node_frame(now, node, frame);
             }
@@ -291,6 +297,26 @@ impl Directory {
             log::info!(
                 "node {node}: {} held joins dropped with its link",
                 before - self.held.len()
+            );
+        }
+    }
+
+    /// Logs a node heard from with less than half its lease left: the
+    /// trace of a node about to be declared dead (a stalled daemon, a slow
+    /// network, or this loop itself late), while nothing is lost yet.
+    fn note_silence(&self, now: Instant, node: NodeId) {
+        let (Some(deadline), Some(lease)) = (
+            self.registry.lease_deadline(node),
+            self.registry.lease_of(node),
+        ) else {
+            return;
+        };
+        let left = deadline.saturating_since(now);
+        if left.as_micros() * 2 < lease.as_micros() {
+            log::warn!(
+                "node {node} was silent for {} ms of its {} ms lease",
+                lease.as_millis().saturating_sub(left.as_millis()),
+                lease.as_millis()
             );
         }
     }
@@ -346,6 +372,13 @@ impl Directory {
     /// The next connection to close, once its queued frames are flushed.
     pub fn poll_close(&mut self) -> Option<ConnId> {
         self.closing.pop_front()
+    }
+
+    /// The links whose node's lease runs out at or before `now`: before
+    /// calling `handle_timeout(now)` the edge reads what already arrived on
+    /// them (their frames renew the leases).
+    pub fn links_to_read_before(&self, now: Instant) -> Vec<ConnId> {
+        self.registry.links_of_leases_due(now)
     }
 
     /// When `handle_timeout` must next be called.

@@ -286,6 +286,19 @@ impl Registry {
         Some(due)
     }
 
+    /// The connections of the nodes whose lease runs out at or before
+    /// `now` (those that have one).
+    pub(super) fn links_of_leases_due(&self, now: Instant) -> Vec<ConnId> {
+        self.deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .filter_map(|(_, due)| match due {
+                Due::Lease(node) => self.conn_of(*node),
+                Due::Hello(_) => None,
+            })
+            .collect()
+    }
+
     /// The earliest deadline.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|(deadline, _)| *deadline)

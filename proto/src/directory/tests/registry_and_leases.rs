@@ -57,6 +57,28 @@ fn a_frame_before_hello_closes_the_connection() {
 }
 
 #[test]
+fn the_links_of_leases_due_are_named_to_be_read_first() {
+    let mut s = Script::new(settings(vec![decl("chat", 1)], None));
+    s.node(1, "a", 1);
+    s.node(2, "b", 1);
+    s.d.handle_connect(s.now, ConnId(3)); // no Hello yet: no lease
+    s.now = ms(600);
+    s.frame(2, ToDirectory::Heartbeat);
+    assert_eq!(s.d.links_to_read_before(ms(999)), vec![]);
+    assert_eq!(s.d.links_to_read_before(ms(1000)), vec![ConnId(1)]);
+    assert_eq!(
+        s.d.links_to_read_before(ms(1600)),
+        vec![ConnId(1), ConnId(2)]
+    );
+    // What was read renews the lease: nothing runs out.
+    s.now = ms(1000);
+    s.frame(1, ToDirectory::Heartbeat);
+    s.d.handle_timeout(s.now);
+    assert_eq!(s.d.nodes().count(), 2);
+    assert_eq!(s.d.links_to_read_before(ms(1000)), vec![]);
+}
+
+#[test]
 fn a_silent_node_is_declared_dead_when_its_lease_runs_out() {
     let mut s = Script::new(settings(vec![decl("chat", 1)], None));
     let a = s.node(1, "a", 1);
