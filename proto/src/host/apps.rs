@@ -187,6 +187,9 @@ impl Host {
         let id = MemberId(self.next_member);
         self.next_member += 1;
         let (user, unix_groups) = (s.creds.user.clone(), s.creds.unix_groups.clone());
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.dropped.retain(|(g, _)| *g != group);
+        }
         self.members.insert(
             id,
             Member::new(session, group.clone(), name.clone(), request),
@@ -267,16 +270,14 @@ impl Host {
     ) {
         let member = self
             .session_member(session, group)
-            .and_then(|id| self.members.get(&id).map(|m| (id, m)))
+            .and_then(|id| self.members.get(&id).map(|m| (id, m)));
+        let sendable = member
             .filter(|(_, m)| m.active)
             .and_then(|(id, m)| m.group.map(|g| (id, g, m.name.clone())));
-        let Some((id, gid, name)) = member else {
-            self.reply_err(
-                session,
-                request,
-                ErrorCode::NoSuchGroup,
-                "join the group before sending to it",
-            );
+        let Some((id, gid, name)) = sendable else {
+            let rejoining = member.is_some_and(|(_, m)| m.rejoining);
+            let (code, message) = self.why_not_sendable(session, group, rejoining);
+            self.reply_err(session, request, code, &message);
             return;
         };
         let max = self.max_message(gid);
@@ -304,6 +305,40 @@ impl Host {
         self.dirty.insert(gid);
         g.report_arrivals();
         self.route(gid);
+    }
+
+    /// Why the session cannot send to `group`: not joined (yet), or a
+    /// member this node lost without the app asking, said as such.
+    fn why_not_sendable(
+        &self,
+        session: SessionId,
+        group: &str,
+        rejoining: bool,
+    ) -> (ErrorCode, String) {
+        if rejoining {
+            let node = self
+                .node
+                .map_or_else(String::new, |n| format!(" as node {n}"));
+            return (
+                ErrorCode::Unavailable,
+                format!(
+                    "the directory declared this node dead (its lease ran out) and it registered \
+                     again{node}: the member is joining the group again and may send once its next \
+                     view arrives; messages not yet stable under the old identity were lost"
+                ),
+            );
+        }
+        if let Some(why) = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.dropped_from(group))
+        {
+            return (ErrorCode::NoSuchGroup, format!("no longer a member: {why}"));
+        }
+        (
+            ErrorCode::NoSuchGroup,
+            "join the group before sending to it".into(),
+        )
     }
 
     pub(super) fn app_members(&mut self, session: SessionId, request: u32, group: &str) {

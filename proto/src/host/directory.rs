@@ -2,6 +2,7 @@
 //! proposed and installed, groups joined and left, identity after a lost link.
 
 use super::group::{GroupLimits, GroupState};
+use super::session::{SessionId, DROPPED_MAX};
 use super::{Host, MulticastChange};
 use crate::ids::{GroupId, MemberId, NodeId};
 use crate::multicast::StreamKey;
@@ -78,6 +79,46 @@ impl Host {
         for id in leaving {
             self.finish_leave(id);
         }
+        // A join made again after a re-registration may be lost with the
+        // link; its app never asked for it, so it is told when it sends.
+        let rejoining: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.rejoining)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in rejoining {
+            self.drop_member(
+                id,
+                "this node was declared dead and registered again, and the directory link \
+                 was lost before the member had joined again; join the group again",
+            );
+        }
+    }
+
+    /// Drops a member the app did not ask to leave, keeping why for its
+    /// session (told when the app next sends to that group).
+    fn drop_member(&mut self, id: MemberId, why: &str) {
+        let Some(m) = self.members.remove(&id) else {
+            return;
+        };
+        log::info!(
+            "member {id} ({}) of group {}: dropped: {why}",
+            m.name,
+            m.group_name
+        );
+        self.note_dropped(m.session, &m.group_name, why);
+        self.forget_member(id, m.session);
+    }
+
+    fn note_dropped(&mut self, session: SessionId, group: &str, why: &str) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.dropped.retain(|(g, _)| g != group);
+            if s.dropped.len() >= DROPPED_MAX {
+                s.dropped.remove(0);
+            }
+            s.dropped.push((group.to_owned(), why.to_owned()));
+        }
     }
 
     /// A frame from the directory.
@@ -100,6 +141,12 @@ impl Host {
                 if let Some(m) = self.members.remove(&member) {
                     if let Some(req) = m.join_request {
                         self.reply_err(m.session, req, ErrorCode::Refused, &reason);
+                    } else if m.rejoining {
+                        let why = format!(
+                            "this node was declared dead and registered again, and the \
+                             directory refused the member's join: {reason}"
+                        );
+                        self.note_dropped(m.session, &m.group_name, &why);
                     }
                     self.forget_member(member, m.session);
                 }
@@ -284,6 +331,7 @@ impl Host {
             if in_view.contains(&id) {
                 m.group = Some(gid);
                 m.active = true;
+                m.rejoining = false;
                 let session = m.session;
                 if let Some(req) = m.join_request.take() {
                     self.out_app
@@ -363,10 +411,13 @@ impl Host {
         }
         self.stream_next.clear();
         for (id, m) in self.members.iter_mut() {
-            if m.active || m.join_request.is_some() {
+            if m.active || m.join_request.is_some() || m.rejoining {
                 let Some(s) = self.sessions.get(&m.session) else {
                     continue;
                 };
+                // A member whose app asked for the join is answered by the
+                // view as before; the others join again unasked.
+                m.rejoining = m.join_request.is_none();
                 m.active = false;
                 m.group = None;
                 self.out_dir.push_back(ToDirectory::Join {

@@ -17,6 +17,9 @@ pub struct Credentials {
 pub(super) struct Session {
     pub creds: Credentials,
     pub members: Vec<crate::ids::MemberId>,
+    /// Groups whose member this node dropped without the app asking, and
+    /// why: told to the app when it sends there, until it joins again.
+    pub dropped: Vec<(String, String)>,
 }
 
 impl Session {
@@ -24,9 +27,22 @@ impl Session {
         Session {
             creds,
             members: Vec::new(),
+            dropped: Vec::new(),
         }
     }
+
+    /// Why this session's member of `group` was dropped, if it was.
+    pub fn dropped_from(&self, group: &str) -> Option<&str> {
+        self.dropped
+            .iter()
+            .rev()
+            .find(|(g, _)| g == group)
+            .map(|(_, why)| why.as_str())
+    }
 }
+
+/// Most drop reasons a session keeps (the oldest go first).
+pub(super) const DROPPED_MAX: usize = 16;
 
 /// A member: one session joined to one group under a name.
 #[derive(Debug)]
@@ -41,6 +57,10 @@ pub(super) struct Member {
     pub active: bool,
     pub join_request: Option<u32>,
     pub leave_request: Option<u32>,
+    /// Joining again, unasked: the directory declared this node dead and
+    /// it registered again under a new id. Until the new view, sends are
+    /// refused with that said.
+    pub rejoining: bool,
 }
 
 impl Member {
@@ -53,6 +73,7 @@ impl Member {
             active: false,
             join_request: Some(join_request),
             leave_request: None,
+            rejoining: false,
         }
     }
 }

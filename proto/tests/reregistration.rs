@@ -1,0 +1,312 @@
+//! A node the directory declared dead (its lease ran out under load) comes
+//! back under a new id: its members join again unasked. An app that sends
+//! meanwhile is told what happened, not a bare "join the group first", and
+//! sends again once the new view arrives.
+
+use chorus_proto::host::{Credentials, Host, HostSettings, MulticastChange, SessionId};
+use chorus_proto::order::sequencer::{Sequencer, SequencerSettings};
+use chorus_proto::wire::app::{ErrorCode, FromDaemon, ToDaemon};
+use chorus_proto::wire::directory::{FromDirectory, MemberInfo, NodeInfo, ToDirectory, View};
+use chorus_proto::*;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DATA_PORT: u16 = 7001;
+const ORDER_PORT: u16 = 7002;
+const GROUP_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 1, 2, 3), 7000);
+const CLUSTER: ClusterId = ClusterId(5);
+const INCARNATION: Incarnation = Incarnation(100);
+const APP: SessionId = SessionId(1);
+
+/// One host and its sequencer; datagrams arrive at once, in order.
+struct One {
+    host: Host,
+    seq: Sequencer,
+    joined: BTreeSet<SocketAddrV4>,
+    now_us: u64,
+    to_app: Vec<FromDaemon>,
+    to_dir: Vec<ToDirectory>,
+}
+
+fn sequencer(node: NodeId) -> Sequencer {
+    Sequencer::new(SequencerSettings {
+        node,
+        incarnation: INCARNATION,
+        cluster: CLUSTER,
+        max_datagram_bytes: 1400,
+        tick: Duration::from_millis(5),
+        retransmit: Duration::from_millis(30),
+        heartbeat: Duration::from_millis(50),
+    })
+}
+
+fn welcome(node: NodeId) -> FromDirectory {
+    FromDirectory::Welcome {
+        node,
+        cluster: CLUSTER,
+        lease_ms: 1500,
+        heartbeat_ms: 375,
+    }
+}
+
+/// The group's view with this host as `node` and its app's member 1.
+fn view(id: u64, node: NodeId) -> View {
+    View {
+        group: GroupId(1),
+        group_name: "g".into(),
+        address: *GROUP_ADDR.ip(),
+        port: GROUP_ADDR.port(),
+        view: ViewId(id),
+        sequencer: node,
+        members: vec![MemberInfo {
+            node,
+            member: MemberId(1),
+            name: "m".into(),
+        }],
+        nodes: vec![NodeInfo {
+            node,
+            name: "h1".into(),
+            incarnation: INCARNATION,
+            ip: IP,
+            data_port: DATA_PORT,
+            order_port: ORDER_PORT,
+        }],
+    }
+}
+
+impl One {
+    fn new() -> One {
+        One {
+            host: Host::new(HostSettings {
+                node_name: "h1".into(),
+                incarnation: INCARNATION,
+                ip: IP,
+                data_port: DATA_PORT,
+                order_port: ORDER_PORT,
+                max_datagram_bytes: 1400,
+                send_window_messages: 64,
+                receive_window_messages: 256,
+                ack_interval: Duration::from_millis(5),
+                retransmit: Duration::from_millis(30),
+                flow_budget_bytes: 1 << 20,
+                directory_label: String::new(),
+                version: "test".into(),
+            }),
+            seq: sequencer(NodeId(1)),
+            joined: BTreeSet::new(),
+            now_us: 0,
+            to_app: Vec::new(),
+            to_dir: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.now_us)
+    }
+
+    fn route(&mut self, dest: SocketAddrV4, bytes: &[u8]) {
+        let now = self.now();
+        let from = SocketAddrV4::new(IP, DATA_PORT);
+        if dest == SocketAddrV4::new(IP, ORDER_PORT) {
+            self.seq.handle_datagram(now, bytes);
+        } else if dest == SocketAddrV4::new(IP, DATA_PORT) || self.joined.contains(&dest) {
+            self.host.handle_datagram(now, from, bytes);
+        }
+    }
+
+    /// Carries every output where it goes until nothing moves.
+    fn settle(&mut self) {
+        let now = self.now();
+        let mut buf = Vec::new();
+        for _ in 0..10_000 {
+            let mut moved = false;
+            while let Some(c) = self.host.poll_multicast_change() {
+                match c {
+                    MulticastChange::Join(a) => self.joined.insert(a),
+                    MulticastChange::Leave(a) => self.joined.remove(&a),
+                };
+            }
+            while let Some(dest) = self.host.poll_transmit(&mut buf, now) {
+                let bytes = std::mem::take(&mut buf);
+                self.route(dest, &bytes);
+                moved = true;
+            }
+            while let Some(input) = self.host.poll_sequencer() {
+                self.seq.handle_input(now, input);
+                moved = true;
+            }
+            while let Some(frame) = self.host.poll_directory() {
+                self.to_dir.push(frame);
+            }
+            while let Some((_, ev)) = self.host.poll_app() {
+                self.to_app.push(ev);
+            }
+            while let Some(dest) = self.seq.poll_transmit(&mut buf) {
+                let bytes = std::mem::take(&mut buf);
+                self.route(dest, &bytes);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("outputs never settled");
+    }
+
+    /// Lets time pass in 5 ms steps until the app was told `pred`.
+    fn until_app(&mut self, what: &str, pred: impl Fn(&FromDaemon) -> bool) -> FromDaemon {
+        for _ in 0..1000 {
+            self.settle();
+            if let Some(i) = self.to_app.iter().position(&pred) {
+                return self.to_app.remove(i);
+            }
+            self.now_us += 5_000;
+            let now = self.now();
+            if self.host.poll_timeout().is_some_and(|t| t <= now) {
+                self.host.handle_timeout(now);
+            }
+            if self.seq.poll_timeout().is_some_and(|t| t <= now) {
+                self.seq.handle_timeout(now);
+            }
+        }
+        panic!("the app was never told {what}; it got {:?}", self.to_app);
+    }
+
+    fn app(&mut self, req: ToDaemon) {
+        let now = self.now();
+        self.host.handle_app(now, APP, req);
+        self.settle();
+    }
+
+    fn directory(&mut self, frame: FromDirectory) {
+        let now = self.now();
+        self.host.handle_directory(now, frame);
+        self.settle();
+    }
+
+    /// Sends one message as request `request`; returns the daemon's answer.
+    fn send(&mut self, request: u32) -> FromDaemon {
+        self.app(ToDaemon::Send {
+            request,
+            group: "g".into(),
+            order: Order::Total,
+            payload: b"hello".to_vec(),
+        });
+        self.until_app("an answer to the send", |e| {
+            matches!(e, FromDaemon::Ok { request: r } | FromDaemon::Error { request: r, .. } if *r == request)
+        })
+    }
+
+    /// Registered as node 1, the app a member of `g` in view 1.
+    fn joined() -> One {
+        let mut one = One::new();
+        let now = one.now();
+        one.host.handle_directory_connected(now);
+        one.directory(welcome(NodeId(1)));
+        one.host
+            .handle_app_connect(now, APP, Credentials::default());
+        one.app(ToDaemon::Join {
+            request: 1,
+            group: "g".into(),
+            name: "m".into(),
+        });
+        one.directory(FromDirectory::View(view(1, NodeId(1))));
+        one.until_app("the join's answer", |e| {
+            matches!(e, FromDaemon::Ok { request: 1 })
+        });
+        one.until_app("view 1", |e| {
+            matches!(
+                e,
+                FromDaemon::View {
+                    view: ViewId(1),
+                    ..
+                }
+            )
+        });
+        one
+    }
+}
+
+#[test]
+fn a_send_while_the_node_rejoins_under_a_new_id_says_so_and_sends_resume_with_the_new_view() {
+    let mut one = One::joined();
+    assert_eq!(one.send(2), FromDaemon::Ok { request: 2 });
+
+    // The directory declared node 1 dead (its lease ran out) and closed the
+    // link; the daemon comes back and is registered as node 2.
+    let now = one.now();
+    one.host.handle_directory_lost(now);
+    one.host.handle_directory_connected(now);
+    one.to_dir.clear();
+    one.seq = sequencer(NodeId(2));
+    one.directory(welcome(NodeId(2)));
+    assert!(
+        one.to_dir.iter().any(|f| matches!(
+            f,
+            ToDirectory::Join {
+                member: MemberId(1),
+                ..
+            }
+        )),
+        "the member joins again: {:?}",
+        one.to_dir
+    );
+
+    match one.send(3) {
+        FromDaemon::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::Unavailable, "{message}");
+            assert!(message.contains("declared this node dead"), "{message}");
+            assert!(message.contains("node 2"), "{message}");
+        }
+        other => panic!("a send while rejoining was answered {other:?}"),
+    }
+
+    one.directory(FromDirectory::View(view(2, NodeId(2))));
+    one.until_app("view 2", |e| {
+        matches!(
+            e,
+            FromDaemon::View {
+                view: ViewId(2),
+                ..
+            }
+        )
+    });
+    assert_eq!(one.send(4), FromDaemon::Ok { request: 4 });
+}
+
+#[test]
+fn a_rejoin_lost_with_the_link_is_explained_to_the_app() {
+    let mut one = One::joined();
+    let now = one.now();
+    one.host.handle_directory_lost(now);
+    one.host.handle_directory_connected(now);
+    one.seq = sequencer(NodeId(2));
+    one.directory(welcome(NodeId(2)));
+    // The link drops again before the directory answered the join.
+    let now = one.now();
+    one.host.handle_directory_lost(now);
+    match one.send(3) {
+        FromDaemon::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::NoSuchGroup, "{message}");
+            assert!(message.contains("registered again"), "{message}");
+            assert!(message.contains("join the group again"), "{message}");
+        }
+        other => panic!("a send after a lost rejoin was answered {other:?}"),
+    }
+    // Joining again clears it.
+    one.host.handle_directory_connected(now);
+    one.directory(welcome(NodeId(2)));
+    one.app(ToDaemon::Join {
+        request: 5,
+        group: "g".into(),
+        name: "m".into(),
+    });
+    match one.send(6) {
+        FromDaemon::Error { code, message, .. } => {
+            assert_eq!(code, ErrorCode::NoSuchGroup);
+            assert_eq!(message, "join the group before sending to it");
+        }
+        other => panic!("a send before the join's answer was answered {other:?}"),
+    }
+}
