@@ -95,15 +95,20 @@ impl BenchError {
 
     /// Whether the cluster may have misbehaved (its logs are worth
     /// keeping), rather than refused what the bench asked (a payload too
-    /// large for a datagram, say).
+    /// large for a datagram, say). A daemon that says a member it had
+    /// admitted is gone, or that it cannot serve, is the cluster's doing.
     pub fn is_cluster_failure(&self) -> bool {
-        !matches!(
-            self,
+        match self {
             BenchError::Client {
-                source: chorus::Error::Daemon { .. },
+                source: chorus::Error::Daemon { code, .. },
                 ..
-            } | BenchError::Output(_)
-        )
+            } => !matches!(
+                code,
+                chorus::ErrorCode::BadRequest | chorus::ErrorCode::TooLarge
+            ),
+            BenchError::Output(_) => false,
+            _ => true,
+        }
     }
 
     /// The process exit code for this error.
@@ -215,4 +220,30 @@ fn handle_signals() -> Result<(), BenchError> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chorus::ErrorCode;
+
+    fn daemon_said(code: ErrorCode) -> BenchError {
+        BenchError::client(
+            "n1:r1-send0",
+            chorus::Error::Daemon {
+                code,
+                message: String::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_member_lost_by_the_cluster_keeps_its_logs_a_bad_request_does_not() {
+        assert!(daemon_said(ErrorCode::NoSuchGroup).is_cluster_failure());
+        assert!(daemon_said(ErrorCode::Unavailable).is_cluster_failure());
+        assert!(daemon_said(ErrorCode::Internal).is_cluster_failure());
+        assert!(!daemon_said(ErrorCode::TooLarge).is_cluster_failure());
+        assert!(!daemon_said(ErrorCode::BadRequest).is_cluster_failure());
+        assert!(BenchError::Timeout("run 1".into()).is_cluster_failure());
+    }
 }
