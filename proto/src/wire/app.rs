@@ -116,7 +116,8 @@ pub const STATS_GROUPS_MAX: usize = 2048;
 
 /// A daemon's counters since it started (they never go down). The host
 /// keeps them (`chorus_proto::host::HostStats` is this type) and
-/// `chorusctl stats` shows them; encoded as twelve u64 in field order.
+/// `chorusctl stats` shows them; encoded as eighteen u64 in field order
+/// (the `dropped_*` and `sessions_dropped_slow` came later and are last).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Datagrams received on the data and multicast sockets.
@@ -145,6 +146,25 @@ pub struct Counters {
     pub tail_probes: u64,
     /// Times a loss halved a flow window.
     pub window_decreases: u64,
+    /// Datagrams of another cluster id (another deployment sharing the
+    /// network or a port): well-formed, not ours, ignored.
+    pub dropped_other_cluster: u64,
+    /// Datagrams for a group this node takes no part in (such as repairs
+    /// and NAKs still coming after it left).
+    pub dropped_no_group: u64,
+    /// Messages in DATA already held or delivered (a repair or duplicate
+    /// that came after the first copy). Our own DATA looped back by
+    /// multicast is not counted: every message we send comes back so.
+    pub dropped_duplicate: u64,
+    /// Messages in DATA past the receive window: not kept, NAKed again once
+    /// the window moves up to them (a sign of a receiver falling behind).
+    pub dropped_beyond_window: u64,
+    /// Messages in DATA before the position this node delivers from (sent
+    /// before it joined).
+    pub dropped_before_base: u64,
+    /// App sessions disconnected because their undelivered messages passed
+    /// `session_queue_bytes` (the app stopped reading).
+    pub sessions_dropped_slow: u64,
 }
 
 /// The daemon's counters and its groups, as `chorusctl stats` shows them.
@@ -361,6 +381,12 @@ fn put_stats(out: &mut Vec<u8>, s: &DaemonStats) {
         c.retransmits,
         c.tail_probes,
         c.window_decreases,
+        c.dropped_other_cluster,
+        c.dropped_no_group,
+        c.dropped_duplicate,
+        c.dropped_beyond_window,
+        c.dropped_before_base,
+        c.sessions_dropped_slow,
     ] {
         out.put_u64(v);
     }
@@ -391,6 +417,12 @@ fn stats(r: &mut Reader<'_>) -> Result<DaemonStats, DecodeError> {
             retransmits: r.u64()?,
             tail_probes: r.u64()?,
             window_decreases: r.u64()?,
+            dropped_other_cluster: r.u64()?,
+            dropped_no_group: r.u64()?,
+            dropped_duplicate: r.u64()?,
+            dropped_beyond_window: r.u64()?,
+            dropped_before_base: r.u64()?,
+            sessions_dropped_slow: r.u64()?,
         },
         groups: Vec::new(),
     };
@@ -766,7 +798,7 @@ mod tests {
 
     fn daemon_stats() -> impl Strategy<Value = DaemonStats> {
         (
-            proptest::array::uniform12(any::<u64>()),
+            proptest::array::uniform18(any::<u64>()),
             proptest::collection::vec(group_stats(), 0..6),
         )
             .prop_map(|(c, groups)| DaemonStats {
@@ -783,6 +815,12 @@ mod tests {
                     retransmits: c[9],
                     tail_probes: c[10],
                     window_decreases: c[11],
+                    dropped_other_cluster: c[12],
+                    dropped_no_group: c[13],
+                    dropped_duplicate: c[14],
+                    dropped_beyond_window: c[15],
+                    dropped_before_base: c[16],
+                    sessions_dropped_slow: c[17],
                 },
                 groups,
             })
@@ -999,11 +1037,13 @@ mod tests {
     }
 
     #[test]
-    fn stats_layout_is_twelve_counters_then_the_groups() {
+    fn stats_layout_is_eighteen_counters_then_the_groups() {
         let stats = DaemonStats {
             counters: Counters {
                 datagrams_in: 1,
                 window_decreases: 12,
+                dropped_other_cluster: 13,
+                sessions_dropped_slow: 18,
                 ..Counters::default()
             },
             groups: vec![GroupStats {
@@ -1021,10 +1061,13 @@ mod tests {
             stats: Box::new(stats),
         });
         assert_eq!(&b[..8], [0xC0, 0xC5, 1, 108, 0, 0, 0, 9]);
+        // Counter n (from 1) is at 8 * n.
         assert_eq!(b[8..16], 1u64.to_be_bytes());
         assert_eq!(b[96..104], 12u64.to_be_bytes());
-        assert_eq!(&b[104..108], [0, 1, 1, b'g']);
-        assert_eq!(b.len(), 108 + 8 + 1 + 4 + 8 + 8 + 8);
+        assert_eq!(b[104..112], 13u64.to_be_bytes());
+        assert_eq!(b[144..152], 18u64.to_be_bytes());
+        assert_eq!(&b[152..156], [0, 1, 1, b'g']);
+        assert_eq!(b.len(), 156 + 8 + 1 + 4 + 8 + 8 + 8);
         assert_eq!(
             encode_to(&ToDaemon::Stats { request: 2 }),
             [0xC0, 0xC5, 1, 7, 0, 0, 0, 2]
@@ -1056,9 +1099,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A count above the limit is refused even when the bytes are there.
+        // The group count follows the header (8 bytes) and 18 counters.
+        let at = 8 + 18 * 8;
         let mut over = b.clone();
-        over[104..106].copy_from_slice(&((STATS_GROUPS_MAX + 1) as u16).to_be_bytes());
-        over.extend_from_slice(&b[106..106 + 1 + 255 + 37]);
+        over[at..at + 2].copy_from_slice(&((STATS_GROUPS_MAX + 1) as u16).to_be_bytes());
+        over.extend_from_slice(&b[at + 2..at + 2 + 1 + 255 + 37]);
         assert_eq!(
             FromDaemon::decode(&over),
             Err(DecodeError::Invalid("group count"))
