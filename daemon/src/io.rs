@@ -585,6 +585,7 @@ impl Daemon {
                     c.pid,
                     c.pending_out()
                 );
+                self.host.note_session_dropped_slow();
                 self.close_session(id);
             }
         }

@@ -59,6 +59,7 @@ fn view(id: u64, node: NodeId) -> View {
         port: GROUP_ADDR.port(),
         view: ViewId(id),
         sequencer: node,
+        max_message_bytes: 0,
         members: vec![MemberInfo {
             node,
             member: MemberId(1),
@@ -85,6 +86,7 @@ impl One {
                 data_port: DATA_PORT,
                 order_port: ORDER_PORT,
                 max_datagram_bytes: 1400,
+                max_message_bytes: 1 << 20,
                 send_window_messages: 64,
                 receive_window_messages: 256,
                 ack_interval: Duration::from_millis(5),

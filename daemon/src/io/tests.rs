@@ -109,6 +109,7 @@ fn host(name: &str, data_port: u16, order_port: u16) -> Host {
         data_port,
         order_port,
         max_datagram_bytes: 1400,
+        max_message_bytes: 1 << 20,
         send_window_messages: 64,
         receive_window_messages: 64,
         ack_interval: CoreDuration::from_millis(5),

@@ -14,8 +14,9 @@
 //!    [`Host::handle_directory`], [`Host::handle_directory_lost`],
 //!    [`Host::handle_app_connect`], [`Host::handle_app`] (only while
 //!    [`Host::can_accept`] is true for that session, which is the
-//!    back-pressure), [`Host::handle_app_disconnect`],
-//!    [`Host::handle_datagram`], [`Host::handle_timeout`].
+//!    back-pressure), [`Host::handle_app_disconnect`] (after
+//!    [`Host::note_session_dropped_slow`] if the edge drops the session for
+//!    not reading), [`Host::handle_datagram`], [`Host::handle_timeout`].
 //! 2. After each batch of inputs, drain the outputs with [`drive::drain`],
 //!    which fixes the order: [`Host::poll_multicast_change`] (join/leave
 //!    multicast groups before sending to them), [`Host::poll_transmit`],
@@ -185,6 +186,14 @@ impl Host {
         self.stats
     }
 
+    /// The edge is about to disconnect an app session because the replies
+    /// and deliveries queued for it passed `session_queue_bytes`. Only
+    /// counted here (`sessions_dropped_slow`): that queue lives at the edge,
+    /// which then closes the session and reports it as any other disconnect.
+    pub fn note_session_dropped_slow(&mut self) {
+        self.stats.sessions_dropped_slow += 1;
+    }
+
     /// The settings this host runs with.
     pub fn settings(&self) -> &HostSettings {
         &self.s
@@ -254,7 +263,10 @@ impl Host {
         self.stats.bytes_in += bytes.len() as u64;
         let d = match datagram::decode(bytes, cluster) {
             Ok(d) => d,
-            Err(Rejected::OtherCluster(_)) => return,
+            Err(Rejected::OtherCluster(_)) => {
+                self.stats.dropped_other_cluster += 1;
+                return;
+            }
             Err(Rejected::Malformed(e)) => {
                 self.stats.malformed_in += 1;
                 if self.stats.malformed_in.is_power_of_two() {
@@ -269,11 +281,16 @@ impl Host {
         let gid = d.group();
         let packer = self.packer(gid);
         let Some(g) = self.groups.get_mut(&gid) else {
+            self.stats.dropped_no_group += 1;
             return;
         };
         match d {
             Datagram::Data(data) => {
-                if g.on_data(&data, bytes) {
+                let out = g.on_data(&data, bytes);
+                self.stats.dropped_duplicate += out.duplicate;
+                self.stats.dropped_beyond_window += out.beyond_window;
+                self.stats.dropped_before_base += out.before_base;
+                if out.news {
                     self.pump(now, gid);
                 }
             }

@@ -61,6 +61,21 @@ pub struct Arrival {
     pub shape: RunShape,
 }
 
+/// What one DATA datagram brought: whether it was news, and how many of its
+/// messages the streams dropped, by reason. The counts only report the
+/// streams' decisions (for `chorusctl stats`); nothing acts on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataOutcome {
+    /// A message was stored, or (at the sequencer) a stream's start learned.
+    pub news: bool,
+    /// Messages already held or delivered ([`Accept::Duplicate`]).
+    pub duplicate: u64,
+    /// Messages past the receive window ([`Accept::BeyondWindow`]).
+    pub beyond_window: u64,
+    /// Messages before the stream's base ([`Accept::BeforeBase`]).
+    pub before_base: u64,
+}
+
 /// Every sender's stream of one group at this member (our own included:
 /// we deliver our own messages too).
 #[derive(Debug)]
@@ -148,19 +163,27 @@ impl Receivers {
         s.offer(seq, held);
     }
 
-    /// Takes in a DATA datagram from another node. Returns true if it
-    /// brought news: a message, or (with `learn_start`, at the sequencer)
-    /// where a stream starts.
+    /// Takes in a DATA datagram from another node. Its outcome is news if
+    /// it brought a message, or (with `learn_start`, at the sequencer)
+    /// where a stream starts; the messages not kept are counted by reason.
+    /// Our own DATA (looped back by multicast) is passed over uncounted.
     ///
     /// `raw` is the datagram `d` was decoded from: payloads are kept as
     /// slices of one copy of it.
-    pub fn on_data(&mut self, d: &Data<'_>, raw: &[u8], learn_start: bool, group: GroupId) -> bool {
+    pub fn on_data(
+        &mut self,
+        d: &Data<'_>,
+        raw: &[u8],
+        learn_start: bool,
+        group: GroupId,
+    ) -> DataOutcome {
+        let mut out = DataOutcome::default();
         let key = StreamKey {
             node: d.sender,
             incarnation: d.incarnation,
         };
         if key == self.me {
-            return false;
+            return out;
         }
         let s = self.stream(key);
         // A sequencer that has seen nothing of a stream ordered learns where
@@ -169,7 +192,6 @@ impl Receivers {
         // whole burst before it took over learns the start only from the
         // sender's retransmission, and must then report the burst to its
         // sequencer (nothing else may ever come to make it look again).
-        let mut new = false;
         if learn_start && s.base().is_none() {
             log::debug!(
                 "group {group}: stream {}/{} starts at {} (as its DATA says)",
@@ -178,7 +200,7 @@ impl Receivers {
                 d.stream_start
             );
             s.set_base(d.stream_start);
-            new = true;
+            out.news = true;
         }
         // One copy of the datagram that every payload in it slices (no
         // allocation per message).
@@ -191,9 +213,14 @@ impl Receivers {
                 sender_name: s.name(m.sender_name),
                 payload: slice_of(raw, &shared, m.payload),
             };
-            new |= s.offer(seq, held) == Accept::Stored;
+            match s.offer(seq, held) {
+                Accept::Stored => out.news = true,
+                Accept::Duplicate => out.duplicate += 1,
+                Accept::BeyondWindow => out.beyond_window += 1,
+                Accept::BeforeBase => out.before_base += 1,
+            }
         }
-        new
+        out
     }
 
     /// Runs held in sender order that the local sequencer has not been told
@@ -266,5 +293,101 @@ impl Receivers {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Frag, Order};
+    use crate::wire::datagram::DataMsg;
+
+    const G: GroupId = GroupId(1);
+
+    fn key(n: u32) -> StreamKey {
+        StreamKey {
+            node: NodeId(n),
+            incarnation: Incarnation(1),
+        }
+    }
+
+    /// DATA from `sender` whose stream starts at `start`: `count` messages
+    /// from `first`.
+    fn data(sender: u32, start: u64, first: u64, count: usize) -> Data<'static> {
+        Data {
+            group: G,
+            sender: NodeId(sender),
+            incarnation: Incarnation(1),
+            stream_start: SenderSeq(start),
+            first_seq: SenderSeq(first),
+            msgs: (0..count)
+                .map(|_| DataMsg {
+                    order: Order::Total,
+                    frag: Frag::Whole,
+                    sender_name: "app",
+                    payload: b"x",
+                })
+                .collect(),
+        }
+    }
+
+    fn news() -> DataOutcome {
+        DataOutcome {
+            news: true,
+            ..DataOutcome::default()
+        }
+    }
+
+    #[test]
+    fn dropped_messages_are_counted_by_reason_and_nothing_else_changes() {
+        // We are node 1; a receive window of 4 positions.
+        let mut rx = Receivers::new(key(1), 4, 4, 1, false);
+        assert_eq!(rx.on_data(&data(2, 1, 1, 2), &[], false, G), news());
+        // The same DATA again: both messages held already.
+        let again = rx.on_data(&data(2, 1, 1, 2), &[], false, G);
+        assert_eq!(
+            again,
+            DataOutcome {
+                duplicate: 2,
+                ..DataOutcome::default()
+            }
+        );
+        // Position 9 is past the window (1..=4); 3 is new.
+        let mixed = rx.on_data(&data(2, 1, 3, 1), &[], false, G);
+        assert_eq!(mixed, news());
+        let past = rx.on_data(&data(2, 1, 9, 1), &[], false, G);
+        assert_eq!(
+            past,
+            DataOutcome {
+                beyond_window: 1,
+                ..DataOutcome::default()
+            }
+        );
+        let s = rx.get(&key(2)).expect("stream of node 2");
+        assert!((1..=3).all(|p| s.holds(SenderSeq(p))));
+        assert!(!s.holds(SenderSeq(9)));
+        assert_eq!(s.base(), None, "a receiver learns the base from ORDER");
+
+        // At the sequencer, DATA names the stream's start (5): what lies
+        // before it is not ours to deliver; learning the start is news.
+        let early = rx.on_data(&data(3, 5, 3, 3), &[], true, G);
+        assert_eq!(
+            early,
+            DataOutcome {
+                news: true,
+                before_base: 2,
+                ..DataOutcome::default()
+            }
+        );
+        assert_eq!(
+            rx.get(&key(3)).and_then(RecvStream::base),
+            Some(SenderSeq(5))
+        );
+
+        // Our own DATA, looped back by multicast: not a drop.
+        assert_eq!(
+            rx.on_data(&data(1, 1, 1, 3), &[], false, G),
+            DataOutcome::default()
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::membership::flush::Flush;
 use crate::membership::views::Views;
 use crate::multicast::flow::FlowWindow;
 use crate::multicast::pack::Packer;
-use crate::multicast::receivers::Receivers;
+use crate::multicast::receivers::{DataOutcome, Receivers};
 use crate::multicast::recv::Held;
 use crate::multicast::send::SendStream;
 use crate::multicast::StreamKey;
@@ -335,9 +335,10 @@ impl GroupState {
         }
     }
 
-    /// Takes in a DATA datagram (from another node). Returns true if it
-    /// brought news: a message, or (at the sequencer) where a stream starts.
-    pub fn on_data(&mut self, d: &Data<'_>, raw: &[u8]) -> bool {
+    /// Takes in a DATA datagram (from another node). Its outcome is news if
+    /// it brought a message, or (at the sequencer) where a stream starts;
+    /// it also counts the messages dropped, by reason.
+    pub fn on_data(&mut self, d: &Data<'_>, raw: &[u8]) -> DataOutcome {
         self.rx.on_data(d, raw, self.is_sequencer, self.id)
     }
 

@@ -147,8 +147,8 @@ fn a_gap_in_a_stream_is_naked_to_its_sender_once_per_interval() {
     let mut g = attach(2, &view(1, 1, &[1, 2, 3]));
     // The sequencer ordered node 3's messages 1..=3; message 2 was lost.
     assert!(g.on_order(&order(1, 1, 1, 0, &[(3, 1, 3)])));
-    assert!(g.on_data(&data(3, 1, Order::Total, &["a"]), &[]));
-    assert!(g.on_data(&data(3, 3, Order::Total, &["c"]), &[]));
+    assert!(g.on_data(&data(3, 1, Order::Total, &["a"]), &[]).news);
+    assert!(g.on_data(&data(3, 3, Order::Total, &["c"]), &[]).news);
     g.deliver();
     assert_eq!(delivered(&g.take_commands()), vec![(1, "a".to_owned())]);
 
@@ -170,7 +170,7 @@ fn a_gap_in_a_stream_is_naked_to_its_sender_once_per_interval() {
     assert_eq!(data_naks(&g.take_commands()).len(), 1, "asked again");
 
     // The repair fills the gap: both deliver, nothing more is naked.
-    assert!(g.on_data(&data(3, 2, Order::Total, &["b"]), &[]));
+    assert!(g.on_data(&data(3, 2, Order::Total, &["b"]), &[]).news);
     g.deliver();
     assert_eq!(
         delivered(&g.take_commands()),
@@ -224,8 +224,8 @@ fn a_nak_is_answered_with_a_retransmission_of_just_what_was_asked() {
 #[test]
 fn data_and_order_deliver_in_the_order_of_the_order() {
     let mut g = attach(2, &view(1, 1, &[1, 2, 3]));
-    assert!(g.on_data(&data(1, 1, Order::Total, &["a", "b"]), &[]));
-    assert!(g.on_data(&data(3, 1, Order::Fifo, &["c"]), &[]));
+    assert!(g.on_data(&data(1, 1, Order::Total, &["a", "b"]), &[]).news);
+    assert!(g.on_data(&data(3, 1, Order::Fifo, &["c"]), &[]).news);
     g.deliver();
     assert!(delivered(&g.take_commands()).is_empty(), "no ORDER yet");
 
@@ -246,8 +246,8 @@ fn data_and_order_deliver_in_the_order_of_the_order() {
 #[test]
 fn a_safe_message_waits_until_it_is_stable() {
     let mut g = attach(2, &view(1, 1, &[1, 2]));
-    assert!(g.on_data(&data(1, 1, Order::Safe, &["s"]), &[]));
-    assert!(g.on_data(&data(1, 2, Order::Total, &["t"]), &[]));
+    assert!(g.on_data(&data(1, 1, Order::Safe, &["s"]), &[]).news);
+    assert!(g.on_data(&data(1, 2, Order::Total, &["t"]), &[]).news);
     assert!(g.on_order(&order(1, 1, 1, 0, &[(1, 1, 2)])));
     g.deliver();
     assert!(
@@ -289,7 +289,7 @@ fn a_flush_cuts_at_the_most_a_survivor_holds_and_fetches_it_from_that_survivor()
     // Node 1 held positions 1..=2 of sequencer 3's order; 3 dies and view 2
     // names node 1 sequencer, with nodes 2 and 4 surviving.
     let mut g = attach(1, &view(1, 3, &[1, 2, 3, 4]));
-    assert!(g.on_data(&data(2, 1, Order::Total, &["a", "b"]), &[]));
+    assert!(g.on_data(&data(2, 1, Order::Total, &["a", "b"]), &[]).news);
     assert!(g.on_order(&order(3, 1, 1, 0, &[(2, 1, 2)])));
     g.deliver();
     let _ = g.take_commands();
@@ -323,7 +323,7 @@ fn a_flush_cuts_at_the_most_a_survivor_holds_and_fetches_it_from_that_survivor()
 #[test]
 fn a_takeover_opens_its_view_with_a_marker() {
     let mut g = attach(1, &view(1, 3, &[1, 2, 3]));
-    assert!(g.on_data(&data(2, 1, Order::Total, &["a", "b"]), &[]));
+    assert!(g.on_data(&data(2, 1, Order::Total, &["a", "b"]), &[]).news);
     assert!(g.on_order(&order(3, 1, 1, 0, &[(2, 1, 2)])));
     g.deliver();
     let _ = g.take_commands();
