@@ -119,6 +119,23 @@ pub struct Stats {
     pub tail_probes: u64,
     /// Times a loss halved a group's flow window.
     pub window_decreases: u64,
+    /// Datagrams of another cluster id (another deployment on the same
+    /// network or port), ignored.
+    pub dropped_other_cluster: u64,
+    /// Datagrams for a group this node takes no part in, ignored.
+    pub dropped_no_group: u64,
+    /// Messages received again after the first copy was held or delivered
+    /// (this node's own multicast, looped back, is not counted).
+    pub dropped_duplicate: u64,
+    /// Messages past this node's receive window: not kept, and asked for
+    /// again once the window reaches them (this node is falling behind).
+    pub dropped_beyond_window: u64,
+    /// Messages from before the position this node delivers a sender's
+    /// stream from (sent before it joined).
+    pub dropped_before_base: u64,
+    /// Application sessions disconnected for not reading: their undelivered
+    /// messages passed `session_queue_bytes`.
+    pub sessions_dropped_slow: u64,
     /// The groups this node takes part in.
     pub groups: Vec<GroupStats>,
 }
@@ -156,6 +173,12 @@ impl From<app::DaemonStats> for Stats {
             retransmits: s.counters.retransmits,
             tail_probes: s.counters.tail_probes,
             window_decreases: s.counters.window_decreases,
+            dropped_other_cluster: s.counters.dropped_other_cluster,
+            dropped_no_group: s.counters.dropped_no_group,
+            dropped_duplicate: s.counters.dropped_duplicate,
+            dropped_beyond_window: s.counters.dropped_beyond_window,
+            dropped_before_base: s.counters.dropped_before_base,
+            sessions_dropped_slow: s.counters.sessions_dropped_slow,
             groups: s.groups.into_iter().map(Into::into).collect(),
         }
     }

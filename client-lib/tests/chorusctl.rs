@@ -473,6 +473,12 @@ fn stats_json_and_human() {
         "retransmits",
         "tail_probes",
         "window_decreases",
+        "dropped_other_cluster",
+        "dropped_no_group",
+        "dropped_duplicate",
+        "dropped_beyond_window",
+        "dropped_before_base",
+        "sessions_dropped_slow",
     ] {
         assert_eq!(json[key], 0, "{key}: {json}");
     }
@@ -487,6 +493,12 @@ fn stats_json_and_human() {
     let lines = stdout_lines(&out);
     assert!(
         lines.contains(&"messages accepted   3".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("drops ") && l.ends_with("before base 0, slow sessions 0")),
         "{lines:?}"
     );
     assert_eq!(

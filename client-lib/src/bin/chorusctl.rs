@@ -45,7 +45,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the daemon's counters (datagrams, messages, NAKs, retransmissions) and each group's send queue and flow window
+    /// Show the daemon's counters (datagrams, messages, NAKs, retransmissions, drops by reason) and each group's send queue and flow window
     Stats {
         /// One JSON object
         #[arg(long)]

@@ -153,6 +153,12 @@ struct StatsJson<'a> {
     retransmits: u64,
     tail_probes: u64,
     window_decreases: u64,
+    dropped_other_cluster: u64,
+    dropped_no_group: u64,
+    dropped_duplicate: u64,
+    dropped_beyond_window: u64,
+    dropped_before_base: u64,
+    sessions_dropped_slow: u64,
     groups: Vec<GroupStatsJson<'a>>,
 }
 
@@ -237,6 +243,12 @@ fn stats_json(s: &Stats) -> String {
         retransmits: s.retransmits,
         tail_probes: s.tail_probes,
         window_decreases: s.window_decreases,
+        dropped_other_cluster: s.dropped_other_cluster,
+        dropped_no_group: s.dropped_no_group,
+        dropped_duplicate: s.dropped_duplicate,
+        dropped_beyond_window: s.dropped_beyond_window,
+        dropped_before_base: s.dropped_before_base,
+        sessions_dropped_slow: s.sessions_dropped_slow,
         groups: s
             .groups
             .iter()
@@ -272,7 +284,23 @@ fn stats_rows(s: &Stats) -> Vec<(&'static str, String)> {
         ("retransmits", s.retransmits.to_string()),
         ("tail probes", s.tail_probes.to_string()),
         ("window decreases", s.window_decreases.to_string()),
+        ("drops", drops_line(s)),
     ]
+}
+
+/// The drop counters on one row, each named (most are 0, and one row
+/// keeps the counters above readable).
+fn drops_line(s: &Stats) -> String {
+    [
+        ("other cluster", s.dropped_other_cluster),
+        ("no group", s.dropped_no_group),
+        ("duplicate", s.dropped_duplicate),
+        ("beyond window", s.dropped_beyond_window),
+        ("before base", s.dropped_before_base),
+        ("slow sessions", s.sessions_dropped_slow),
+    ]
+    .map(|(what, n)| format!("{what} {n}"))
+    .join(", ")
 }
 
 /// One line per group: its view, whether we sequence it, our send queue
@@ -459,6 +487,8 @@ mod tests {
             datagrams_in: 10,
             bytes_in: 1000,
             retransmits: 2,
+            dropped_duplicate: 5,
+            sessions_dropped_slow: 1,
             groups: vec![GroupStats {
                 name: "chat".into(),
                 view: 4,
@@ -474,6 +504,11 @@ mod tests {
         assert_eq!(lines[0], "datagrams in        10 (1000 bytes)");
         assert_eq!(lines[7], "retransmits         2");
         assert_eq!(
+            lines[10],
+            "drops               other cluster 0, no group 0, duplicate 5, beyond window 0, \
+             before base 0, slow sessions 1"
+        );
+        assert_eq!(
             group_stats_table(&s.groups),
             [
                 "GROUP  VIEW  SEQUENCER  QUEUED  IN-FLIGHT B  WINDOW B  CAP B",
@@ -482,6 +517,9 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(&stats_json(&s)).expect("json");
         assert_eq!(json["retransmits"], 2);
+        assert_eq!(json["dropped_duplicate"], 5);
+        assert_eq!(json["dropped_other_cluster"], 0);
+        assert_eq!(json["sessions_dropped_slow"], 1);
         assert_eq!(json["groups"][0]["group"], "chat");
         assert_eq!(json["groups"][0]["window_cap_bytes"], 131072);
     }
