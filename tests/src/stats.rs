@@ -66,6 +66,12 @@ impl ClusterStats {
             t.retransmits += s.retransmits;
             t.tail_probes += s.tail_probes;
             t.window_decreases += s.window_decreases;
+            t.dropped_other_cluster += s.dropped_other_cluster;
+            t.dropped_no_group += s.dropped_no_group;
+            t.dropped_duplicate += s.dropped_duplicate;
+            t.dropped_beyond_window += s.dropped_beyond_window;
+            t.dropped_before_base += s.dropped_before_base;
+            t.sessions_dropped_slow += s.sessions_dropped_slow;
             t.groups.extend(s.groups.iter().cloned());
         }
         t
@@ -92,7 +98,8 @@ impl ClusterStats {
             .collect();
         format!(
             "accepted {} delivered {} datagrams out {} in {}; retransmits {} [{}] \
-             (tail probes {}); naks sent {} received {}; window decreases {}",
+             (tail probes {}); naks sent {} received {}; window decreases {}; \
+             drops {} (duplicate {}, beyond window {}); slow sessions dropped {}",
             t.messages_accepted,
             t.messages_delivered,
             t.datagrams_out,
@@ -103,8 +110,23 @@ impl ClusterStats {
             t.naks_sent,
             t.naks_received,
             t.window_decreases,
+            drops(&t),
+            t.dropped_duplicate,
+            t.dropped_beyond_window,
+            t.sessions_dropped_slow,
         )
     }
+}
+
+/// Datagrams and messages a daemon dropped, all reasons summed (not the
+/// sessions it dropped: another unit, and a test sees those as lost
+/// members anyway).
+pub fn drops(s: &Stats) -> u64 {
+    s.dropped_other_cluster
+        + s.dropped_no_group
+        + s.dropped_duplicate
+        + s.dropped_beyond_window
+        + s.dropped_before_base
 }
 
 fn read_node(node: &Node) -> Result<Stats> {
@@ -128,6 +150,12 @@ fn counter_delta(after: &Stats, before: &Stats) -> Stats {
         retransmits: d(|s| s.retransmits),
         tail_probes: d(|s| s.tail_probes),
         window_decreases: d(|s| s.window_decreases),
+        dropped_other_cluster: d(|s| s.dropped_other_cluster),
+        dropped_no_group: d(|s| s.dropped_no_group),
+        dropped_duplicate: d(|s| s.dropped_duplicate),
+        dropped_beyond_window: d(|s| s.dropped_beyond_window),
+        dropped_before_base: d(|s| s.dropped_before_base),
+        sessions_dropped_slow: d(|s| s.sessions_dropped_slow),
         groups: after.groups.clone(),
     }
 }

@@ -82,6 +82,7 @@ fn bench_smoke_loopback_json() {
             "naks_received",
             "tail_probes",
             "window_decreases",
+            "drops",
             "rcvbuf_errors",
         ] {
             assert!(d[key].is_u64(), "{key} of {}: {d}", d["node"]);

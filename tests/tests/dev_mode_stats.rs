@@ -78,6 +78,19 @@ fn dev_mode_stats() {
         json["messages_accepted"].as_u64().unwrap() >= SENT,
         "{json}"
     );
+    // The drop counters come through the daemon's reply too (the node's
+    // own DATA, looped back by multicast, is no drop).
+    for key in [
+        "dropped_other_cluster",
+        "dropped_no_group",
+        "dropped_duplicate",
+        "dropped_beyond_window",
+        "dropped_before_base",
+        "sessions_dropped_slow",
+    ] {
+        assert!(json[key].is_u64(), "{key}: {json}");
+    }
+    assert_eq!(after.sessions_dropped_slow, 0, "{after:?}");
     let groups = json["groups"].as_array().unwrap();
     assert!(
         groups

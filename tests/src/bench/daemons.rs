@@ -46,6 +46,9 @@ pub struct DaemonReport {
     pub naks_received: Option<u64>,
     pub tail_probes: Option<u64>,
     pub window_decreases: Option<u64>,
+    /// Datagrams and messages the daemon dropped, all reasons summed
+    /// (`dropped_*` of `chorusctl stats`; see [`crate::stats::drops`]).
+    pub drops: Option<u64>,
     /// UDP datagrams the kernel dropped for a full receive buffer (see
     /// [`DropScope`]).
     pub rcvbuf_errors: Option<u64>,
@@ -97,6 +100,7 @@ pub fn deltas(before: &[Sample], after: &[Sample]) -> Vec<DaemonReport> {
                 naks_received: counter(|s| s.naks_received),
                 tail_probes: counter(|s| s.tail_probes),
                 window_decreases: counter(|s| s.window_decreases),
+                drops: counter(crate::stats::drops),
                 rcvbuf_errors: a
                     .rcvbuf_errors
                     .zip(b.rcvbuf_errors)
@@ -157,6 +161,8 @@ mod tests {
             node: "n1".into(),
             stats: Some(Stats {
                 retransmits,
+                dropped_duplicate: retransmits,
+                dropped_other_cluster: 1,
                 ..Stats::default()
             }),
             rcvbuf_errors: drops,
@@ -165,6 +171,7 @@ mod tests {
         let d = deltas(&[s(3, Some(10), None)], &[s(8, Some(12), Some(1.0))]);
         assert_eq!(d[0].retransmits, Some(5));
         assert_eq!(d[0].naks_sent, Some(0));
+        assert_eq!(d[0].drops, Some(5), "the drops' increases, summed");
         assert_eq!(d[0].rcvbuf_errors, Some(2));
         assert_eq!(d[0].cpu_s, None);
         let mut gone = s(8, None, None);

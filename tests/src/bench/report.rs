@@ -171,13 +171,14 @@ impl RunReport {
         }
         writeln!(
             out,
-            "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>12} {:>7}",
+            "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>7} {:>12} {:>7}",
             "daemon",
             "retransmits",
             "NAKs sent",
             "NAKs recv",
             "tail probes",
             "win halved",
+            "drops",
             "rcvbuf drops",
             "CPU s"
         )?;
@@ -185,13 +186,14 @@ impl RunReport {
         for d in &self.daemons {
             writeln!(
                 out,
-                "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>12} {:>7}",
+                "  {:<8} {:>11} {:>9} {:>9} {:>11} {:>10} {:>7} {:>12} {:>7}",
                 d.node,
                 n(d.retransmits),
                 n(d.naks_sent),
                 n(d.naks_received),
                 n(d.tail_probes),
                 n(d.window_decreases),
+                n(d.drops),
                 n(d.rcvbuf_errors),
                 d.cpu_s.map_or("-".to_owned(), |c| format!("{c:.2}"))
             )?;
@@ -324,6 +326,7 @@ mod tests {
             naks_received: Some(2),
             tail_probes: Some(3),
             window_decreases: Some(4),
+            drops: Some(6),
             rcvbuf_errors: Some(5),
             cpu_s: None,
         }];
@@ -335,6 +338,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&r.json_line()).unwrap();
         assert_eq!(json["daemons"][0]["retransmits"], 7);
         assert_eq!(json["daemons"][0]["rcvbuf_errors"], 5);
+        assert_eq!(json["daemons"][0]["drops"], 6);
         assert!(json["daemons"][0]["cpu_s"].is_null());
         assert_eq!(json["rcvbuf_errors_scope"], "host");
     }
