@@ -47,7 +47,7 @@ pub struct Tuning {
     /// Messages buffered out of order per group while waiting for a gap to be
     /// repaired. Default 8192, >= 16.
     pub receive_window_messages: usize,
-    /// Longest delay before acknowledging what was received. Default 10, 1..=1000.
+    /// Longest delay before acknowledging what was received. Default 3, 1..=1000.
     pub ack_interval_ms: u64,
     /// Wait before asking again for a missing message. Default 60, 5..=10000.
     pub retransmit_ms: u64,
@@ -63,7 +63,7 @@ impl Default for Tuning {
             max_message_bytes: 1 << 20,
             send_window_messages: 4096,
             receive_window_messages: 8192,
-            ack_interval_ms: 10,
+            ack_interval_ms: 3,
             retransmit_ms: 60,
             session_queue_bytes: 64 * 1024 * 1024,
         }

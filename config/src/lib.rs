@@ -76,7 +76,7 @@
 //! | `max_message_bytes` | integer | `1048576` (1 MiB) | 1–16777216 (16 MiB) | Largest message payload an application may send; a message larger than a datagram travels in several. A group's `max_message_bytes` in `directory.toml` may lower it for that group. |
 //! | `send_window_messages` | integer | `4096` | ≥ 16 | Messages one sender keeps per group until they are stable (received by every member). When the window is full, further sends are held back until acknowledgements free it: this is the flow control. |
 //! | `receive_window_messages` | integer | `8192` | ≥ 16 | Messages a receiver buffers per sender past a gap while it waits for the missing one to be repaired. Need not be larger than `send_window_messages`. |
-//! | `ack_interval_ms` | integer | `10` | 1–1000 | Longest a receiver waits before acknowledging what it has. Smaller values free senders' windows sooner at the cost of more acknowledgement traffic. |
+//! | `ack_interval_ms` | integer | `3` | 1–1000 | Longest a receiver waits before acknowledging what it has. Smaller values free senders' windows sooner at the cost of more acknowledgement traffic. |
 //! | `retransmit_ms` | integer | `60` | 5–10000 | How long a missing message is awaited before it is asked for again. |
 //! | `session_queue_bytes` | integer | `67108864` (64 MiB) | ≥ 65536 | Bytes of delivered-but-unread messages chorusd holds for one application connection. An application that falls this far behind is disconnected, so one slow reader cannot stall its group or exhaust memory. |
 //!

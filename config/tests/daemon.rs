@@ -41,7 +41,7 @@ fn empty_file_gives_the_defaults() {
         ),
         (1400, 4096, 8192)
     );
-    assert_eq!((t.ack_interval_ms, t.retransmit_ms), (10, 60));
+    assert_eq!((t.ack_interval_ms, t.retransmit_ms), (3, 60));
     assert_eq!(t.session_queue_bytes, 67_108_864);
     assert_eq!(t.max_message_bytes, 1_048_576);
 }
