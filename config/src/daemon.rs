@@ -187,7 +187,18 @@ impl RawTuning {
     fn validate(self, src: &Source<'_>) -> Result<Tuning, ConfigError> {
         let d = Tuning::default();
         let key = |k: &str| format!("tuning.{k}");
-        Ok(Tuning {
+        // Where a bad pair is reported: the session queue if it was set,
+        // else the message limit.
+        let pair_span = self
+            .session_queue_bytes
+            .as_ref()
+            .map(|v| (v.span(), "session_queue_bytes"))
+            .or_else(|| {
+                self.max_message_bytes
+                    .as_ref()
+                    .map(|v| (v.span(), "max_message_bytes"))
+            });
+        let t = Tuning {
             max_datagram_bytes: bounded(
                 src,
                 &key("max_datagram_bytes"),
@@ -244,7 +255,20 @@ impl RawTuning {
                 65_536,
                 None,
             )?,
-        })
+        };
+        // A listener's queue must hold the largest message, or every
+        // listener would be disconnected by the first one that large.
+        if t.session_queue_bytes < t.max_message_bytes {
+            let msg = format!(
+                "session_queue_bytes ({}) is smaller than max_message_bytes ({}): every listener would be disconnected by the largest message; raise session_queue_bytes or lower max_message_bytes",
+                t.session_queue_bytes, t.max_message_bytes
+            );
+            return Err(match pair_span {
+                Some((span, k)) => src.error(span, &key(k), msg),
+                None => ConfigError::new(src.file, None, Some("tuning"), msg),
+            });
+        }
+        Ok(t)
     }
 }
 

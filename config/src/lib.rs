@@ -78,7 +78,7 @@
 //! | `receive_window_messages` | integer | `8192` | ≥ 16 | Messages a receiver buffers per sender past a gap while it waits for the missing one to be repaired. Need not be larger than `send_window_messages`. |
 //! | `ack_interval_ms` | integer | `3` | 1–1000 | Longest a receiver waits before acknowledging what it has. Smaller values free senders' windows sooner at the cost of more acknowledgement traffic. |
 //! | `retransmit_ms` | integer | `60` | 5–10000 | How long a missing message is awaited before it is asked for again. |
-//! | `session_queue_bytes` | integer | `67108864` (64 MiB) | ≥ 65536 | Bytes of delivered-but-unread messages chorusd holds for one application connection. An application that falls this far behind is disconnected, so one slow reader cannot stall its group or exhaust memory. |
+//! | `session_queue_bytes` | integer | `67108864` (64 MiB) | ≥ 65536 and ≥ `max_message_bytes` | Bytes of delivered-but-unread messages chorusd holds for one application connection. An application that falls this far behind is disconnected, so one slow reader cannot stall its group or exhaust memory. |
 //!
 //! ## Examples
 //!

@@ -172,6 +172,26 @@ fn partial_tuning_keeps_other_defaults() {
 }
 
 #[test]
+fn a_session_queue_smaller_than_the_largest_message_is_refused() {
+    let text = "[tuning]\nmax_message_bytes = 2097152\nsession_queue_bytes = 1048576\n";
+    let err = parse(text).unwrap_err();
+    assert_points_at(
+        &err,
+        3,
+        "tuning.session_queue_bytes",
+        "smaller than max_message_bytes",
+    );
+    // Only the message limit set: the error names it.
+    let text = "[tuning]\nmax_message_bytes = 16777216\n";
+    assert!(parse(text).is_ok(), "16 MiB fits the default 64 MiB queue");
+    let text = "[tuning]\nsession_queue_bytes = 65536\n";
+    let err = parse(text).unwrap_err();
+    assert_points_at(&err, 2, "tuning.session_queue_bytes", "1048576");
+    let text = "[tuning]\nsession_queue_bytes = 1048576\nmax_message_bytes = 1048576\n";
+    assert!(parse(text).is_ok(), "equal is enough");
+}
+
+#[test]
 fn tuning_bounds_are_enforced_at_both_ends() {
     for (key, low, high) in [
         ("max_datagram_bytes", Some(511), Some(65001)),
@@ -191,7 +211,13 @@ fn tuning_bounds_are_enforced_at_both_ends() {
             .into_iter()
             .flatten()
         {
-            let text = format!("[tuning]\n{key} = {good}\n");
+            // (the smallest session queue holds messages up to its size)
+            let pair = if key == "session_queue_bytes" {
+                "max_message_bytes = 65536\n"
+            } else {
+                ""
+            };
+            let text = format!("[tuning]\n{key} = {good}\n{pair}");
             assert!(parse(&text).is_ok(), "{key} = {good} rejected");
         }
     }
