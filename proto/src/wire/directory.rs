@@ -848,9 +848,9 @@ mod tests {
     #[test]
     fn header_and_kind_numbers_are_as_documented() {
         let out = encoded_to(&ToDirectory::Goodbye);
-        assert_eq!(out, vec![0xC0, 0xC5, 1, 7]);
+        assert_eq!(out, vec![0xC0, 0xC5, 2, 7]);
         let out = encoded_from(&FromDirectory::GroupEnded { group: GroupId(5) });
-        assert_eq!(out, vec![0xC0, 0xC5, 1, 104, 0, 0, 0, 5]);
+        assert_eq!(out, vec![0xC0, 0xC5, 2, 104, 0, 0, 0, 5]);
         let hello = ToDirectory::Hello {
             name: "ab".into(),
             incarnation: Incarnation(1),
@@ -860,7 +860,7 @@ mod tests {
             previous: Some(NodeId(3)),
         };
         let mut want = vec![
-            0xC0, 0xC5, 1, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
+            0xC0, 0xC5, 2, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
         ];
         want.extend_from_slice(&7401u16.to_be_bytes());
         want.extend_from_slice(&7402u16.to_be_bytes());
@@ -875,15 +875,15 @@ mod tests {
             Err(DecodeError::BadMagic(0xC0C6))
         );
         assert_eq!(
-            ToDirectory::decode(&[0xC0, 0xC5, 2, 2]),
-            Err(DecodeError::BadVersion(2))
+            ToDirectory::decode(&[0xC0, 0xC5, 1, 2]),
+            Err(DecodeError::BadVersion(1))
         );
         assert_eq!(
-            ToDirectory::decode(&[0xC0, 0xC5, 1, 101]),
+            ToDirectory::decode(&[0xC0, 0xC5, 2, 101]),
             Err(DecodeError::UnknownKind(101))
         );
         assert_eq!(
-            FromDirectory::decode(&[0xC0, 0xC5, 1, 2]),
+            FromDirectory::decode(&[0xC0, 0xC5, 2, 2]),
             Err(DecodeError::UnknownKind(2))
         );
     }
@@ -949,7 +949,7 @@ mod tests {
     #[test]
     fn a_hostile_count_does_not_allocate() {
         // Join with a 65535 unix-group count but no bytes behind it.
-        let mut body = vec![0xC0, 0xC5, 1, 3, 1, b'g', 0, 0, 0, 1, 0, 0, 0xFF, 0xFF];
+        let mut body = vec![0xC0, 0xC5, 2, 3, 1, b'g', 0, 0, 0, 1, 0, 0, 0xFF, 0xFF];
         assert_eq!(
             ToDirectory::decode(&body),
             Err(DecodeError::Invalid("unix group count"))

@@ -25,5 +25,8 @@ pub const MAGIC: u16 = 0xC0C5;
 /// member drops a peer's message that grows past it while being
 /// reassembled.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
-/// Protocol version carried in every header.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in every header. 2: DATA's order byte carries
+/// the piece of a large message, views carry the group's
+/// `max_message_bytes`, and stats carry the drop counters; a version-1 peer
+/// or client is refused by name rather than misread.
+pub const VERSION: u8 = 2;
