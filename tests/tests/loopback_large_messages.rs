@@ -49,6 +49,33 @@ fn messages(client: &mut Client, n: usize, deadline: Instant) -> Vec<(u64, Vec<u
     out
 }
 
+/// `chorusctl send GROUP --name NAME` on daemon `k`, fed `lines` on stdin.
+fn send_lines(
+    cluster: &LoopbackCluster,
+    k: usize,
+    group: &str,
+    name: &str,
+    lines: &[&[u8]],
+) -> std::process::Output {
+    let mut child = cluster
+        .node(k)
+        .chorusctl()
+        .args(["send", group, "--name", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for l in lines {
+            stdin.write_all(l).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn loopback_large_messages() {
     let cluster = LoopbackCluster::start_with_max_message(
@@ -70,23 +97,7 @@ fn loopback_large_messages() {
 
     let one = line(MIB, 1);
     let sixteen = line(16 * MIB, 2);
-    let mut child = cluster
-        .node(1)
-        .chorusctl()
-        .args(["send", &group, "--name", "big-sender"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&one).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.write_all(&sixteen).unwrap();
-        stdin.write_all(b"\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = send_lines(&cluster, 1, &group, "big-sender", &[&one, &sixteen]);
     assert!(out.status.success(), "chorusctl send: {out:?}");
 
     let mut seen = Vec::new();
@@ -113,21 +124,7 @@ fn loopback_large_messages() {
 
     // Past the limit: refused, with the reason, and nothing delivered.
     let too_big = line(16 * MIB + 1, 3);
-    let mut child = cluster
-        .node(2)
-        .chorusctl()
-        .args(["send", &group, "--name", "too-big"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&too_big).unwrap();
-        stdin.write_all(b"\nsmall\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = send_lines(&cluster, 2, &group, "too-big", &[&too_big, b"small"]);
     assert!(!out.status.success(), "a 16 MiB + 1 line must be refused");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("16 MiB") || err.contains("16777216"), "{err}");

@@ -216,10 +216,21 @@ fn late_steps(d: &Daemon) -> u128 {
     d.heartbeat_late_max.as_micros() / STEP.as_micros()
 }
 
+/// The directory's next frame is a heartbeat, sent at most two steps late.
+fn assert_heartbeat_on_time(rig: &mut Rig) {
+    let lease = Duration::from_millis(u64::from(LEASE_MS));
+    assert_eq!(rig.dir.next(), ToDirectory::Heartbeat);
+    assert!(
+        late_steps(&rig.daemon) < 3,
+        "a heartbeat went out {} steps late ({:?}; the lease is {lease:?})",
+        late_steps(&rig.daemon),
+        rig.daemon.heartbeat_late_max
+    );
+}
+
 #[test]
 fn a_due_heartbeat_goes_out_before_a_backlog_of_input_and_between_its_batches() {
     let mut rig = Rig::welcomed("backlog");
-    let lease = Duration::from_millis(u64::from(LEASE_MS));
 
     // Many apps connect, each with a request waiting, while the heartbeat
     // is due: the loop has one batch of input per app to handle.
@@ -232,13 +243,7 @@ fn a_due_heartbeat_goes_out_before_a_backlog_of_input_and_between_its_batches() 
     rig.clock.set(rig.heartbeat_due());
     rig.turn(IO_LIMIT);
     assert_eq!(rig.daemon.sessions.len(), APPS, "every app accepted");
-    assert_eq!(rig.dir.next(), ToDirectory::Heartbeat);
-    assert!(
-        late_steps(&rig.daemon) < 3,
-        "a heartbeat went out {} steps late ({:?}; the lease is {lease:?})",
-        late_steps(&rig.daemon),
-        rig.daemon.heartbeat_late_max
-    );
+    assert_heartbeat_on_time(&mut rig);
 
     // Every app sends again, and the next heartbeat falls due while the
     // loop works through them: it goes out between two batches.
@@ -251,13 +256,7 @@ fn a_due_heartbeat_goes_out_before_a_backlog_of_input_and_between_its_batches() 
         due.as_micros() - 10 * STEP.as_micros() as u64,
     ));
     rig.turn(IO_LIMIT);
-    assert_eq!(rig.dir.next(), ToDirectory::Heartbeat);
-    assert!(
-        late_steps(&rig.daemon) < 3,
-        "a heartbeat went out {} steps late ({:?}; the lease is {lease:?})",
-        late_steps(&rig.daemon),
-        rig.daemon.heartbeat_late_max
-    );
+    assert_heartbeat_on_time(&mut rig);
 
     // Both rounds were answered.
     for app in &mut apps {

@@ -127,7 +127,7 @@ impl Host {
                 .map(|g| {
                     let (window, cap) = g.flow_window();
                     GroupStats {
-                        name: g.name.clone(),
+                        name: g.name.to_string(),
                         view: g.views.view,
                         sequencer: g.is_sequencer(),
                         queued: u32::try_from(g.send.len()).unwrap_or(u32::MAX),
@@ -354,7 +354,7 @@ impl Host {
         };
         let reply = FromDaemon::Members {
             request,
-            group: g.name.clone(),
+            group: g.name.to_string(),
             view: g.views.view,
             members: g
                 .views

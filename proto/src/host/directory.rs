@@ -318,7 +318,7 @@ impl Host {
         let ids: Vec<MemberId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.group == Some(gid) || m.group_name == group_name)
+            .filter(|(_, m)| m.group == Some(gid) || *m.group_name == *group_name)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -340,7 +340,7 @@ impl Host {
                 self.out_app.push_back((
                     session,
                     FromDaemon::View {
-                        group: group_name.clone(),
+                        group: group_name.to_string(),
                         view,
                         members: names.clone(),
                         sequencer: sequencer.clone(),
@@ -374,7 +374,7 @@ impl Host {
                 .collect();
             self.out_dir.push_back(ToDirectory::Resume(Resume {
                 group: g.id,
-                group_name: g.name.clone(),
+                group_name: g.name.to_string(),
                 address: *g.views.address.ip(),
                 port: g.views.address.port(),
                 view: g.latest_view_id(),

@@ -224,16 +224,28 @@ impl Host {
     /// The largest piece of a message from a member named `name` that one
     /// datagram carries.
     pub fn max_piece(&self, name: &str) -> usize {
+        self.piece_room(name.len())
+    }
+
+    /// Payload room in one DATA datagram beside a sender name of
+    /// `name_len` bytes (names are cut at 255).
+    fn piece_room(&self, name_len: usize) -> usize {
         self.s
             .max_datagram_bytes
-            .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + name.len().min(255))
+            .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + name_len.min(255))
             .max(1)
+    }
+
+    /// This node's own limit on a message (`max_message_bytes`, at most
+    /// the protocol's).
+    fn own_max_message(&self) -> usize {
+        self.s.max_message_bytes.min(MAX_MESSAGE_BYTES)
     }
 
     /// The largest message a member can send in `group` (this node's
     /// limit, lowered by the group's own if its view sets one).
     pub fn max_message(&self, group: GroupId) -> usize {
-        let own = self.s.max_message_bytes.min(MAX_MESSAGE_BYTES);
+        let own = self.own_max_message();
         match self.groups.get(&group).map(|g| g.views.max_message_bytes()) {
             Some(Some(limit)) => own.min(limit),
             _ => own,
@@ -243,15 +255,7 @@ impl Host {
     /// The most pieces any message of ours may take (the longest name
     /// leaves the least room per datagram).
     pub fn max_message_pieces(&self) -> usize {
-        let piece = self
-            .s
-            .max_datagram_bytes
-            .saturating_sub(DATA_PREFIX_BYTES + DATA_MSG_OVERHEAD_BYTES + 255)
-            .max(1);
-        self.s
-            .max_message_bytes
-            .min(MAX_MESSAGE_BYTES)
-            .div_ceil(piece)
+        self.own_max_message().div_ceil(self.piece_room(255))
     }
 
     // ----- network -----
@@ -435,7 +439,7 @@ impl Host {
     pub(super) fn route(&mut self, gid: GroupId) -> Option<ViewId> {
         let g = self.groups.get_mut(&gid)?;
         let commands = g.take_commands();
-        let (view, name) = (g.views.view, std::sync::Arc::<str>::from(g.name.as_str()));
+        let (view, name) = (g.views.view, std::sync::Arc::clone(&g.name));
         let mut next_view = None;
         let mut targets: Option<Vec<SessionId>> = None;
         for c in commands {
@@ -530,7 +534,7 @@ impl Host {
             let has_members = self
                 .members
                 .values()
-                .any(|m| m.group == Some(gid) || (m.group.is_none() && m.group_name == g.name));
+                .any(|m| m.group == Some(gid) || (m.group.is_none() && *m.group_name == *g.name));
             // A join after our Detach does not cancel it (the directory
             // reads the Detach first): it is a new attachment, after GroupEnded.
             let detach = !has_members

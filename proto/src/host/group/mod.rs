@@ -91,7 +91,8 @@ pub enum Command {
 #[derive(Debug)]
 pub struct GroupState {
     pub id: GroupId,
-    pub name: String,
+    /// Shared with every delivery to the group's members (no copy each).
+    pub name: Arc<str>,
     me: StreamKey,
     limits: GroupLimits,
     /// Membership: the installed view and those proposed.
@@ -125,7 +126,7 @@ impl GroupState {
     pub fn new(v: &View, me: StreamKey, stream_start: SenderSeq, limits: GroupLimits) -> Self {
         GroupState {
             id: v.group,
-            name: v.group_name.clone(),
+            name: v.group_name.as_str().into(),
             me,
             limits,
             views: Views::new(v),
