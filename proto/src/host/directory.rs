@@ -207,6 +207,7 @@ impl Host {
             flow_budget_bytes: self.s.flow_budget_bytes,
             max_datagram_bytes: self.s.max_datagram_bytes,
             max_message_pieces: self.max_message_pieces(),
+            peer_message_pieces: self.peer_message_pieces(v.max_message_bytes),
             planted: self.planted,
         };
         let start = self

@@ -258,6 +258,19 @@ impl Host {
         self.own_max_message().div_ceil(self.piece_room(255))
     }
 
+    /// The most pieces a peer's message may take in a group whose view
+    /// sets `limit` (0: none; peers are then taken to share our own
+    /// `max_message_bytes`, as one cluster's configurations do: a peer
+    /// allowed more may see the tail of its largest messages dropped here
+    /// and repaired as the window moves).
+    pub fn peer_message_pieces(&self, limit: u32) -> usize {
+        let max = match limit {
+            0 => self.own_max_message(),
+            l => (l as usize).min(MAX_MESSAGE_BYTES),
+        };
+        max.div_ceil(self.piece_room(255))
+    }
+
     // ----- network -----
 
     /// A datagram from the multicast or unicast socket.

@@ -89,6 +89,8 @@ pub struct Receivers {
     send_window: usize,
     /// Pieces of our largest message: our own stream holds them on top.
     max_message_pieces: usize,
+    /// Pieces of a peer's largest message: other streams hold them on top.
+    peer_message_pieces: usize,
     /// Planted bug (tests only; see `host::planted`).
     forget_delivered: bool,
 }
@@ -100,6 +102,7 @@ impl Receivers {
         receive_window: usize,
         send_window: usize,
         max_message_pieces: usize,
+        peer_message_pieces: usize,
         forget_delivered: bool,
     ) -> Receivers {
         Receivers {
@@ -109,6 +112,7 @@ impl Receivers {
             receive_window,
             send_window,
             max_message_pieces,
+            peer_message_pieces,
             forget_delivered,
         }
     }
@@ -119,12 +123,14 @@ impl Receivers {
         // here: the unstable ones (up to the send capacity) and stable ones
         // whose delivery waits (at most a receive window of positions),
         // and the pieces of a large message accepted past the capacity.
-        let own = if key == self.me {
+        // Another's holds its window and the rest of a message (its sender
+        // finishes one regardless of windows while a view waits).
+        let extra = if key == self.me {
             2 * self.send_window + self.max_message_pieces
         } else {
-            0
+            self.peer_message_pieces
         };
-        let window = self.receive_window + own;
+        let window = self.receive_window + extra;
         let forget = self.forget_delivered;
         self.streams.entry(key).or_insert_with(|| {
             let mut r = RecvStream::new(window);
@@ -341,7 +347,7 @@ mod tests {
     #[test]
     fn dropped_messages_are_counted_by_reason_and_nothing_else_changes() {
         // We are node 1; a receive window of 4 positions.
-        let mut rx = Receivers::new(key(1), 4, 4, 1, false);
+        let mut rx = Receivers::new(key(1), 4, 4, 1, 0, false);
         assert_eq!(rx.on_data(&data(2, 1, 1, 2), &[], false, G), news());
         // The same DATA again: both messages held already.
         let again = rx.on_data(&data(2, 1, 1, 2), &[], false, G);

@@ -444,6 +444,37 @@ impl Deliverer {
         next.into_iter().collect()
     }
 
+    /// Of `streams` (each with the next position to order, as
+    /// [`Self::takeover_streams`] gives them), those whose last ordered
+    /// piece leaves a message unfinished: a new sequencer's marker must wait
+    /// for the rest of their messages, or a joiner of its view would begin
+    /// inside one (it holds none of the first pieces).
+    pub fn open_streams(
+        &self,
+        rx: &Receivers,
+        streams: &[(StreamKey, SenderSeq)],
+    ) -> Vec<StreamKey> {
+        streams
+            .iter()
+            .filter(|(key, next)| {
+                let Some(last) = next.0.checked_sub(1).filter(|l| *l > 0) else {
+                    return false;
+                };
+                match self.held_message(rx, *key, SenderSeq(last)) {
+                    Some(h) => !h.frag.ends_message(),
+                    // Delivered and stable: an unfinished message is in
+                    // the assembly.
+                    None => {
+                        rx.get(key)
+                            .is_some_and(|s| SenderSeq(last) < s.next_deliver())
+                            && self.assembly.unfinished.contains_key(key)
+                    }
+                }
+            })
+            .map(|(key, _)| *key)
+            .collect()
+    }
+
     /// The streams with messages in flight in the group: ordered and not
     /// yet stable (delivered here or not). `me` counts too when `sending`.
     /// The senders sharing the receivers' buffers now.

@@ -53,6 +53,11 @@ pub enum SequencerInput {
         /// begins with its marker, which tells the survivors the cut, even
         /// when nothing was ordered before (`next` is 1).
         takeover: bool,
+        /// For a group new to this sequencer whose order already ran: the
+        /// streams whose last ordered piece leaves a message unfinished (a
+        /// cut inside it). The view's marker waits for the rest of their
+        /// messages, as it waits for any sender inside a message.
+        open: Vec<StreamKey>,
     },
     /// Messages `first..end` of a stream are held by this node, in order.
     Arrived {
@@ -246,9 +251,10 @@ impl Sequencer {
                 streams,
                 stable,
                 takeover,
+                open,
             } => {
                 let seqs = (next, stable, takeover);
-                self.install_view(now, group, view, address, members, streams, seqs)
+                self.install_view(now, group, view, address, members, (streams, open), seqs)
             }
             SequencerInput::Arrived {
                 group,
@@ -279,7 +285,7 @@ impl Sequencer {
         view: ViewId,
         address: SocketAddrV4,
         members: Vec<(NodeId, Incarnation)>,
-        streams: Vec<(StreamKey, SenderSeq)>,
+        (streams, open): (Vec<(StreamKey, SenderSeq)>, Vec<StreamKey>),
         (next, stable, takeover): (GlobalSeq, GlobalSeq, bool),
     ) {
         let Some(g) = self.groups.get_mut(&group) else {
@@ -305,18 +311,43 @@ impl Sequencer {
                 announced_stable: GlobalSeq(0),
                 last_sent: None,
             };
-            // A takeover (a group new here whose order already ran) starts
-            // the view with a marker too: it tells the survivors where the
-            // cut is.
-            if next.0 > 1 || takeover {
-                g.push_marker(view);
-            }
-            g.view_start = g.next;
-            g.note_start();
             // Everyone starts at what is known stable.
             let before = g.stable;
-            g.acked = members.into_iter().map(|(n, i)| (n, (i, before))).collect();
+            g.acked = members.iter().map(|&(n, i)| (n, (i, before))).collect();
             g.recompute_stable();
+            // A takeover (a group new here whose order already ran) starts
+            // the view with a marker too. Survivors read the cut from our
+            // first position (`OrderBatch::sequencer_start`), wherever the
+            // marker falls.
+            let member = |k: &StreamKey| {
+                members
+                    .iter()
+                    .any(|(n, i)| *n == k.node && *i == k.incarnation)
+            };
+            g.open = open.into_iter().filter(|k| member(k)).collect();
+            if (next.0 > 1 || takeover) && !g.open.is_empty() {
+                // The cut fell inside live senders' messages: the marker
+                // waits for their rest (`place_markers`). Until then our
+                // ORDER names the new view, starting at the cut: a joiner
+                // of it passes over the unfinished messages' pieces and
+                // installs the view at its marker.
+                log::debug!(
+                    "sequencer: group {group}: view {view}'s marker waits for {} sender(s) inside a message at the cut",
+                    g.open.len()
+                );
+                g.pending.push(PendingView {
+                    view,
+                    since: now,
+                    address,
+                    members,
+                });
+            } else {
+                if next.0 > 1 || takeover {
+                    g.push_marker(view);
+                }
+                g.view_start = g.next;
+                g.note_start();
+            }
             self.groups.insert(group, g);
             // Announce the view start at once so joiners learn where they begin.
             self.emit(now, group, true);
@@ -765,6 +796,7 @@ mod tests {
                 streams: Vec::new(),
                 stable: GlobalSeq(0),
                 takeover: false,
+                open: Vec::new(),
             },
         );
     }
@@ -1012,5 +1044,59 @@ mod tests {
         ];
         assert_eq!(r, expect);
         assert_eq!(s.view_start(G, ViewId(2)), Some(GlobalSeq(7)));
+    }
+
+    /// A takeover whose cut fell inside a live sender's message: the new
+    /// sequencer orders the message's rest before its view's marker (a
+    /// joiner of the view would otherwise begin inside the message), while
+    /// its first ORDER already tells the survivors the cut.
+    #[test]
+    fn a_takeover_marker_waits_for_a_message_cut_in_pieces() {
+        let mut s = seq();
+        let t = Instant::ZERO;
+        s.handle_input(
+            t,
+            SequencerInput::View {
+                group: G,
+                view: ViewId(5),
+                address: SocketAddrV4::new(Ipv4Addr::new(239, 1, 1, 1), 7000),
+                members: [1, 2, 3]
+                    .iter()
+                    .map(|&n| (NodeId(n), Incarnation(1)))
+                    .collect(),
+                // The old order ended at 10 with node 2's piece 3 (of 1..=5)
+                // and node 3's whole message 1.
+                next: GlobalSeq(11),
+                streams: vec![(key(2), SenderSeq(4)), (key(3), SenderSeq(2))],
+                stable: GlobalSeq(8),
+                takeover: true,
+                // Node 4 (gone) was inside a message too: it holds nothing up.
+                open: vec![key(2), key(4)],
+            },
+        );
+        let first = drain(&mut s);
+        assert!(!first.is_empty(), "the takeover is announced at once");
+        for b in &first {
+            assert_eq!(b.sequencer_start, GlobalSeq(11), "the cut is told");
+            assert!(b.entries.is_empty(), "no marker yet: {b:?}");
+        }
+        assert_eq!(s.view_start(G, ViewId(5)), None);
+        // Node 3's next message waits behind the marker.
+        arrived(&mut s, t, 3, 2, 3, RunShape::whole(SenderSeq(2)));
+        assert!(records(&drain(&mut s)).is_empty());
+        // Node 2's last two pieces end the message: then the marker.
+        let rest = RunShape {
+            first_end: Some(SenderSeq(6)),
+            open_at_end: false,
+        };
+        arrived(&mut s, t, 2, 4, 6, rest);
+        let expect = vec![
+            (11, 2, 4),
+            (12, 2, 5),
+            (13, 0, 1), // the marker
+            (14, 3, 2),
+        ];
+        assert_eq!(records(&drain(&mut s)), expect);
+        assert_eq!(s.view_start(G, ViewId(5)), Some(GlobalSeq(14)));
     }
 }

@@ -212,23 +212,6 @@ impl Plan {
             a.large_seed = larger.next_u64();
         }
         let process = process_faults(&mut procr, n, groups.len());
-        // Known gaps (issue 12, open), so plans with process faults send no
-        // large messages yet:
-        // - a sequencer failover whose cut falls inside a live sender's
-        //   message in pieces, with a joiner admitted by the takeover view,
-        //   leaves that joiner without the message's first pieces (it passes
-        //   the message over, logged; the others deliver it): process-fault
-        //   seeds 30920, 31034, 40762, 2464370562690. The takeover's marker
-        //   should wait for such messages as an ordinary view's does;
-        // - after a directory restart, a view's marker waited out its bound
-        //   behind a sender inside a message whose pieces were not ordered
-        //   (seed 100904 with process faults).
-        // Network faults, churn, joins and app disconnects run with them.
-        if opts.process_faults && !process.is_empty() {
-            for a in &mut apps {
-                a.large_pct = 0;
-            }
-        }
         if apps.iter().any(|a| a.large_pct > 0) {
             features.push("large");
         }

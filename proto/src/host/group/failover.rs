@@ -187,13 +187,16 @@ impl GroupState {
         );
         self.switch_sequencer(self.me.node, cut);
         self.is_sequencer = true;
-        self.order.marker_next = Some(GlobalSeq(cut.0 + 2));
         let streams = self.order.takeover_streams(&self.rx);
         for (key, next) in &streams {
             if let Some(s) = self.rx.get_mut(key) {
                 s.reported = *next;
             }
         }
+        // A cut inside a live sender's message moves the marker past the
+        // message's rest; delivery learns where when it reaches it.
+        let open = self.order.open_streams(&self.rx, &streams);
+        self.order.marker_next = open.is_empty().then_some(GlobalSeq(cut.0 + 2));
         Some(SequencerInput::View {
             group: self.id,
             view: v.view,
@@ -203,6 +206,7 @@ impl GroupState {
             streams,
             stable: self.order.log.stable(),
             takeover: true,
+            open,
         })
     }
 

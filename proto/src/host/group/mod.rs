@@ -53,6 +53,12 @@ pub struct GroupLimits {
     /// The most pieces one message of ours may be split into: our own
     /// stream holds a whole message past the send capacity.
     pub max_message_pieces: usize,
+    /// The most pieces a peer's message in this group may take: every
+    /// other stream holds a whole message past the receive window. A
+    /// message's rest must always be taken in: the next view's marker may
+    /// wait for it, and the delivery that would free the window may wait
+    /// for that view (a member that acks only once it has its start).
+    pub peer_message_pieces: usize,
     /// Test-only bugs (see [`crate::host::planted`]).
     pub planted: crate::host::planted::Planted,
 }
@@ -141,6 +147,7 @@ impl GroupState {
                 limits.receive_window,
                 limits.send_window,
                 limits.max_message_pieces,
+                limits.peer_message_pieces,
                 limits.planted.no_duplicate_suppression(),
             ),
             order: Deliverer::new(v.view, limits.receive_window),
@@ -283,13 +290,15 @@ impl GroupState {
 
     fn sequencer_view(&self, v: &View) -> SequencerInput {
         let log = self.order.log();
+        let streams = self.order.takeover_streams(&self.rx);
         SequencerInput::View {
             group: self.id,
             view: v.view,
             address: SocketAddrV4::new(v.address, v.port),
             members: v.nodes.iter().map(|n| (n.node, n.incarnation)).collect(),
             next: GlobalSeq(log.highest_known().0 + 1).max(log.next()),
-            streams: self.order.takeover_streams(&self.rx),
+            open: self.order.open_streams(&self.rx, &streams),
+            streams,
             stable: log.stable(),
             takeover: false,
         }

@@ -20,6 +20,7 @@ fn limits() -> GroupLimits {
         flow_budget_bytes: 1 << 20,
         max_datagram_bytes: 1400,
         max_message_pieces: 8,
+        peer_message_pieces: 8,
         planted: Default::default(),
     }
 }
