@@ -503,7 +503,7 @@ fn request_of_from(msg: &FromDaemon) -> Option<u32> {
         | FromDaemon::Groups { request, .. }
         | FromDaemon::Stats { request, .. }
         | FromDaemon::Members { request, .. } => Some(*request),
-        FromDaemon::View { .. } | FromDaemon::Message { .. } => None,
+        FromDaemon::View { .. } | FromDaemon::Message { .. } | FromDaemon::Separated { .. } => None,
     }
 }
 

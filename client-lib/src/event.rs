@@ -10,6 +10,28 @@ pub enum Event {
     View(ViewInfo),
     /// A message delivered in a joined group.
     Message(Message),
+    /// The member is no longer with the others of a group, though its app
+    /// did not leave (see [`Separation`]).
+    Separated(Separation),
+}
+
+/// A membership that ended without the app asking: this node was declared
+/// dead (its lease ran out while it was paused, overloaded or cut off from
+/// the directory) or the directory dropped it from the group. Messages the
+/// others deliver after `view` do not reach this member; nothing of `view`
+/// or before was skipped (what was delivered is a prefix of the others'
+/// sequence in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Separation {
+    pub group: String,
+    /// The last view this member installed.
+    pub view: u64,
+    /// True when the daemon joins the member again by itself: a new
+    /// [`Event::View`] follows once the directory admits it. False: the
+    /// membership is over, and the app must join again.
+    pub rejoining: bool,
+    /// Why, in words for a log.
+    pub reason: String,
 }
 
 /// A view: who is in the group, and which node orders it.
@@ -228,6 +250,17 @@ impl Event {
                 seq,
                 // The decoder's own copy: taken over, not copied again.
                 payload: Vec::from(payload),
+            })),
+            FromDaemon::Separated {
+                group,
+                view,
+                rejoining,
+                reason,
+            } => Ok(Event::Separated(Separation {
+                group,
+                view: view.0,
+                rejoining,
+                reason,
             })),
             other => Err(other),
         }

@@ -37,6 +37,9 @@
 //!     match client.recv()? {
 //!         Event::View(v) => println!("view {} of {}: {:?}", v.view, v.group, v.members),
 //!         Event::Message(m) => println!("#{} from {}: {:?}", m.seq, m.sender, m.payload),
+//!         // This node was declared dead or dropped: nothing after s.view
+//!         // reaches us; unless the daemon rejoins by itself, join again.
+//!         Event::Separated(s) => eprintln!("separated from {} after view {}: {}", s.group, s.view, s.reason),
 //!     }
 //! }
 //! # }
@@ -70,7 +73,7 @@ pub use chorus_proto::wire::app::ErrorCode;
 pub use chorus_proto::Order;
 pub use client::{Client, SEND_WINDOW, SEND_WINDOW_BYTES};
 pub use error::{Error, ProtocolError};
-pub use event::{Event, GroupInfo, GroupStats, Message, Stats, Status, ViewInfo};
+pub use event::{Event, GroupInfo, GroupStats, Message, Separation, Stats, Status, ViewInfo};
 
 use std::path::PathBuf;
 

@@ -217,6 +217,7 @@ fn collect_sent(fake: &FakeDaemon, run_send: impl FnOnce()) -> Vec<Message> {
             Event::Message(m) => got.push(m),
             Event::View(v) if v.view > 1 && v.members == ["host-a:reader"] => return got,
             Event::View(_) => {}
+            Event::Separated(s) => panic!("separated: {s:?}"),
         }
     }
 }

@@ -55,6 +55,13 @@ pub struct NodeDriver {
     next_heartbeat: Option<Instant>,
     /// How long after it was due the last heartbeat went out.
     last_lateness: Duration,
+    /// The lease the last Welcome granted.
+    lease: Option<Duration>,
+    /// When the directory last heard from us, as far as we know: the last
+    /// Welcome or heartbeat.
+    last_beat: Option<Instant>,
+    /// Found silent for (about) a lease: see [`NodeDriver::take_lapse`].
+    lapse: Option<Duration>,
 }
 
 impl NodeDriver {
@@ -77,8 +84,8 @@ impl NodeDriver {
         let FromDirectory::Welcome {
             node,
             cluster,
+            lease_ms,
             heartbeat_ms,
-            ..
         } = frame
         else {
             return None;
@@ -86,14 +93,52 @@ impl NodeDriver {
         let every = Duration::from_millis(u64::from(*heartbeat_ms)).max(MIN_DIRECTORY_HEARTBEAT);
         self.heartbeat = Some(every);
         self.next_heartbeat = Some(now + every);
+        self.lease = Some(Duration::from_millis(u64::from(*lease_ms)));
+        // The Hello that this answers renewed the lease, not the Welcome (a
+        // daemon paused after its Hello reads the Welcome late).
+        self.last_beat = self.last_beat.or(Some(now));
         Some(sequencer_settings(host, *node, *cluster))
     }
 
-    /// The directory link is lost (or cut): heartbeats stop until the next
-    /// Welcome.
-    pub fn on_directory_lost(&mut self) {
+    /// The link to the directory is up at `now` and the host says Hello:
+    /// the directory hears from us.
+    pub fn on_directory_connected(&mut self, now: Instant) {
+        self.last_beat = Some(now);
+        self.lapse = None;
+    }
+
+    /// The directory link is lost (or cut) at `now`: heartbeats stop until
+    /// the next Welcome. A link lost after we were silent for about a lease
+    /// (paused, starved, cut off) is a lapse: the directory may have
+    /// declared us dead before the link went.
+    pub fn on_directory_lost(&mut self, now: Instant) {
+        if self.heartbeat.is_some() {
+            self.note_silence(now);
+        }
         self.heartbeat = None;
         self.next_heartbeat = None;
+    }
+
+    /// Records a lapse if the directory has not heard from us for the
+    /// lease less one heartbeat interval (a margin for the frames' way).
+    fn note_silence(&mut self, now: Instant) {
+        let (Some(last), Some(lease), Some(every)) = (self.last_beat, self.lease, self.heartbeat)
+        else {
+            return;
+        };
+        let silent = now.saturating_since(last);
+        if silent.as_micros() + every.as_micros() >= lease.as_micros() {
+            self.lapse = Some(silent);
+        }
+    }
+
+    /// How long we were silent, once, if we may have outlived our lease at
+    /// the directory (found by [`NodeDriver::poll_heartbeat`] or
+    /// [`NodeDriver::on_directory_lost`]). The edge then tells the host
+    /// ([`crate::host::Host::handle_lease_lapsed`]): our old identity may be
+    /// dead for the others, and must not go on as if nothing happened.
+    pub fn take_lapse(&mut self) -> Option<Duration> {
+        self.lapse.take()
     }
 
     /// The heartbeat to send to the directory if one is due at `now`. The
@@ -105,6 +150,8 @@ impl NodeDriver {
         if due > now {
             return None;
         }
+        self.note_silence(now);
+        self.last_beat = Some(now);
         let next = due + every;
         self.next_heartbeat = Some(if next <= now { now + every } else { next });
         self.last_lateness = now.saturating_since(due);
@@ -205,7 +252,7 @@ mod tests {
         assert_eq!(d.poll_heartbeat(ms(500)), Some(ToDirectory::Heartbeat));
         assert_eq!(d.last_lateness(), Duration::from_millis(290));
         assert_eq!(d.poll_timeout(), Some(ms(600)));
-        d.on_directory_lost();
+        d.on_directory_lost(ms(500));
         assert_eq!(d.interval(), None);
         assert_eq!(d.poll_timeout(), None);
         assert_eq!(d.poll_heartbeat(ms(1000)), None);
@@ -216,5 +263,43 @@ mod tests {
         let mut d = NodeDriver::new();
         d.on_directory_frame(ms(0), &host(), &welcome(1));
         assert_eq!(d.poll_timeout(), Some(ms(10)));
+    }
+
+    /// Silence of about a lease is a lapse, found when the next heartbeat
+    /// goes out late or when the link is found lost; a link lost soon after
+    /// a heartbeat (the directory restarted) is none, however long it then
+    /// stays down.
+    #[test]
+    fn silence_of_a_lease_is_a_lapse() {
+        // Lease 1000 ms, heartbeat every 250 ms: a lapse from 750 ms on.
+        let mut d = NodeDriver::new();
+        d.on_directory_frame(ms(0), &host(), &welcome(250));
+        assert!(d.poll_heartbeat(ms(250)).is_some());
+        assert!(d.poll_heartbeat(ms(740)).is_some());
+        assert_eq!(d.take_lapse(), None, "490 ms late is no lapse");
+        assert!(d.poll_heartbeat(ms(1600)).is_some());
+        assert_eq!(d.take_lapse(), Some(Duration::from_millis(860)));
+        assert_eq!(d.take_lapse(), None, "told once");
+
+        let mut d = NodeDriver::new();
+        d.on_directory_frame(ms(0), &host(), &welcome(250));
+        assert!(d.poll_heartbeat(ms(250)).is_some());
+        d.on_directory_lost(ms(300));
+        assert_eq!(d.take_lapse(), None, "lost soon after a heartbeat");
+        d.on_directory_lost(ms(5000));
+        assert_eq!(d.take_lapse(), None, "a link already down lapses no more");
+
+        let mut d = NodeDriver::new();
+        d.on_directory_frame(ms(0), &host(), &welcome(250));
+        // Paused from 100 ms to 3 s: the link is found lost on waking.
+        d.on_directory_lost(ms(3000));
+        assert_eq!(d.take_lapse(), Some(Duration::from_millis(3000)));
+
+        // Paused right after a Hello: the Welcome is read late, and the
+        // silence counts from the Hello.
+        d.on_directory_connected(ms(4000));
+        d.on_directory_frame(ms(7000), &host(), &welcome(250));
+        d.on_directory_lost(ms(7000));
+        assert_eq!(d.take_lapse(), Some(Duration::from_millis(3000)));
     }
 }

@@ -63,7 +63,7 @@ impl FailoverRun {
 fn tokens(seen: &Seen, all_listeners: &[String]) -> Vec<String> {
     let start = seen.events.iter().position(|e| match e {
         Event::View(v) => all_listeners.iter().all(|l| v.members.contains(l)),
-        Event::Message(_) => false,
+        Event::Message(_) | Event::Separated(_) => false,
     });
     let Some(start) = start else {
         return Vec::new();
@@ -82,6 +82,7 @@ fn tokens(seen: &Seen, all_listeners: &[String]) -> Vec<String> {
                 m.sender,
                 m.data.clone().unwrap_or_default()
             ),
+            Event::Separated(s) => format!("separated {} {}", s.view, s.rejoining),
         })
         .collect()
 }

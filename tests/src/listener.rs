@@ -53,6 +53,20 @@ pub struct MessageEvent {
     pub data_base64: Option<String>,
 }
 
+/// `{"event":"separated",...}` from the contract: the member is no longer
+/// with the others (its node was declared dead, or dropped).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SeparatedEvent {
+    /// Group name.
+    pub group: String,
+    /// The last view the member installed.
+    pub view: u64,
+    /// Whether the daemon joins the member again by itself.
+    pub rejoining: bool,
+    /// Why.
+    pub reason: String,
+}
+
 /// One line of `chorusctl listen --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
@@ -61,6 +75,8 @@ pub enum Event {
     View(ViewEvent),
     /// A message was delivered.
     Message(MessageEvent),
+    /// The membership ended unasked.
+    Separated(SeparatedEvent),
 }
 
 /// What the listener printed so far.
@@ -79,7 +95,7 @@ impl Seen {
     pub fn messages(&self) -> impl Iterator<Item = &MessageEvent> {
         self.events.iter().filter_map(|e| match e {
             Event::Message(m) => Some(m),
-            Event::View(_) => None,
+            Event::View(_) | Event::Separated(_) => None,
         })
     }
 
@@ -87,7 +103,7 @@ impl Seen {
     pub fn latest_view(&self) -> Option<&ViewEvent> {
         self.events.iter().rev().find_map(|e| match e {
             Event::View(v) => Some(v),
-            Event::Message(_) => None,
+            Event::Message(_) | Event::Separated(_) => None,
         })
     }
 }

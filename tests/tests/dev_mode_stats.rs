@@ -40,6 +40,7 @@ fn dev_mode_stats() {
         match c.recv_timeout(left).unwrap() {
             Some(Event::Message(_)) => delivered += 1,
             Some(Event::View(_)) => {}
+            Some(Event::Separated(s)) => panic!("separated from the group: {s:?}"),
             None => panic!("only {delivered} of {SENT} messages delivered back"),
         }
     }

@@ -116,6 +116,8 @@ enum Failure {
     /// Writing standard output failed; a closed pipe (e.g. `| head`) ends
     /// chorusctl quietly.
     Stdout(io::Error),
+    /// `listen`'s member was separated from its group for good.
+    Separated(String),
 }
 
 impl From<Error> for Failure {
@@ -159,6 +161,10 @@ fn main() -> ExitCode {
         }
         Err(Failure::Stdin(e)) => {
             eprintln!("chorusctl: reading standard input: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::Separated(why)) => {
+            eprintln!("chorusctl: {why}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
@@ -261,6 +267,15 @@ fn listen(
             // Nobody reads any more: leave politely, then stop.
             let _ = client.leave(group);
             return Err(e.into());
+        }
+        if let Event::Separated(s) = &event {
+            if !s.rejoining {
+                // The membership is over: nothing more will come.
+                return Err(Failure::Separated(format!(
+                    "separated from group {} after view {}: {}",
+                    s.group, s.view, s.reason
+                )));
+            }
         }
     }
     client.leave(group)?;

@@ -28,7 +28,7 @@
 use super::groups::{Group, Groups, Recovery};
 use super::registry::ConnState;
 use super::{ConnId, Directory, FromDirectory, NodeInfo, MEMBERS_PER_GROUP_MAX};
-use crate::ids::{GroupId, MemberId, NodeId};
+use crate::ids::{GroupId, MemberId, NodeId, ViewId};
 use crate::time::Instant;
 use crate::wire::directory::{MemberInfo, Resume, ToDirectory, View};
 use std::collections::{BTreeMap, BTreeSet};
@@ -283,6 +283,16 @@ impl Groups {
 
     /// Removes the node and its members from one group. True if it took
     /// part (the group then has a new view, or none).
+    /// Takes a node's report out of a recovering group (its members and
+    /// its part in the recovered view), without a view of its own.
+    pub(super) fn forget_report(&mut self, node: NodeId, id: GroupId) {
+        if let Some(g) = self.groups.get_mut(&id) {
+            g.members.retain(|m| m.node != node);
+            g.unattach(node);
+        }
+        self.collect(id);
+    }
+
     pub(super) fn drop_node_from(&mut self, node: NodeId, id: GroupId) -> bool {
         let Some(g) = self.groups.get_mut(&id) else {
             return false;
@@ -349,11 +359,36 @@ impl Directory {
         self.held.push(join);
     }
 
+    /// A view of `group` after `latest` that went on without `node`, among
+    /// those this directory published or was told of (`past_view`): the
+    /// group left the node behind (the old directory declared it dead,
+    /// then restarted before it came back), so the node's state of the
+    /// group is stale and it must not resume it as if it had stayed.
+    fn excluded_after(&self, group: GroupId, node: NodeId, latest: ViewId) -> Option<ViewId> {
+        self.recent_views
+            .get(&group)?
+            .iter()
+            .find(|v| v.view > latest && !v.nodes.iter().any(|n| n.node == node))
+            .map(|v| v.view)
+    }
+
     /// A node reports a group it takes part in.
     pub(super) fn resume(&mut self, now: Instant, node: NodeId, r: Resume) {
         self.registry.reserve(r.sequencer);
 
-        match self.groups.resume(node, &r, self.in_grace(now)) {
+        let excluded = self.excluded_after(r.group, node, r.view).filter(|_| {
+            self.groups
+                .get(r.group)
+                .is_some_and(|g| g.name == r.group_name)
+        });
+        let resumed = match excluded {
+            Some(v) => Resumed::Refused(format!(
+                "view {v} of the group went on without it (it reports view {}): it was declared dead",
+                r.view
+            )),
+            None => self.groups.resume(node, &r, self.in_grace(now)),
+        };
+        match resumed {
             Resumed::Unchanged(id) => log::debug!("node {node} resumed group {id}: no change"),
             Resumed::Recorded(id) => log::info!(
                 "group `{}` ({id}) recovering: node {node} reports view {} with {} members",
@@ -486,12 +521,34 @@ impl Directory {
             self.join_now(join);
         }
         for id in self.groups.recovering() {
-            let reported = self
+            let mut reported = self
                 .groups
                 .get(id)
                 .and_then(|g| g.recovery.as_ref())
                 .map(|r| r.reported.clone())
                 .unwrap_or_default();
+            // A node left behind by a view another node told of (it came
+            // back after the old directory had declared it dead) drops the
+            // group and joins again: its state of the order is stale.
+            let behind: Vec<(NodeId, ViewId)> = reported
+                .iter()
+                .filter_map(|(n, latest)| Some((*n, self.excluded_after(id, *n, *latest)?)))
+                .collect();
+            for (node, v) in behind {
+                log::warn!(
+                    "group {id}: node {node} reported view {} but view {v} went on without it; it must drop the group",
+                    reported.get(&node).map_or(0, |v| v.0)
+                );
+                reported.remove(&node);
+                self.groups.forget_report(node, id);
+                if let Some(conn) = self.registry.conn_of(node) {
+                    self.output
+                        .push_back((conn, FromDirectory::GroupEnded { group: id }));
+                }
+            }
+            if self.groups.get(id).is_none_or(|g| !g.is_recovering()) {
+                continue;
+            }
             if self.groups.end_recovery(id) {
                 if let Some(v) = self.current_view(id) {
                     log::info!(

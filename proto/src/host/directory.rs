@@ -88,11 +88,10 @@ impl Host {
             .map(|(id, _)| *id)
             .collect();
         for id in rejoining {
-            self.drop_member(
-                id,
-                "this node was declared dead and registered again, and the directory link \
-                 was lost before the member had joined again; join the group again",
-            );
+            let why = "this node was declared dead and registered again, and the directory \
+                       link was lost before the member had joined again; join the group again";
+            self.separate(id, false, why);
+            self.drop_member(id, why);
         }
     }
 
@@ -132,27 +131,17 @@ impl Host {
                 self.node_names.insert(node, self.s.node_name.clone());
                 self.last_label = None;
                 match previous {
+                    _ if std::mem::take(&mut self.lapsed) => self.rejoin_as_new_node(),
                     Some(p) if p != node => self.rejoin_as_new_node(),
                     Some(_) => self.resume_groups(),
                     None => {}
                 }
             }
-            FromDirectory::JoinRefused { member, reason, .. } => {
-                if let Some(m) = self.members.remove(&member) {
-                    if let Some(req) = m.join_request {
-                        self.reply_err(m.session, req, ErrorCode::Refused, &reason);
-                    } else if m.rejoining {
-                        let why = format!(
-                            "this node was declared dead and registered again, and the \
-                             directory refused the member's join: {reason}"
-                        );
-                        self.note_dropped(m.session, &m.group_name, &why);
-                    }
-                    self.forget_member(member, m.session);
-                }
-            }
+            FromDirectory::JoinRefused { member, reason, .. } => self.join_refused(member, &reason),
             FromDirectory::View(v) => self.install_view(now, v),
-            FromDirectory::GroupEnded { group } => self.end_group(group),
+            FromDirectory::GroupEnded { group } => {
+                self.end_group(group, "the directory ended this node's part in the group")
+            }
             FromDirectory::Groups { request, groups } => {
                 if let Some((session, req)) = self.pending_lists.remove(&request) {
                     let lines = groups
@@ -192,7 +181,10 @@ impl Host {
         }
         self.group_ids.insert(v.group_name.clone(), v.group);
         if !v.nodes.iter().any(|n| n.node == me) {
-            self.end_group(v.group);
+            self.end_group(
+                v.group,
+                "the group's view goes on without this node (the directory took it for gone)",
+            );
             return;
         }
         let key = StreamKey {
@@ -247,6 +239,9 @@ impl Host {
         self.out_mcast
             .push_back(MulticastChange::Join(SocketAddrV4::new(v.address, v.port)));
         let mut g = GroupState::new(&v, key, start, limits);
+        if let Some((base, held)) = self.leftovers.remove(&v.group) {
+            g.keep_leftovers(base, held);
+        }
         g.install(&v);
         self.groups.insert(v.group, g);
         self.route(v.group);
@@ -333,6 +328,7 @@ impl Host {
                 m.group = Some(gid);
                 m.active = true;
                 m.rejoining = false;
+                m.view = Some(view);
                 let session = m.session;
                 if let Some(req) = m.join_request.take() {
                     self.out_app
@@ -347,9 +343,89 @@ impl Host {
                         sequencer: sequencer.clone(),
                     },
                 ));
+            } else if m.active && m.leave_request.is_none() {
+                self.separate(id, true, "the group's view goes on without this member");
+                self.rejoin_member(id);
             } else if m.active || m.leave_request.is_some() {
                 self.finish_leave(id);
             }
+        }
+    }
+
+    /// The node driver found this node silent towards the directory for
+    /// about its lease (`silent_for`): paused (`kill -STOP`), not scheduled,
+    /// or cut off. The directory may have declared it dead and the groups
+    /// gone on without it, while a directory that restarted meanwhile could
+    /// not tell. So this life ends here, as if the daemon had restarted but
+    /// kept its applications: every member is told it was separated (its
+    /// app then sees a new view when it is admitted again), the groups'
+    /// state goes, and the node registers again under a new incarnation,
+    /// which makes the directory end the old node at once if it still
+    /// holds it. Sends not yet stable under the old life are lost with it
+    /// (logged, and the separation says so).
+    pub fn handle_lease_lapsed(&mut self, _now: Instant, silent_for: Duration) {
+        if self.node.is_none() || self.lapsed {
+            return;
+        }
+        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
+        log::warn!(
+            "this node was silent towards the directory for {} ms, about its lease: it may have \
+             been declared dead; its members are separated and it registers again as a new \
+             incarnation ({unstable} sends not yet stable are lost)",
+            silent_for.as_millis()
+        );
+        let why = format!(
+            "this node was silent towards the directory for {} ms, past its lease (paused, \
+             overloaded or cut off), so it may have been declared dead; it registers again and \
+             the member joins again ({unstable} messages sent from this node and not yet \
+             stable may be lost)",
+            silent_for.as_millis()
+        );
+        let active: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.active)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in active {
+            self.separate(id, true, &why);
+        }
+        // Leaves under way are done: the old membership is over.
+        let leaving: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.leave_request.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in leaving {
+            self.finish_leave(id);
+        }
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in ids {
+            if let Some(g) = self.groups.remove(&gid) {
+                self.out_mcast
+                    .push_back(MulticastChange::Leave(g.views.address));
+                if g.is_sequencer() {
+                    self.out_seq.push_back(SequencerInput::Stop { group: gid });
+                }
+            }
+        }
+        self.stream_next.clear();
+        self.leftovers.clear();
+        for m in self.members.values_mut() {
+            if m.active || m.rejoining {
+                m.rejoining = m.join_request.is_none();
+                m.active = false;
+                m.group = None;
+            }
+        }
+        self.s.incarnation = crate::ids::Incarnation(self.s.incarnation.0.wrapping_add(1));
+        self.node = None;
+        self.lapsed = true;
+        if self.connected {
+            // The directory ends the old node and closes the link; the
+            // edge reconnects and says Hello as the new incarnation.
+            self.out_dir.push_back(ToDirectory::Goodbye);
         }
     }
 
@@ -411,6 +487,21 @@ impl Host {
             }
         }
         self.stream_next.clear();
+        self.leftovers.clear();
+        let active: Vec<MemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.active)
+            .map(|(id, _)| *id)
+            .collect();
+        let node = self.node.map_or(0, |n| n.0);
+        for id in active {
+            let why = format!(
+                "this node was declared dead (its lease ran out while it was paused or cut \
+                 off) and registered again as node {node}; the member is joining again"
+            );
+            self.separate(id, true, &why);
+        }
         for (id, m) in self.members.iter_mut() {
             if m.active || m.join_request.is_some() || m.rejoining {
                 let Some(s) = self.sessions.get(&m.session) else {
@@ -432,10 +523,76 @@ impl Host {
         }
     }
 
-    pub(super) fn end_group(&mut self, gid: GroupId) {
+    /// The directory refused a member's join: the app that asked for it is
+    /// answered; a member joining again unasked is separated for good.
+    fn join_refused(&mut self, member: MemberId, reason: &str) {
+        let Some(m) = self.members.get(&member) else {
+            return;
+        };
+        if let Some(req) = m.join_request {
+            let session = m.session;
+            self.reply_err(session, req, ErrorCode::Refused, reason);
+        } else if m.rejoining {
+            let why = format!(
+                "this node was declared dead and registered again, and the directory refused \
+                 the member's join: {reason}"
+            );
+            self.separate(member, false, &why);
+        }
+        if let Some(m) = self.members.remove(&member) {
+            self.forget_member(member, m.session);
+        }
+    }
+
+    /// Tells the app of member `id` that its membership ended unasked
+    /// (`FromDaemon::Separated`), if it was ever told a view; logs why.
+    /// A member not `rejoining` keeps the reason for its next send.
+    fn separate(&mut self, id: MemberId, rejoining: bool, why: &str) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        let Some(view) = m.view else {
+            return;
+        };
+        log::warn!(
+            "member {id} ({}) of group {}: separated after view {view}: {why}",
+            m.name,
+            m.group_name
+        );
+        let (session, group) = (m.session, m.group_name.clone());
+        if !rejoining {
+            self.note_dropped(session, &group, why);
+        }
+        self.out_app.push_back((
+            session,
+            FromDaemon::Separated {
+                group,
+                view,
+                rejoining,
+                reason: why.to_owned(),
+            },
+        ));
+    }
+
+    /// This node no longer takes part in group `gid`; members of ours still
+    /// in it (their apps did not ask to leave) are told `why`.
+    pub(super) fn end_group(&mut self, gid: GroupId, why: &str) {
         if let Some(g) = self.groups.remove(&gid) {
             log::info!("group {}: no longer taking part", g.name);
+            if !g.sends_drained() {
+                log::warn!(
+                    "group {}: the group went on without this node; {} messages sent from here and not yet stable may be lost",
+                    g.name,
+                    g.send.len()
+                );
+            }
+            // A later attachment goes on with the stream after them: peers
+            // skip what was never ordered (see `RecvStream::skip_to`), and
+            // deliver what was, which we must then deliver too.
             self.stream_next.insert(gid, g.next_stream_seq());
+            if !g.sends_drained() {
+                self.leftovers.insert(gid, g.leftovers());
+            }
             self.out_mcast
                 .push_back(MulticastChange::Leave(g.views.address));
             if g.is_sequencer() {
@@ -448,8 +605,42 @@ impl Host {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                self.finish_leave(id);
+                if self
+                    .members
+                    .get(&id)
+                    .is_some_and(|m| m.active && m.leave_request.is_none())
+                {
+                    self.separate(id, true, why);
+                    self.rejoin_member(id);
+                } else {
+                    self.finish_leave(id);
+                }
             }
+        }
+    }
+
+    /// A member of ours that the group went on without, though its app did
+    /// not leave, joins again (its app was told it was separated; it sees
+    /// the new view once admitted). Sent now if the link is up; a Welcome
+    /// under a new identity sends it again.
+    fn rejoin_member(&mut self, id: MemberId) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        m.active = false;
+        m.group = None;
+        m.rejoining = true;
+        let Some(s) = self.sessions.get(&m.session) else {
+            return;
+        };
+        if self.connected && !self.lapsed {
+            self.out_dir.push_back(ToDirectory::Join {
+                group: m.group_name.clone(),
+                member: id,
+                member_name: m.name.to_string(),
+                user: s.creds.user.clone(),
+                unix_groups: s.creds.unix_groups.clone(),
+            });
         }
     }
 

@@ -113,6 +113,12 @@ pub struct Host {
     connected: bool,
     /// The directory the link is up with, as the edge names it.
     directory_in_use: Option<String>,
+    /// Our lease may have run out (see [`Host::handle_lease_lapsed`]): the
+    /// next Welcome is a new life, whatever id it gives.
+    lapsed: bool,
+    /// Per group: our messages not yet stable when the group went on
+    /// without this node (see `GroupState::keep_leftovers`).
+    leftovers: BTreeMap<GroupId, (SenderSeq, Vec<crate::multicast::recv::Held>)>,
     groups: BTreeMap<GroupId, GroupState>,
     group_ids: BTreeMap<String, GroupId>,
     node_names: BTreeMap<NodeId, String>,
@@ -147,6 +153,8 @@ impl Host {
             cluster: None,
             connected: false,
             directory_in_use: None,
+            lapsed: false,
+            leftovers: BTreeMap::new(),
             groups: BTreeMap::new(),
             group_ids: BTreeMap::new(),
             node_names: BTreeMap::new(),

@@ -61,6 +61,9 @@ pub(super) struct Member {
     /// it registered again under a new id. Until the new view, sends are
     /// refused with that said.
     pub rejoining: bool,
+    /// The last view its app was told: a membership that ends unasked
+    /// says which (`FromDaemon::Separated`).
+    pub view: Option<crate::ids::ViewId>,
 }
 
 impl Member {
@@ -74,6 +77,7 @@ impl Member {
             join_request: Some(join_request),
             leave_request: None,
             rejoining: false,
+            view: None,
         }
     }
 }

@@ -207,6 +207,19 @@ impl Receivers {
             );
             s.set_base(d.stream_start);
             out.news = true;
+        } else if learn_start && d.stream_start > s.reported && s.order_delivered() {
+            // The sender attached again and goes on after a gap: what it
+            // had not made stable was lost with its old attachment, and
+            // nothing before its new start will come (or be ordered).
+            log::debug!(
+                "group {group}: stream {}/{} goes on at {} (as its DATA says)",
+                key.node,
+                key.incarnation,
+                d.stream_start
+            );
+            s.skip_to(d.stream_start);
+            s.reported = s.reported.max(d.stream_start);
+            out.news = true;
         }
         // One copy of the datagram that every payload in it slices (no
         // allocation per message).

@@ -45,6 +45,9 @@ pub struct RecvStream {
     highest_needed: SenderSeq,
     /// Next position to report to the local sequencer (sequencer node only).
     pub reported: SenderSeq,
+    /// One past the highest position the group's order named (see
+    /// [`RecvStream::rewind_reported`]).
+    ordered_end: SenderSeq,
     /// Planted bug (tests only): a late copy of a delivered message is held
     /// again as the next to deliver.
     #[cfg(feature = "planted")]
@@ -66,6 +69,7 @@ impl RecvStream {
             window: window.max(1),
             highest_needed: SenderSeq(0),
             reported: SenderSeq(0),
+            ordered_end: SenderSeq(0),
             #[cfg(feature = "planted")]
             forget_delivered: false,
             name: None,
@@ -224,9 +228,31 @@ impl RecvStream {
         }
     }
 
+    /// Moves the next position to deliver up to `seq`, dropping what is
+    /// held before it: those positions were never ordered and never will
+    /// be (their sender left the group with them unstable, and its next
+    /// attachment goes on after them).
+    pub fn skip_to(&mut self, seq: SenderSeq) {
+        if self.base.is_none() || seq <= self.origin {
+            return;
+        }
+        let n = usize::try_from(seq.0 - self.origin.0).unwrap_or(usize::MAX);
+        for _ in 0..n.min(self.slots.len()) {
+            self.slots.pop_front();
+        }
+        self.origin = seq;
+        self.reported = self.reported.max(seq);
+    }
+
     /// Notes that `seq` exists (named by an ORDER record).
     pub fn need(&mut self, seq: SenderSeq) {
         self.highest_needed = self.highest_needed.max(seq);
+        self.ordered_end = self.ordered_end.max(seq.next());
+    }
+
+    /// True when every position the group's order named is delivered.
+    pub fn order_delivered(&self) -> bool {
+        self.ordered_end <= self.origin
     }
 
     /// End (exclusive) of the run of held positions starting at the next

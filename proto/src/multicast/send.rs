@@ -117,6 +117,11 @@ impl SendStream {
         seq
     }
 
+    /// The messages not yet stable, oldest first, with the first's position.
+    pub fn unstable(&self) -> (SenderSeq, impl Iterator<Item = &OutMsg>) {
+        (self.base, self.msgs.iter())
+    }
+
     /// The message at `seq`, if still held.
     pub fn get(&self, seq: SenderSeq) -> Option<&OutMsg> {
         let i = seq.0.checked_sub(self.base.0)?;

@@ -471,15 +471,22 @@ impl Sequencer {
             Some(e) => e,
             None => *g.ordered.entry(stream).or_insert(a.first),
         };
-        if a.first > next_seq {
-            log::warn!(
-                "sequencer: group {group}: gap in stream {}/{}: got {}, expected {next_seq}",
+        let next_seq = if a.first > next_seq {
+            // The host reports past a gap only when the sender said its
+            // stream goes on there (it was dropped from the group and
+            // attached again; what it had not made stable was lost): what
+            // lies between is never ordered, and members skip it.
+            log::info!(
+                "sequencer: group {group}: stream {}/{} goes on at {} after a gap from {next_seq}",
                 stream.node,
                 stream.incarnation,
                 a.first,
             );
-            return;
-        }
+            g.open.remove(&stream);
+            a.first
+        } else {
+            next_seq
+        };
         if a.end <= next_seq {
             // Told before.
             self.emit(now, group, false);

@@ -263,6 +263,20 @@ pub enum FromDaemon {
         request: u32,
         stats: Box<DaemonStats>,
     },
+    /// The member is no longer with the others of `group`, and its app did
+    /// not ask to leave: `view` was the last it installed, and nothing of a
+    /// later view reaches it under this membership. Sent when this node
+    /// was declared dead (its lease ran out while it was paused or cut off)
+    /// and registered again, or when the directory dropped it from the
+    /// group. If the daemon joins the member again by itself (`rejoining`),
+    /// a fresh View follows once it is admitted; otherwise the app must join
+    /// again. kind 109: group str8, view u64, rejoining bool, reason str16.
+    Separated {
+        group: String,
+        view: ViewId,
+        rejoining: bool,
+        reason: String,
+    },
 }
 
 const KIND_JOIN: u8 = 1;
@@ -281,6 +295,7 @@ const KIND_STATUS_REPLY: u8 = 105;
 const KIND_GROUPS_REPLY: u8 = 106;
 const KIND_MEMBERS_REPLY: u8 = 107;
 const KIND_STATS_REPLY: u8 = 108;
+const KIND_SEPARATED: u8 = 109;
 
 /// Smallest encoding of one [`GroupLine`]: two empty str8, view, members, local.
 const GROUP_LINE_MIN_BYTES: usize = 1 + 1 + 8 + 4 + 1;
@@ -624,6 +639,18 @@ impl FromDaemon {
                 out.put_u32(*request);
                 put_stats(out, stats);
             }
+            FromDaemon::Separated {
+                group,
+                view,
+                rejoining,
+                reason,
+            } => {
+                put_header(out, KIND_SEPARATED);
+                out.put_str8(group);
+                out.put_u64(view.0);
+                out.put_u8(u8::from(*rejoining));
+                out.put_str16(reason);
+            }
         }
     }
 
@@ -690,6 +717,12 @@ impl FromDaemon {
             KIND_STATS_REPLY => FromDaemon::Stats {
                 request: r.u32()?,
                 stats: Box::new(stats(r)?),
+            },
+            KIND_SEPARATED => FromDaemon::Separated {
+                group: r.str8("group")?.to_owned(),
+                view: ViewId(r.u64()?),
+                rejoining: r.bool("rejoining")?,
+                reason: r.str16("reason")?.to_owned(),
             },
             _ => return Err(DecodeError::UnknownKind(kind)),
         })
@@ -903,6 +936,14 @@ mod tests {
                 request,
                 stats: Box::new(stats)
             }),
+            (name(), any::<u64>(), any::<bool>(), name()).prop_map(
+                |(group, v, rejoining, reason)| FromDaemon::Separated {
+                    group,
+                    view: ViewId(v),
+                    rejoining,
+                    reason,
+                }
+            ),
         ]
     }
 
@@ -938,7 +979,7 @@ mod tests {
         /// Random bodies behind a valid header reach every field decoder.
         #[test]
         fn decode_never_panics_behind_a_valid_header(
-            kind in prop_oneof![1u8..=8, 100u8..=109],
+            kind in prop_oneof![1u8..=8, 100u8..=110],
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
         ) {
             let mut body = vec![0xC0, 0xC5, VERSION, kind];

@@ -363,6 +363,39 @@ impl App {
                 let key = self.key(i);
                 checks.on_deliver(key, view.0, seq, &payload, order == Order::Safe);
             }
+            FromDaemon::Separated {
+                group,
+                view,
+                rejoining,
+                reason,
+            } => {
+                let Some(i) = self.groups.iter().position(|m| m.group_name == group) else {
+                    return;
+                };
+                if tr.on() {
+                    tr.line(format_args!(
+                        "a{} separated {group} after v{view} (rejoining {rejoining}): {reason}",
+                        self.id
+                    ));
+                }
+                // The membership ends here: what it delivered must be a
+                // stretch of the others' order with no hole; the next view
+                // (if the daemon joins again) begins a new one.
+                if matches!(self.groups[i].state, MState::Member | MState::Leaving) {
+                    checks.on_separated(self.key(i));
+                    checks.on_stint_end(self.key(i));
+                }
+                let m = &self.groups[i];
+                let stream = crate::check::msg_id(self.id, m.group, 0) >> 32;
+                checks.on_sender_separated(stream, m.next_counter());
+                let m = &mut self.groups[i];
+                if rejoining {
+                    m.state = MState::Joining;
+                } else {
+                    m.state = MState::Idle;
+                    m.join_at = Some(now + 50_000);
+                }
+            }
             _ => {}
         }
         if self.next_action.is_none() && !self.finished() && !self.disconnected {

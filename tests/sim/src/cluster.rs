@@ -64,6 +64,9 @@ pub struct Sim {
     dir_down_until: Micros,
     /// DATA copies sent per message (the no-storm check).
     pub retransmissions: crate::check::retransmissions::Retransmissions,
+    /// Per node: while its daemon is paused, what reached it meanwhile, in
+    /// order (its sockets' backlog).
+    paused: Vec<Option<Vec<Ev>>>,
 }
 
 impl Sim {
@@ -71,6 +74,7 @@ impl Sim {
     pub fn new(plan: Plan, opts: Options, mode: TraceMode) -> Sim {
         let mut root = Rng::new(plan.seed ^ 0x5157_C0DE);
         let net = Network::new(&plan, root.fork(10));
+        let plan_n = plan.n();
         let nodes = (0..plan.n())
             .map(|i| Node::new(i, plan.hosts[i], FIRST_INCARNATION, opts.planted))
             .collect();
@@ -106,6 +110,7 @@ impl Sim {
             capture: None,
             dir_down_until: 0,
             retransmissions: Default::default(),
+            paused: (0..plan_n).map(|_| None).collect(),
         };
         sim.boot();
         sim
@@ -163,10 +168,13 @@ impl Sim {
             }
         };
         for (i, n) in self.nodes.iter().enumerate() {
-            consider(n.wake(), Timer::Node(i));
+            if self.paused[i].is_none() {
+                consider(n.wake(), Timer::Node(i));
+            }
         }
         for (j, a) in self.apps.iter().enumerate() {
-            if self.nodes[a.node].alive {
+            // An app of a paused daemon waits on its socket too.
+            if self.nodes[a.node].alive && self.paused[a.node].is_none() {
                 consider(a.next_action, Timer::App(j));
             }
         }
@@ -244,9 +252,41 @@ impl Sim {
         if let Some(frame) = self.nodes[i].driver.poll_heartbeat(now) {
             self.send_to_dir(i, frame);
         }
+        self.check_lapse(i);
+    }
+
+    /// Tells the host if its driver found it silent for about a lease; the
+    /// host then lives on as a new incarnation.
+    fn check_lapse(&mut self, i: usize) {
+        let now = instant(self.s.now);
+        let n = &mut self.nodes[i];
+        let Some(silent) = n.driver.take_lapse() else {
+            return;
+        };
+        if self.tr.on() {
+            self.tr.line(format_args!(
+                "h{i} lease lapsed (silent {} ms)",
+                silent.as_millis()
+            ));
+        }
+        n.host.handle_lease_lapsed(now, silent);
+        n.incarnation = n.host.settings().incarnation.0;
+        // What the node's apps sent and the group had not made stable may
+        // be lost with the old life (as with a crash), left members' too.
+        for a in self.apps.iter().filter(|a| a.node == i) {
+            for m in &a.groups {
+                let stream = crate::check::msg_id(a.id, m.group, 0) >> 32;
+                self.checks.on_sender_separated(stream, m.next_counter());
+            }
+        }
+        self.drain_host(i);
     }
 
     fn handle(&mut self, ev: Ev) {
+        if let Some(backlog) = ev.node().and_then(|n| self.paused[n].as_mut()) {
+            backlog.push(ev);
+            return;
+        }
         match ev {
             Ev::Datagram {
                 node,
@@ -281,12 +321,29 @@ impl Sim {
                         ));
                     }
                     n.conn = None;
-                    n.driver.on_directory_lost();
+                    n.driver.on_directory_lost(instant(self.s.now));
                     n.host.handle_directory_lost(instant(self.s.now));
                     self.drain_host(node);
+                    self.check_lapse(node);
+                    // chorusd reconnects after a short backoff.
+                    self.s.at(self.s.now + 50_000, Ev::DirConnect { node });
                 }
             }
             Ev::Process { index } => self.process_fault(index),
+            Ev::Resume { node } => {
+                let backlog = self.paused[node].take().unwrap_or_default();
+                if self.tr.on() {
+                    self.tr.line(format_args!(
+                        "h{node} runs again ({} events waited)",
+                        backlog.len()
+                    ));
+                }
+                for ev in backlog {
+                    self.handle(ev);
+                }
+                // Its timers and apps run again from here.
+                self.node_timers(node);
+            }
             Ev::Restart { node } => {
                 if self.tr.on() {
                     self.tr.line(format_args!(
@@ -342,7 +399,11 @@ impl Sim {
                 next,
                 ..
             } => {
-                self.stability.on_view(node, *group, members);
+                if seq.next_position(*group).is_none() {
+                    // New to this sequencer: it starts from this view.
+                    self.stability.forget(node, *group);
+                }
+                self.stability.on_view(node, *group, *view, members);
                 // A group new to this sequencer whose order begins at 1.
                 let fresh = next.0 == 1 && seq.next_position(*group).is_none();
                 Some((*group, *view, fresh))
@@ -389,6 +450,7 @@ impl Sim {
         self.dir.dir.handle_connect(instant(self.s.now), conn);
         let n = &mut self.nodes[node];
         n.conn = Some(conn);
+        n.driver.on_directory_connected(instant(self.s.now));
         n.host.handle_directory_connected(instant(self.s.now));
         self.drain_host(node);
     }
@@ -621,6 +683,13 @@ impl Sim {
                 let back = self.s.now + down_us;
                 self.dir_down_until = back;
                 for node in 0..self.nodes.len() {
+                    if let (Some(backlog), Some(conn)) =
+                        (self.paused[node].as_mut(), self.nodes[node].conn)
+                    {
+                        // A paused daemon finds the link gone when it runs.
+                        backlog.push(Ev::DirClosed { node, conn });
+                        continue;
+                    }
                     if self.cut_dir_link(node).is_some() {
                         self.drain_host(node);
                         self.s.at(back, Ev::DirConnect { node });
@@ -628,7 +697,21 @@ impl Sim {
                 }
                 self.dir.restart(&self.plan);
             }
+            ProcessFault::Pause { node, for_us } => {
+                if self.nodes[node].alive && self.paused[node].is_none() {
+                    self.paused[node] = Some(Vec::new());
+                    for a in self.apps.iter().filter(|a| a.node == node) {
+                        for i in 0..a.groups.len() {
+                            self.checks.on_suspect(a.key(i));
+                        }
+                    }
+                    self.s.at(self.s.now + for_us, Ev::Resume { node });
+                }
+            }
             ProcessFault::DirReset { node } => {
+                if self.paused[node].is_some() {
+                    return; // its side of the link does nothing while paused
+                }
                 if let Some(conn) = self.cut_dir_link(node) {
                     self.dir.dir.handle_disconnect(instant(self.s.now), conn);
                     self.route_dir();
@@ -647,8 +730,9 @@ impl Sim {
             return None;
         }
         let conn = n.conn.take()?;
-        n.driver.on_directory_lost();
+        n.driver.on_directory_lost(instant(self.s.now));
         n.host.handle_directory_lost(instant(self.s.now));
+        self.check_lapse(node);
         Some(conn)
     }
 
@@ -660,6 +744,8 @@ impl Sim {
         }
         let conn = self.nodes[node].conn.take();
         self.nodes[node].alive = false;
+        // A paused daemon that dies loses what waited in its sockets.
+        self.paused[node] = None;
         self.net.forget_node(node);
         for a in self.apps.iter_mut().filter(|a| a.node == node) {
             a.crashed(&mut self.checks);

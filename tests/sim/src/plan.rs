@@ -100,6 +100,12 @@ pub enum ProcessFault {
     /// is gone, every link breaks, and it is back after `down_us`. The
     /// daemons reconnect and resume their groups.
     DirRestart { down_us: Micros },
+    /// The node's daemon stops for `for_us` (`kill -STOP`, then `-CONT`):
+    /// it runs no timer and reads nothing; what reaches it meanwhile waits
+    /// in its sockets. Longer than the lease, the directory declares it
+    /// dead; when it runs again its members must be told they were
+    /// separated, and never see a hole in what they deliver.
+    Pause { node: usize, for_us: Micros },
 }
 
 /// A declared group.
@@ -211,7 +217,23 @@ impl Plan {
             }
             a.large_seed = larger.next_u64();
         }
-        let process = process_faults(&mut procr, n, groups.len());
+        let mut process = process_faults(&mut procr, n, groups.len());
+        // Some plans pause a daemon past its lease (from a stream of their
+        // own, so no other draw of the seed moves), with a short lease so
+        // that the workload goes on after it is admitted again.
+        let mut pauser = root.fork(8);
+        let mut lease_ms = 5_000;
+        if opts.process_faults && pauser.below(6) == 0 {
+            lease_ms = 1_500;
+            let at = pauser.range(400_000, 3_000_000);
+            let for_us = lease_ms * 1_000 + pauser.range(300_000, 2_500_000);
+            let node = pauser.index(n);
+            if std::env::var_os("SIM_NO_PAUSE").is_none() {
+                process.push((at, ProcessFault::Pause { node, for_us }));
+            }
+            process.sort_by_key(|(t, _)| *t);
+            features.push("pause");
+        }
         if apps.iter().any(|a| a.large_pct > 0) {
             features.push("large");
         }
@@ -220,7 +242,7 @@ impl Plan {
             hosts,
             groups,
             apps,
-            lease_ms: 5_000,
+            lease_ms,
             links,
             dir_delay_us: netr.range(100, 2_000),
             queue_cap,

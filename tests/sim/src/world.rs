@@ -56,6 +56,22 @@ pub enum Ev {
     Process { index: usize },
     /// A crashed node starts again with a new incarnation.
     Restart { node: usize },
+    /// A paused node runs again (see `plan::ProcessFault::Pause`).
+    Resume { node: usize },
+}
+
+impl Ev {
+    /// The node whose daemon takes this event in, if one does.
+    pub fn node(&self) -> Option<usize> {
+        match self {
+            Ev::Datagram { node, .. }
+            | Ev::SeqInput { node, .. }
+            | Ev::DirConnect { node }
+            | Ev::FromDir { node, .. }
+            | Ev::DirClosed { node, .. } => Some(*node),
+            Ev::ToDir { .. } | Ev::Process { .. } | Ev::Restart { .. } | Ev::Resume { .. } => None,
+        }
+    }
 }
 
 struct Entry {

@@ -139,6 +139,7 @@ fn join_run(shared: &Shared, who: &Identity) -> Result<Client, BenchError> {
                     who.member, m.sender
                 )))
             }
+            Some(Event::Separated(s)) => return Err(separated(who, &s)),
         }
     }
 }
@@ -169,6 +170,7 @@ pub fn listen(
                 )))
             }
             Some(Event::View(_)) => view_changes += 1,
+            Some(Event::Separated(s)) => return Err(separated(who, &s)),
             Some(Event::Message(m)) => {
                 let now = shared.clock.now_ns();
                 let sender_ok = |i: u32| {
@@ -276,4 +278,13 @@ mod tests {
         t.join().unwrap();
         assert!(gate.wait(Instant::now()), "stays open");
     }
+}
+
+/// A member of the run was separated from the others (its node declared
+/// dead under load): the run cannot be complete.
+fn separated(who: &Identity, s: &chorus::Separation) -> BenchError {
+    BenchError::Check(format!(
+        "{} was separated from the group after view {}: {}",
+        who.member, s.view, s.reason
+    ))
 }

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use base64::Engine as _;
-use chorus::{Event, GroupInfo, GroupStats, Message, Stats, Status, ViewInfo};
+use chorus::{Event, GroupInfo, GroupStats, Message, Separation, Stats, Status, ViewInfo};
 use serde::Serialize;
 
 /// Writing standard output failed (usually: the reader went away).
@@ -38,6 +38,8 @@ impl Out {
             (Event::View(v), false) => view_line(v),
             (Event::Message(m), true) => message_json(m),
             (Event::Message(m), false) => message_line(m),
+            (Event::Separated(s), true) => separated_json(s),
+            (Event::Separated(s), false) => separated_line(s),
         };
         self.lines(&[line])
     }
@@ -128,6 +130,15 @@ struct MessageJson<'a> {
 }
 
 #[derive(Serialize)]
+struct SeparatedJson<'a> {
+    event: &'static str,
+    group: &'a str,
+    view: u64,
+    rejoining: bool,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
 struct StatusJson<'a> {
     node: &'a str,
     node_id: u32,
@@ -214,6 +225,24 @@ fn message_json(m: &Message) -> String {
             None => Some(base64::engine::general_purpose::STANDARD.encode(&m.payload)),
         },
     })
+}
+
+fn separated_json(s: &Separation) -> String {
+    to_json(&SeparatedJson {
+        event: "separated",
+        group: &s.group,
+        view: s.view,
+        rejoining: s.rejoining,
+        reason: &s.reason,
+    })
+}
+
+/// `separated chat after-view=10 rejoining=true: this node was declared dead ...`
+fn separated_line(s: &Separation) -> String {
+    format!(
+        "separated {} after-view={} rejoining={}: {}",
+        s.group, s.view, s.rejoining, s.reason
+    )
 }
 
 fn status_json(s: &Status) -> String {

@@ -130,7 +130,7 @@ pub struct GroupState {
 impl GroupState {
     /// A group joined in view `v.view`; our stream continues at `stream_start`.
     pub fn new(v: &View, me: StreamKey, stream_start: SenderSeq, limits: GroupLimits) -> Self {
-        GroupState {
+        let mut g = GroupState {
             id: v.group,
             name: v.group_name.as_str().into(),
             me,
@@ -158,7 +158,12 @@ impl GroupState {
             last_data_at: None,
             senders: (v.nodes.len().max(1), None),
             out: Vec::new(),
-        }
+        };
+        // Our own stream begins where this attachment's does: records of
+        // an earlier attachment's messages (ordered from peers' copies
+        // after we were dropped and came back) are not ours to deliver.
+        g.rx.stream(me).set_base(stream_start);
+        g
     }
 
     /// What the group wants done since the last call, in order.
@@ -342,6 +347,36 @@ impl GroupState {
                 payload: piece,
             };
             self.rx.offer_own(start, seq, held);
+        }
+    }
+
+    /// Our messages not yet stable, as members hold them, with the first's
+    /// position: kept when the group goes on without this node, for the
+    /// next attachment (see [`Self::keep_leftovers`]).
+    pub fn leftovers(&self) -> (SenderSeq, Vec<Held>) {
+        let (base, msgs) = self.send.unstable();
+        let held = msgs
+            .map(|m| Held {
+                order: m.order,
+                frag: m.frag,
+                sender_name: Arc::clone(&m.sender_name),
+                payload: m.payload.clone(),
+            })
+            .collect();
+        (base, held)
+    }
+
+    /// An earlier attachment's messages not yet stable when the group went
+    /// on without us, from `base` on: peers hold copies and may still
+    /// order them, in this attachment's views, and our own members must
+    /// deliver them then like everyone. Those never ordered are passed
+    /// over when the order goes on past them.
+    pub fn keep_leftovers(&mut self, base: SenderSeq, held: Vec<Held>) {
+        let own = self.rx.stream(self.me);
+        own.forget_base();
+        own.set_base(base);
+        for (i, h) in held.into_iter().enumerate() {
+            own.offer(SenderSeq(base.0 + i as u64), h);
         }
     }
 

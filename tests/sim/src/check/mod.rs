@@ -217,6 +217,24 @@ impl Checks {
         self.record("virtual_synchrony", r);
     }
 
+    /// The app sending `stream` was separated from its group with `next` as
+    /// its next counter (what it sent before and had not made stable may
+    /// be lost with its old membership).
+    pub fn on_sender_separated(&mut self, stream: u64, next: u32) {
+        self.fifo.on_sender_separated(stream, next);
+    }
+
+    /// The member's node is paused: it may come back separated.
+    pub fn on_suspect(&mut self, m: MemberKey) {
+        self.total_order.on_suspect(m);
+    }
+
+    /// The member was separated from its group (before `on_stint_end`):
+    /// for that membership it is as if its host had crashed.
+    pub fn on_separated(&mut self, m: MemberKey) {
+        self.total_order.on_crash(m);
+    }
+
     /// The member's host crashed (after `on_stint_end`).
     pub fn on_crash(&mut self, m: MemberKey) {
         self.total_order.on_crash(m);

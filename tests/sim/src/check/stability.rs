@@ -14,20 +14,38 @@
 //! sequencer counts its new attachment, not this one.
 
 use crate::node::Node;
-use chorus_proto::{GlobalSeq, GroupId, Incarnation, NodeId};
+use chorus_proto::{GlobalSeq, GroupId, Incarnation, NodeId, ViewId};
 use std::collections::BTreeMap;
 
 /// What each sequencer was told and the stability last judged.
 #[derive(Debug, Default)]
 pub struct Stability {
-    told: BTreeMap<(usize, GroupId), Vec<(NodeId, Incarnation)>>,
+    /// The latest view each sequencer was told, with its members (a host
+    /// tells its sequencer each view it installs, and installs lag: an
+    /// older one told later changes nothing at the sequencer).
+    told: BTreeMap<(usize, GroupId), (ViewId, Vec<(NodeId, Incarnation)>)>,
     judged: BTreeMap<(usize, GroupId), GlobalSeq>,
 }
 
 impl Stability {
     /// The sequencer at `node` was told the members of `group`.
-    pub fn on_view(&mut self, node: usize, group: GroupId, members: &[(NodeId, Incarnation)]) {
-        self.told.insert((node, group), members.to_vec());
+    pub fn on_view(
+        &mut self,
+        node: usize,
+        group: GroupId,
+        view: ViewId,
+        members: &[(NodeId, Incarnation)],
+    ) {
+        let told = self.told.get(&(node, group));
+        if told.is_none_or(|(v, _)| *v <= view) {
+            self.told.insert((node, group), (view, members.to_vec()));
+        }
+    }
+
+    /// The sequencer at `node` stopped sequencing `group` (or the node
+    /// died): what it was told starts over.
+    pub fn forget(&mut self, node: usize, group: GroupId) {
+        self.told.remove(&(node, group));
     }
 
     /// Judges the sequencer at `s` (call after it handled anything).
@@ -44,7 +62,7 @@ impl Stability {
                 continue;
             }
             *judged = stable;
-            let Some(members) = self.told.get(&(s, gid)) else {
+            let Some((_, members)) = self.told.get(&(s, gid)) else {
                 continue;
             };
             for &(node, inc) in members {

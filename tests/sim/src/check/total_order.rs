@@ -14,6 +14,12 @@
 //! member's non-safe deliveries give way to it. A `safe` delivery was held
 //! by every member first, so even a crashed member's must agree.
 //!
+//! A member whose node is paused (or cut off) past its lease is separated
+//! when it runs again: for its old membership it counts as crashed, and
+//! its non-safe deliveries beyond the survivors' cut give way too. While
+//! its node is paused it is a *suspect*: a conflict with its deliveries
+//! is a dispute, judged at the end (a violation unless it was separated).
+//!
 //! A declared group that every node left keeps its name, but its order
 //! starts again at position 1 in the next view (and a restarted directory
 //! that no node told of the group numbers its views from 1 again):
@@ -48,6 +54,11 @@ pub struct TotalOrder {
     pos_of: BTreeMap<u64, (u64, u64)>,
     runs: BTreeMap<MemberKey, Run>,
     crashed: BTreeSet<MemberKey>,
+    /// Members of a paused node, not yet known to be separated.
+    suspects: BTreeSet<MemberKey>,
+    /// Conflicts with suspects' deliveries, as (what, who delivered the
+    /// record that gave way).
+    disputes: Vec<(String, Vec<MemberKey>)>,
 }
 
 impl TotalOrder {
@@ -55,6 +66,22 @@ impl TotalOrder {
     /// member that delivered it has crashed.
     fn provisional(&self, o: &Seen) -> bool {
         !o.safe && o.by.iter().all(|w| self.crashed.contains(w))
+    }
+
+    /// True when a record may give way if its deliverers turn out to be
+    /// separated (all crashed or suspect); the dispute is kept.
+    fn disputed(&mut self, o: &Seen, what: String) -> bool {
+        let gone = |w: &MemberKey| self.crashed.contains(w) || self.suspects.contains(w);
+        if o.safe || !o.by.iter().all(gone) {
+            return false;
+        }
+        self.disputes.push((what, o.by.clone()));
+        true
+    }
+
+    /// The member's node is paused: see the module doc.
+    pub fn on_suspect(&mut self, m: MemberKey) {
+        self.suspects.insert(m);
     }
 
     /// A delivery of `id` at position `seq` in view `view` of the group's
@@ -73,11 +100,12 @@ impl TotalOrder {
             Some(o) if o.id == id && o.view == view => o.by.push(m),
             Some(o) => {
                 let o = o.clone();
-                if !self.provisional(&o) {
-                    return Err(format!(
-                        "group {g} position {seq}: {m} delivered {id:#x} in view {view}, {} delivered {:#x} in view {}",
-                        o.by[0], o.id, o.view
-                    ));
+                let what = format!(
+                    "group {g} position {seq}: {m} delivered {id:#x} in view {view}, {} delivered {:#x} in view {}",
+                    o.by[0], o.id, o.view
+                );
+                if !self.provisional(&o) && !self.disputed(&o, what.clone()) {
+                    return Err(what);
                 }
                 if self.pos_of.get(&o.id) == Some(&(e, seq)) {
                     self.pos_of.remove(&o.id);
@@ -106,14 +134,13 @@ impl TotalOrder {
         }
         match self.pos_of.get(&id).copied() {
             Some((pe, p)) if (pe, p) != (e, seq) => {
-                let gave_way = self
-                    .by_pos
-                    .get(&(g, pe, p))
+                let what = format!("message {id:#x} delivered at positions {p} and {seq} ({m})");
+                let older = self.by_pos.get(&(g, pe, p)).cloned();
+                let gave_way = older
+                    .as_ref()
                     .is_none_or(|o| o.id != id || self.provisional(o));
-                if !gave_way {
-                    return Err(format!(
-                        "message {id:#x} delivered at positions {p} and {seq} ({m})"
-                    ));
+                if !gave_way && !older.is_some_and(|o| self.disputed(&o, what.clone())) {
+                    return Err(what);
                 }
                 self.pos_of.insert(id, (e, seq));
             }
@@ -136,15 +163,20 @@ impl TotalOrder {
             if seq <= last {
                 return Err(format!("{m} delivered position {seq} after {last}"));
             }
-            let skipped = self
+            let skipped: Vec<(u64, Seen)> = self
                 .by_pos
                 .range((g, e, last + 1)..(g, e, seq))
-                .find(|(_, o)| !self.provisional(o));
-            if let Some((&(_, _, p), o)) = skipped {
-                return Err(format!(
+                .filter(|(_, o)| !self.provisional(o))
+                .map(|(&(_, _, p), o)| (p, o.clone()))
+                .collect();
+            for (p, o) in skipped {
+                let what = format!(
                     "{m} skipped position {p} ({:#x}, delivered by {}): went from {last} to {seq}",
                     o.id, o.by[0]
-                ));
+                );
+                if !self.disputed(&o, what.clone()) {
+                    return Err(what);
+                }
             }
         }
         let run = self.runs.entry(m).or_insert(Run {
@@ -195,6 +227,11 @@ impl TotalOrder {
     /// Every living member's run covers every position delivered in its
     /// range (a crashed member's provisional positions aside).
     pub fn at_end(&self) -> Result<(), String> {
+        for (what, by) in &self.disputes {
+            if let Some(w) = by.iter().find(|w| !self.crashed.contains(w)) {
+                return Err(format!("{what} ({w} was never separated)"));
+            }
+        }
         for (m, r) in self.runs.iter().filter(|(m, _)| !self.crashed.contains(m)) {
             let known = self
                 .by_pos
