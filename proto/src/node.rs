@@ -62,6 +62,11 @@ pub struct NodeDriver {
     last_beat: Option<Instant>,
     /// Found silent for (about) a lease: see [`NodeDriver::take_lapse`].
     lapse: Option<Duration>,
+    /// The heartbeat interval the last Welcome asked for (kept while the
+    /// link is down, for [`NodeDriver::on_wake`]).
+    beat_every: Option<Duration>,
+    /// When the edge last woke (see [`NodeDriver::on_wake`]).
+    last_wake: Option<Instant>,
 }
 
 impl NodeDriver {
@@ -94,6 +99,7 @@ impl NodeDriver {
         self.heartbeat = Some(every);
         self.next_heartbeat = Some(now + every);
         self.lease = Some(Duration::from_millis(u64::from(*lease_ms)));
+        self.beat_every = Some(every);
         // The Hello that this answers renewed the lease, not the Welcome (a
         // daemon paused after its Hello reads the Welcome late).
         self.last_beat = self.last_beat.or(Some(now));
@@ -130,6 +136,25 @@ impl NodeDriver {
         if silent.as_micros() + every.as_micros() >= lease.as_micros() {
             self.lapse = Some(silent);
         }
+    }
+
+    /// The edge woke at `now` (chorusd: every turn of its loop, which
+    /// sleeps at most a tick; the simulator: when a paused node runs
+    /// again). A gap of about a lease since the last wake means this
+    /// process was not running (stopped, or starved): whatever the state
+    /// of the directory link, the directory may have declared it dead
+    /// meanwhile, so that is a lapse too. Call it before handing the host
+    /// anything that arrived meanwhile.
+    pub fn on_wake(&mut self, now: Instant) {
+        if let (Some(last), Some(lease), Some(every)) =
+            (self.last_wake, self.lease, self.beat_every)
+        {
+            let gap = now.saturating_since(last);
+            if gap.as_micros() + every.as_micros() >= lease.as_micros() {
+                self.lapse = Some(self.lapse.unwrap_or(gap).max(gap));
+            }
+        }
+        self.last_wake = Some(now);
     }
 
     /// How long we were silent, once, if we may have outlived our lease at
@@ -294,6 +319,17 @@ mod tests {
         // Paused from 100 ms to 3 s: the link is found lost on waking.
         d.on_directory_lost(ms(3000));
         assert_eq!(d.take_lapse(), Some(Duration::from_millis(3000)));
+
+        // Stopped while the link was down: found on waking.
+        let mut d = NodeDriver::new();
+        d.on_wake(ms(0));
+        d.on_directory_frame(ms(0), &host(), &welcome(250));
+        d.on_directory_lost(ms(100));
+        assert_eq!(d.take_lapse(), None);
+        d.on_wake(ms(600));
+        assert_eq!(d.take_lapse(), None, "600 ms awake is no lapse");
+        d.on_wake(ms(2600));
+        assert_eq!(d.take_lapse(), Some(Duration::from_millis(2000)));
 
         // Paused right after a Hello: the Welcome is read late, and the
         // silence counts from the Hello.

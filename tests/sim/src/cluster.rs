@@ -338,11 +338,17 @@ impl Sim {
                         backlog.len()
                     ));
                 }
+                // The daemon notices it did not run for a while (chorusd's
+                // loop calls this every turn; a simulated node stalls only
+                // here), then runs its timers, as chorusd's loop does
+                // before it reads its sockets: a lapsed lease is found
+                // before any stale datagram is delivered.
+                self.nodes[node].driver.on_wake(instant(self.s.now));
+                self.check_lapse(node);
+                self.node_timers(node);
                 for ev in backlog {
                     self.handle(ev);
                 }
-                // Its timers and apps run again from here.
-                self.node_timers(node);
             }
             Ev::Restart { node } => {
                 if self.tr.on() {
@@ -585,6 +591,17 @@ impl Sim {
                 ev.encode(&mut b);
                 c.offer("app_frame", b.get(3).copied().unwrap_or(0), &b);
             }
+            if let chorus_proto::wire::app::FromDaemon::Separated { group, .. } = &ev {
+                // The node's part in the group ended: what any of its apps
+                // sent there and had not made stable may be lost (those
+                // that left meanwhile are told nothing).
+                for a in self.apps.iter().filter(|a| a.node == i) {
+                    for m in a.groups.iter().filter(|m| m.group_name == *group) {
+                        let stream = crate::check::msg_id(a.id, m.group, 0) >> 32;
+                        self.checks.on_sender_separated(stream, m.next_counter());
+                    }
+                }
+            }
             if let Some(&a) = self.session_app.get(&(i, session)) {
                 self.apps[a].on_event(self.s.now, ev, &mut self.checks, &mut self.tr);
             }
@@ -699,6 +716,7 @@ impl Sim {
             }
             ProcessFault::Pause { node, for_us } => {
                 if self.nodes[node].alive && self.paused[node].is_none() {
+                    self.nodes[node].driver.on_wake(instant(self.s.now));
                     self.paused[node] = Some(Vec::new());
                     for a in self.apps.iter().filter(|a| a.node == node) {
                         for i in 0..a.groups.len() {
