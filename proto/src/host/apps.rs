@@ -1,6 +1,7 @@
 //! Requests from local apps: join, leave, send, and the status queries.
 
 use super::session::{Credentials, Member, Session, SessionId};
+use super::waits::Waiting;
 use super::Host;
 use crate::ids::{MemberId, Order};
 use crate::time::Instant;
@@ -52,6 +53,7 @@ impl Host {
             self.members.remove(&id);
         }
         self.pending_lists.retain(|_, (s, _)| *s != session);
+        self.forget_queued_lists(session);
         self.schedule(now);
     }
 
@@ -65,8 +67,8 @@ impl Host {
                 request,
                 group,
                 name,
-            } => self.app_join(session, request, group, name),
-            ToDaemon::Leave { request, group } => self.app_leave(session, request, &group),
+            } => self.app_join(now, session, request, group, name),
+            ToDaemon::Leave { request, group } => self.app_leave(now, session, request, &group),
             ToDaemon::Send {
                 request,
                 group,
@@ -90,22 +92,7 @@ impl Host {
                 };
                 self.out_app.push_back((session, reply));
             }
-            ToDaemon::Groups { request } => {
-                if !self.connected {
-                    self.reply_err(
-                        session,
-                        request,
-                        ErrorCode::Unavailable,
-                        "directory unreachable",
-                    );
-                    return;
-                }
-                let id = self.next_list;
-                self.next_list = self.next_list.wrapping_add(1);
-                self.pending_lists.insert(id, (session, request));
-                self.out_dir
-                    .push_back(ToDirectory::ListGroups { request: id });
-            }
+            ToDaemon::Groups { request } => self.app_groups(now, session, request),
             ToDaemon::Members { request, group } => self.app_members(session, request, &group),
             ToDaemon::Stats { request } => {
                 let stats = Box::new(self.stats_reply());
@@ -140,14 +127,45 @@ impl Host {
         }
     }
 
+    /// A listing of the directory's groups: asked now, queued until this
+    /// node is registered (with a bound, see `host::waits`), or refused.
+    fn app_groups(&mut self, now: Instant, session: SessionId, request: u32) {
+        if !self.connected {
+            if self.queues_while_unregistered() {
+                self.queue_list(now, session, request);
+            } else {
+                self.reply_err(
+                    session,
+                    request,
+                    ErrorCode::Unavailable,
+                    "directory unreachable",
+                );
+            }
+            return;
+        }
+        let id = self.next_list_id();
+        self.pending_lists.insert(id, (session, request));
+        self.out_dir
+            .push_back(ToDirectory::ListGroups { request: id });
+        self.start_wait(now, Waiting::List(id));
+    }
+
+    /// A fresh number for a listing asked of the directory.
+    pub(super) fn next_list_id(&mut self) -> u32 {
+        let id = self.next_list;
+        self.next_list = self.next_list.wrapping_add(1);
+        id
+    }
+
     pub(super) fn app_join(
         &mut self,
+        now: Instant,
         session: SessionId,
         request: u32,
         group: String,
         name: String,
     ) {
-        if !self.connected {
+        if !self.connected && !self.queues_while_unregistered() {
             self.reply_err(
                 session,
                 request,
@@ -190,20 +208,23 @@ impl Host {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.dropped.retain(|(g, _)| *g != group);
         }
-        self.members.insert(
-            id,
-            Member::new(session, group.clone(), name.clone(), request),
-        );
+        let mut member = Member::new(session, group.clone(), name.clone(), request);
+        // Not registered yet: the Join goes out with the Welcome.
+        member.join_unsent = !self.connected;
+        self.members.insert(id, member);
         if let Some(s) = self.sessions.get_mut(&session) {
             s.members.push(id);
         }
-        self.out_dir.push_back(ToDirectory::Join {
-            group,
-            member: id,
-            member_name: name,
-            user,
-            unix_groups,
-        });
+        if self.connected {
+            self.out_dir.push_back(ToDirectory::Join {
+                group,
+                member: id,
+                member_name: name,
+                user,
+                unix_groups,
+            });
+        }
+        self.start_wait(now, Waiting::Join(id));
     }
 
     pub(super) fn session_member(&self, session: SessionId, group: &str) -> Option<MemberId> {
@@ -214,7 +235,13 @@ impl Host {
             .find(|id| self.members.get(id).is_some_and(|m| m.group_name == group))
     }
 
-    pub(super) fn app_leave(&mut self, session: SessionId, request: u32, group: &str) {
+    pub(super) fn app_leave(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        request: u32,
+        group: &str,
+    ) {
         let Some(id) = self.session_member(session, group) else {
             self.reply_err(
                 session,
@@ -235,6 +262,7 @@ impl Host {
                     group: g,
                     member: id,
                 });
+                self.start_wait(now, Waiting::Leave(id));
             }
             _ => {
                 m.leave_request = Some(request);

@@ -43,10 +43,12 @@ impl Host {
     pub fn handle_directory_lost(&mut self, _now: Instant) {
         self.connected = false;
         self.directory_in_use = None;
+        // Joins sent on the lost link fail; those queued until the node is
+        // registered keep waiting (within their bound).
         let waiting: Vec<MemberId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.join_request.is_some())
+            .filter(|(_, m)| m.join_request.is_some() && !m.join_unsent)
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
@@ -136,6 +138,7 @@ impl Host {
                     Some(_) => self.resume_groups(),
                     None => {}
                 }
+                self.send_queued();
             }
             FromDirectory::JoinRefused { member, reason, .. } => self.join_refused(member, &reason),
             FromDirectory::View(v) => self.install_view(now, v),
@@ -510,6 +513,7 @@ impl Host {
                 // A member whose app asked for the join is answered by the
                 // view as before; the others join again unasked.
                 m.rejoining = m.join_request.is_none();
+                m.join_unsent = false;
                 m.active = false;
                 m.group = None;
                 self.out_dir.push_back(ToDirectory::Join {

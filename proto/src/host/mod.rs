@@ -38,6 +38,7 @@ pub mod group;
 pub mod planted;
 mod session;
 mod timers;
+mod waits;
 
 use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, ViewId};
 use crate::multicast::pack::Packer;
@@ -140,6 +141,8 @@ pub struct Host {
     out_mcast: VecDeque<MulticastChange>,
     out_seq: VecDeque<SequencerInput>,
     timers: Timers,
+    /// Requests waiting on the directory, and the bound they wait.
+    waits: waits::DirectoryWaits,
     stats: HostStats,
     planted: planted::Planted,
 }
@@ -174,6 +177,7 @@ impl Host {
             out_mcast: VecDeque::new(),
             out_seq: VecDeque::new(),
             timers: Timers::default(),
+            waits: waits::DirectoryWaits::default(),
             stats: HostStats::default(),
             planted: planted::Planted::default(),
         }
@@ -513,6 +517,7 @@ impl Host {
     pub fn handle_timeout(&mut self, now: Instant) {
         // Bundled DATA waited long enough: the drain that follows packs it.
         let _ = self.timers.take_due(Timer::Bundle, now);
+        self.expire_waits(now);
         if !self.timers.take_due(Timer::Tick, now) {
             return;
         }

@@ -56,6 +56,9 @@ pub(super) struct Member {
     /// In an installed view: receives deliveries and may send.
     pub active: bool,
     pub join_request: Option<u32>,
+    /// The join waits for this node to be registered: its Join frame goes
+    /// to the directory at the next Welcome (see `host::waits`).
+    pub join_unsent: bool,
     pub leave_request: Option<u32>,
     /// Joining again, unasked: the directory declared this node dead and
     /// it registered again under a new id. Until the new view, sends are
@@ -75,6 +78,7 @@ impl Member {
             name: name.into(),
             active: false,
             join_request: Some(join_request),
+            join_unsent: false,
             leave_request: None,
             rejoining: false,
             view: None,

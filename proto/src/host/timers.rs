@@ -14,6 +14,9 @@ pub enum Timer {
     Tick,
     /// A group's DATA waits to fill a datagram (see `host::BUNDLE_WAIT`).
     Bundle,
+    /// A request waiting on the directory reaches its bound (see
+    /// `host::waits`).
+    DirectoryWait,
 }
 
 /// One deadline per timer kind.
