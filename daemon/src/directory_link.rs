@@ -1,6 +1,8 @@
 //! The TCP link to the directory: connect (trying each configured address),
-//! frame in and out, reconnect with backoff when it drops.
+//! frame in and out, reconnect with backoff when it drops (see
+//! [`crate::backoff`] for the delays and how failures are logged).
 
+use crate::backoff::{Backoff, Outage, DEFAULT_LEASE};
 use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
 use chorus_proto::wire::frame::{write_frame, FrameBuffer};
 use mio::net::TcpStream;
@@ -9,11 +11,6 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-/// Kept below a fifth of the default lease: the directory gives a node whose
-/// link closed that long to come back before declaring it dead, and after a
-/// directory restart the daemons must report within one lease.
-const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Output kept for the directory before the link is considered stuck.
 const OUT_MAX_BYTES: usize = 16 << 20;
 
@@ -44,7 +41,8 @@ pub struct DirectoryLink {
     frames: FrameBuffer,
     out: Vec<u8>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
+    outage: Outage,
     pub current: Option<SocketAddr>,
 }
 
@@ -60,7 +58,8 @@ impl DirectoryLink {
             frames: FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES),
             out: Vec::new(),
             retry_at: Some(now),
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::new(DEFAULT_LEASE),
+            outage: Outage::default(),
             current: None,
         }
     }
@@ -96,28 +95,40 @@ impl DirectoryLink {
                 if let Err(e) =
                     registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)
                 {
-                    log::warn!("directory {addr}: register: {e}");
-                    self.fail(now);
+                    self.fail(now, &format!("directory {addr}: register: {e}"));
                     return;
                 }
                 self.stream = Some(s);
                 self.state = LinkState::Connecting;
                 self.current = Some(addr);
             }
-            Err(e) => {
-                log::warn!("directory {addr}: {e}");
-                self.fail(now);
-            }
+            Err(e) => self.fail(now, &format!("directory {addr}: {e}")),
         }
     }
 
-    fn fail(&mut self, now: Instant) {
+    /// The link failed for `reason`: the next attempt is scheduled, and the
+    /// failure logged unless the outage's warnings are being summarised.
+    fn fail(&mut self, now: Instant, reason: &str) {
         self.stream = None;
         self.state = LinkState::Down;
         self.frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
         self.out.clear();
-        self.retry_at = Some(now + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        let delay = self.backoff.next_delay();
+        self.retry_at = Some(now + delay);
+        if let Some(warning) = self.outage.failed(now, reason, delay) {
+            log::warn!("{warning}");
+        } else {
+            log::debug!("{reason}; next attempt in {} ms", delay.as_millis());
+        }
+    }
+
+    /// The directory welcomed this node (its lease is `lease`): the outage,
+    /// if there was one, is over and the next one backs off from the start.
+    pub fn note_welcomed(&mut self, now: Instant, lease: Duration) {
+        self.backoff.reset(lease);
+        if let Some(line) = self.outage.ended(now) {
+            log::info!("{line}");
+        }
     }
 
     /// Queues a frame.
@@ -126,9 +137,7 @@ impl DirectoryLink {
             return;
         }
         if self.out.len() > OUT_MAX_BYTES {
-            log::warn!(
-                "directory link: output backlog over {OUT_MAX_BYTES} bytes; dropping the link"
-            );
+            // Said by `flush`, which drops the link.
             self.state = LinkState::Down;
             return;
         }
@@ -144,25 +153,30 @@ impl DirectoryLink {
         if self.state == LinkState::Connecting {
             match (stream.take_error(), stream.peer_addr()) {
                 (Ok(None), Ok(_)) => {
-                    log::info!("connected to the directory at {:?}", self.current);
+                    log::info!("connected to the directory at {}", self.current_label());
                     self.state = LinkState::Up;
-                    self.backoff = BACKOFF_MIN;
                     ev.connected = true;
                 }
                 (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return ev,
                 (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
-                    log::warn!("directory {:?}: {e}", self.current);
                     let _ = registry.deregister(stream);
-                    self.fail(now);
+                    let reason = format!("directory {}: {e}", self.current_label());
+                    self.fail(now, &reason);
                     return ev;
                 }
             }
         }
         if let Err(e) = self.read(&mut ev) {
-            log::warn!("directory link lost: {e}");
-            self.drop_link(registry, now, &mut ev);
+            let reason = format!("directory link to {} lost: {e}", self.current_label());
+            self.drop_link(registry, now, &mut ev, &reason);
         }
         ev
+    }
+
+    /// The address in use, for the log.
+    fn current_label(&self) -> String {
+        self.current
+            .map_or_else(|| "(none)".to_owned(), |a| a.to_string())
     }
 
     fn read(&mut self, ev: &mut LinkEvents) -> io::Result<()> {
@@ -200,11 +214,11 @@ impl DirectoryLink {
         Ok(())
     }
 
-    fn drop_link(&mut self, registry: &Registry, now: Instant, ev: &mut LinkEvents) {
+    fn drop_link(&mut self, registry: &Registry, now: Instant, ev: &mut LinkEvents, reason: &str) {
         if let Some(s) = self.stream.as_mut() {
             let _ = registry.deregister(s);
         }
-        self.fail(now);
+        self.fail(now, reason);
         ev.lost = true;
     }
 
@@ -212,7 +226,11 @@ impl DirectoryLink {
     pub fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
         if self.state == LinkState::Down && self.stream.is_some() {
             let mut ev = LinkEvents::default();
-            self.drop_link(registry, now, &mut ev);
+            let reason = format!(
+                "directory link to {}: output backlog over {OUT_MAX_BYTES} bytes; dropping the link",
+                self.current_label()
+            );
+            self.drop_link(registry, now, &mut ev, &reason);
             return true;
         }
         if self.state != LinkState::Up || self.out.is_empty() {
@@ -235,9 +253,9 @@ impl DirectoryLink {
         };
         self.out.drain(..pos);
         if let Err(e) = result {
-            log::warn!("directory link lost: {e}");
             let mut ev = LinkEvents::default();
-            self.drop_link(registry, now, &mut ev);
+            let reason = format!("directory link to {} lost: {e}", self.current_label());
+            self.drop_link(registry, now, &mut ev, &reason);
             return true;
         }
         false

@@ -379,6 +379,10 @@ impl Daemon {
         {
             self.sequencer.send(ToSequencer::Configure(settings));
         }
+        if let FromDirectory::Welcome { lease_ms, .. } = frame {
+            let lease = Duration::from_millis(u64::from(lease_ms));
+            self.link.note_welcomed(self.now(), lease);
+        }
         let welcomed = matches!(frame, FromDirectory::Welcome { .. });
         self.host.handle_directory(cnow, frame);
         if welcomed && !self.ready_sent {

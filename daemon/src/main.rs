@@ -5,6 +5,7 @@
 //! Local applications connect to a Unix socket.
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod dev;
 mod directory_link;
 mod io;
