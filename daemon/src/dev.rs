@@ -72,7 +72,7 @@ pub fn run() -> ExitCode {
         );
         let _ = out.flush();
     };
-    let result = crate::serve(&cfg, Some(Box::new(announce)));
+    let result = crate::serve(&cfg, Some(Box::new(announce)), None);
     let _ = server.stop();
     match result {
         Ok(()) => ExitCode::SUCCESS,

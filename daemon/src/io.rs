@@ -25,7 +25,7 @@ use chorus_proto::wire::frame::write_frame;
 use chorus_proto::Instant as CoreInstant;
 use mio::net::{UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -82,6 +82,8 @@ pub struct Daemon {
     shutdown_by: Option<Instant>,
     buf: Vec<u8>,
     on_ready: Option<Box<dyn FnOnce()>>,
+    /// What SIGHUP runs (re-reading the configuration).
+    on_reload: Option<Box<dyn FnMut()>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -113,7 +115,9 @@ impl Daemon {
         let mut data = UdpSocket::from_std(data);
         poll.registry()
             .register(&mut data, DATA, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        // SIGHUP too: its default action would end the daemon without
+        // leaving its groups.
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let sequencer = SequencerThread::spawn(order, epoch)?;
@@ -141,6 +145,7 @@ impl Daemon {
             shutdown_by: None,
             buf: Vec::with_capacity(65536),
             on_ready: None,
+            on_reload: None,
         })
     }
 
@@ -148,6 +153,12 @@ impl Daemon {
     /// it also tells systemd READY=1.
     pub fn on_ready(&mut self, f: Box<dyn FnOnce()>) {
         self.on_ready = Some(f);
+    }
+
+    /// Runs `f` at every SIGHUP (re-reading the configuration); without
+    /// it SIGHUP is logged and otherwise ignored.
+    pub fn on_reload(&mut self, f: Box<dyn FnMut()>) {
+        self.on_reload = Some(f);
     }
 
     /// Reads the time from `clock` from now on (tests).
@@ -285,7 +296,17 @@ impl Daemon {
     }
 
     fn on_signals(&mut self) {
-        for sig in self.signals.pending() {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            if sig == SIGHUP {
+                match self.on_reload.as_mut() {
+                    Some(reload) => reload(),
+                    None => log::info!("SIGHUP: no configuration file to re-read"),
+                }
+                // Re-reading the file may have taken a while.
+                self.beat();
+                continue;
+            }
             if self.shutdown_by.is_none() {
                 log::info!("signal {sig}: leaving every group and stopping");
                 self.shutdown_by = Some(self.now() + DRAIN_TIMEOUT);

@@ -10,6 +10,7 @@ mod dev;
 mod directory_link;
 mod io;
 mod notify;
+mod reload;
 mod sequencer_thread;
 mod session;
 mod sockets;
@@ -58,7 +59,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log_level);
-    match serve(&cfg, None) {
+    let reloader = reload::Reloader::new(args.config.clone(), cfg.clone());
+    match serve(&cfg, None, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -68,15 +70,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logging: RUST_LOG wins, else the configured level.
+/// Logging: RUST_LOG wins, else the configured level. Without RUST_LOG the
+/// logger passes everything and the level is the global maximum, which
+/// SIGHUP may change ([`reload::set_log_level`]).
 pub fn init_logging(level: &str) {
     let mut b = env_logger::Builder::new();
-    b.parse_filters(level);
-    if let Ok(env) = std::env::var("RUST_LOG") {
-        b.parse_filters(&env);
-    }
     b.format_timestamp_millis();
-    let _ = b.try_init();
+    match std::env::var("RUST_LOG") {
+        Ok(env) => {
+            b.parse_filters(level);
+            b.parse_filters(&env);
+            let _ = b.try_init();
+        }
+        Err(_) => {
+            b.filter_level(log::LevelFilter::Trace);
+            if b.try_init().is_ok() && !reload::set_log_level(level) {
+                log::set_max_level(log::LevelFilter::Info);
+            }
+        }
+    }
 }
 
 /// A fresh incarnation for this life: time since the epoch mixed with the pid.
@@ -110,7 +122,12 @@ fn bind_app_socket(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixLis
 
 /// Runs the daemon until SIGTERM/SIGINT. `on_ready` (dev mode) runs once
 /// the daemon serves: registered with the directory, its socket bound.
-pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<(), String> {
+/// `reloader` handles SIGHUP (none in dev mode: there is no file).
+pub fn serve(
+    cfg: &DaemonConfig,
+    on_ready: Option<Box<dyn FnOnce()>>,
+    reloader: Option<reload::Reloader>,
+) -> Result<(), String> {
     let epoch = Instant::now();
     let data = sockets::sending_socket(cfg.interface, cfg.data_port).map_err(|e| {
         format!(
@@ -173,6 +190,11 @@ pub fn serve(cfg: &DaemonConfig, on_ready: Option<Box<dyn FnOnce()>>) -> Result<
     .map_err(|e| format!("cannot start: {e}"))?;
     if let Some(f) = on_ready {
         daemon.on_ready(f);
+    }
+    if let Some(mut r) = reloader {
+        daemon.on_reload(Box::new(move || {
+            let _ = r.reload();
+        }));
     }
     let result = daemon.run().map_err(|e| format!("IO loop failed: {e}"));
     let _ = std::fs::remove_file(&cfg.socket);
