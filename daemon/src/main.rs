@@ -22,7 +22,7 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The chorus per-host daemon: reliable, totally ordered group
 /// communication over IP multicast for the applications on this host.
@@ -91,6 +91,13 @@ pub fn init_logging(level: &str) {
     }
 }
 
+/// How long a request that needs the directory (join, leave, listing the
+/// groups) waits for its answer, or for this node to be registered, before
+/// it fails as unavailable (chorusctl exits 69). Longer than the grace
+/// period in which a new directory holds a fresh daemon's registration
+/// (one lease, 1.5 s by default) plus the reconnect delay.
+pub const DIRECTORY_WAIT: Duration = Duration::from_secs(5);
+
 /// A fresh incarnation for this life: time since the epoch mixed with the pid.
 fn incarnation() -> Incarnation {
     let nanos = std::time::SystemTime::now()
@@ -144,7 +151,7 @@ pub fn serve(
     let (data_port, order_port) = (port_of(&data)?, port_of(&order)?);
     let listener = bind_app_socket(&cfg.socket, cfg.socket_mode)?;
     let t = &cfg.tuning;
-    let host = Host::new(HostSettings {
+    let mut host = Host::new(HostSettings {
         node_name: cfg.node.clone(),
         incarnation: incarnation(),
         ip: cfg.interface,
@@ -167,6 +174,9 @@ pub fn serve(
             .join(","),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
+    host.set_directory_wait(Some(CoreDuration::from_millis(
+        DIRECTORY_WAIT.as_millis() as u64
+    )));
     log::info!(
         "chorusd {} node {} on {} (data port {data_port}, order port {order_port}), socket {}",
         env!("CARGO_PKG_VERSION"),
