@@ -563,6 +563,40 @@ fn the_socket_comes_from_chorus_socket_without_the_option() {
 }
 
 #[test]
+fn an_unreachable_directory_exits_69_and_status_says_not_connected() {
+    let fake = FakeDaemon::start();
+    fake.set_directory_down(true);
+    for args in [
+        &["groups"][..],
+        &["groups", "--json"],
+        &["send", "chat", "x"],
+        &["listen", "chat", "--count", "1"],
+    ] {
+        let out = run(ctl(fake.path()).args(args));
+        assert_eq!(out.status.code(), Some(69), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("directory unreachable"), "{args:?}: {err}");
+    }
+    // status prints what it knows, and exits 69 until the daemon can serve
+    // joins: what a start-up script waits for.
+    let out = run(ctl(fake.path()).arg("status"));
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(stdout_lines(&out)
+        .iter()
+        .any(|l| l == "directory  127.0.0.1:7400 (not connected)"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not connected to its directory"), "{err}");
+    let out = run(ctl(fake.path()).args(["status", "--json"]));
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(stdout_lines(&out)[0].contains(r#""connected":false"#));
+    fake.set_directory_down(false);
+    let out = run(ctl(fake.path()).arg("status"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(ctl(fake.path()).args(["send", "chat", "x"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = TempDir::new();
     let path = dir.0.join("unused.sock");

@@ -1,7 +1,11 @@
 //! chorusctl: the command-line client of the local chorusd.
 //!
 //! Exit codes follow sysexits: 0 ok, 1 the daemon refused or the session
-//! failed, 2 usage, 69 the daemon's socket is unreachable.
+//! failed, 2 usage, 69 the daemon or its directory is unreachable: the
+//! daemon's socket cannot be reached, the daemon refused a request as
+//! `Unavailable` (its directory did not answer, or it is not registered
+//! with one), or `status` found it not connected to a directory (it cannot
+//! serve joins yet: a script may wait for `status` to exit 0).
 #![forbid(unsafe_code)]
 
 #[path = "chorusctl/output.rs"]
@@ -13,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chorus::{Client, Error, Event, Order};
+use chorus::{Client, Error, ErrorCode, Event, Order};
 use chorus_proto::wire::app::APP_PAYLOAD_MAX_BYTES;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -118,6 +122,8 @@ enum Failure {
     Stdout(io::Error),
     /// `listen`'s member was separated from its group for good.
     Separated(String),
+    /// `status` found the daemon not connected to its directory (named).
+    NotConnected(String),
 }
 
 impl From<Error> for Failure {
@@ -155,9 +161,25 @@ fn main() -> ExitCode {
             );
             ExitCode::from(EXIT_UNAVAILABLE)
         }
+        Err(Failure::Client(
+            e @ Error::Daemon {
+                code: ErrorCode::Unavailable,
+                ..
+            },
+        )) => {
+            eprintln!("chorusctl: {e}");
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
         Err(Failure::Client(e)) => {
             eprintln!("chorusctl: {e}");
             ExitCode::from(EXIT_FAILURE)
+        }
+        Err(Failure::NotConnected(directory)) => {
+            eprintln!(
+                "chorusctl: chorusd is not connected to its directory ({directory}) yet: \
+                 it cannot serve joins until it is"
+            );
+            ExitCode::from(EXIT_UNAVAILABLE)
         }
         Err(Failure::Stdin(e)) => {
             eprintln!("chorusctl: reading standard input: {e}");
@@ -172,7 +194,13 @@ fn main() -> ExitCode {
 
 fn run(client: &mut Client, command: Command, out: &mut Out) -> Result<(), Failure> {
     match command {
-        Command::Status { json } => out.status(&client.status()?, json)?,
+        Command::Status { json } => {
+            let status = client.status()?;
+            out.status(&status, json)?;
+            if !status.connected {
+                return Err(Failure::NotConnected(status.directory));
+            }
+        }
         Command::Stats { json } => out.stats(&client.stats()?, json)?,
         Command::Groups { json } => out.groups(&client.groups()?, json)?,
         Command::Members { group, json } => out.members(&client.members(&group)?, json)?,

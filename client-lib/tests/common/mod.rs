@@ -73,6 +73,9 @@ struct State {
     /// Send requests whose Ok is being held, per connection.
     held: HashMap<u64, Vec<u32>>,
     max_held: usize,
+    /// As a daemon whose directory is unreachable: status says not
+    /// connected, joins and listings are refused as Unavailable.
+    directory_down: bool,
 }
 
 struct Shared {
@@ -128,6 +131,11 @@ impl FakeDaemon {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Acts as a daemon whose directory is unreachable (or reachable again).
+    pub fn set_directory_down(&self, down: bool) {
+        self.lock().directory_down = down;
     }
 
     /// Every request received so far.
@@ -303,6 +311,15 @@ fn handle(st: &mut State, conn: u64, req: ToDaemon, hold: Option<usize>) {
     if !matches!(req, ToDaemon::Send { .. }) {
         release_held(st, conn);
     }
+    if st.directory_down {
+        match req {
+            ToDaemon::Join { request, .. } | ToDaemon::Groups { request } => {
+                let refusal = error(request, ErrorCode::Unavailable, "directory unreachable");
+                return send_to(st, conn, &refusal);
+            }
+            _ => {}
+        }
+    }
     let reply = match req {
         ToDaemon::Join {
             request,
@@ -322,7 +339,7 @@ fn handle(st: &mut State, conn: u64, req: ToDaemon, hold: Option<usize>) {
             node_id: 1,
             incarnation: 77,
             directory: "127.0.0.1:7400".into(),
-            connected: true,
+            connected: !st.directory_down,
             groups: st.groups.values().filter(|g| !g.members.is_empty()).count() as u32,
             members: st.groups.values().map(|g| g.members.len() as u32).sum(),
             version: "0.1.0-fake".into(),
