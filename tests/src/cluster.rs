@@ -146,14 +146,36 @@ pub struct Node {
 impl Node {
     /// Writes `config`, starts chorusd and waits for `READY=1`.
     pub fn start(env: &TestEnv, launcher: &Launcher, config: &DaemonConfig) -> Result<Node> {
+        Node::launch(env, launcher, config, true)
+    }
+
+    /// Writes `config` and starts chorusd without waiting for anything (no
+    /// `NOTIFY_SOCKET`): a test of how it behaves while it starts, or of
+    /// the readiness a script sees, waits as it sees fit.
+    pub fn spawn(env: &TestEnv, launcher: &Launcher, config: &DaemonConfig) -> Result<Node> {
+        Node::launch(env, launcher, config, false)
+    }
+
+    fn launch(
+        env: &TestEnv,
+        launcher: &Launcher,
+        config: &DaemonConfig,
+        wait_ready: bool,
+    ) -> Result<Node> {
         let label = format!("chorusd-{}", config.node);
         let config_path = env.write_file(&format!("{label}.toml"), &config.to_toml())?;
-        let notify = NotifySocket::bind(&env.path(&format!("{label}.notify")))?;
         let mut cmd = launcher.command(&bins().chorusd);
         cmd.arg("--config").arg(&config_path);
-        cmd.env("NOTIFY_SOCKET", notify.path());
-        let guard = env.spawn_simple(&label, cmd)?;
-        notify.wait_ready(&guard, READY_TIMEOUT)?;
+        let guard = if wait_ready {
+            let notify = NotifySocket::bind(&env.path(&format!("{label}.notify")))?;
+            cmd.env("NOTIFY_SOCKET", notify.path());
+            let guard = env.spawn_simple(&label, cmd)?;
+            notify.wait_ready(&guard, READY_TIMEOUT)?;
+            guard
+        } else {
+            cmd.env_remove("NOTIFY_SOCKET");
+            env.spawn_simple(&label, cmd)?
+        };
         Ok(Node {
             name: config.node.clone(),
             socket: config.socket.clone(),
