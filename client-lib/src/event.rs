@@ -74,7 +74,8 @@ pub struct Status {
     /// The directory address in use; while the daemon has no directory
     /// link, the configured addresses, comma-separated.
     pub directory: String,
-    /// Whether the daemon is connected to the directory.
+    /// Whether the daemon is registered with its directory: only then can
+    /// it serve joins (`chorusctl status` exits 69 while it is not).
     pub connected: bool,
     /// Groups this node takes part in.
     pub groups: u32,

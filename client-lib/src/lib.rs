@@ -59,6 +59,19 @@
 //! in memory for [`Client::recv`]; an application that only sends can turn
 //! that off with [`Client::discard_events`].
 //!
+//! # When the directory does not answer
+//!
+//! Joining, leaving and [`Client::groups`] need the daemon's directory.
+//! A daemon that is still registering with it (a directory that has just
+//! started registers daemons when its grace period of one lease ends) holds
+//! such a request until it is registered; one whose directory does not
+//! answer (down, unreachable, or frozen with its connection open) fails it
+//! after at most 5 s with [`Error::Daemon`] and [`ErrorCode::Unavailable`]
+//! (`chorusctl` exits 69). The session stays usable: try again later.
+//! Groups already joined keep delivering and accepting sends meanwhile.
+//! [`Status::connected`] says whether the daemon is registered, i.e. can
+//! serve joins now.
+//!
 //! The library starts no thread: the socket is read only inside calls. A
 //! member that stops calling [`Client::recv`] (or any other call) while its
 //! groups stay busy lets the daemon's queue towards it grow, and the daemon

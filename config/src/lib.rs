@@ -65,6 +65,13 @@
 //! | `log_level` | string | `"info"` | As in `directory.toml`. |
 //! | `[tuning]` | table | all defaults | Protocol bounds; see below. |
 //!
+//! `chorusd` re-reads its file on `SIGHUP` (`systemctl reload chorusd`):
+//! `log_level` applies at once (unless `RUST_LOG` is set); every other key
+//! takes a restart, and a reload that finds one changed names it in a
+//! warning while the daemon runs on with the old value. A file with any
+//! error is logged and ignored. SIGHUP never stops chorusd nor touches its
+//! groups.
+//!
 //! ### `[tuning]`: protocol bounds
 //!
 //! Every queue and window chorusd keeps is bounded by one of these. The
