@@ -40,13 +40,17 @@ fn host(bound: Option<Duration>) -> Host {
 }
 
 fn welcome(h: &mut Host, at: Instant) {
+    welcome_with_lease(h, at, 1500);
+}
+
+fn welcome_with_lease(h: &mut Host, at: Instant, lease_ms: u32) {
     h.handle_directory(
         at,
         FromDirectory::Welcome {
             node: NodeId(1),
             cluster: ClusterId(5),
-            lease_ms: 1500,
-            heartbeat_ms: 375,
+            lease_ms,
+            heartbeat_ms: lease_ms / 4,
         },
     );
 }
@@ -234,6 +238,24 @@ fn a_leave_the_directory_never_confirms_fails_at_the_bound_and_the_member_is_gon
             ..
         }
     )));
+}
+
+#[test]
+fn a_directory_with_a_long_lease_gets_two_leases_to_answer() {
+    let mut h = host(Some(BOUND));
+    h.handle_directory_connected(ms(0));
+    welcome_with_lease(&mut h, ms(0), 4000);
+    assert_eq!(h.directory_wait(), Some(Duration::from_millis(8000)));
+    let _ = to_directory(&mut h);
+    join(&mut h, ms(0), 1);
+    tick(&mut h, ms(7999));
+    assert!(
+        unavailable(&to_app(&mut h), 1).is_none(),
+        "within two leases"
+    );
+    tick(&mut h, ms(8000));
+    let why = unavailable(&to_app(&mut h), 1).expect("refused after two leases");
+    assert!(why.contains("within 8 s"), "{why}");
 }
 
 #[test]

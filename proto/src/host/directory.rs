@@ -125,8 +125,14 @@ impl Host {
     /// A frame from the directory.
     pub fn handle_directory(&mut self, now: Instant, frame: FromDirectory) {
         match frame {
-            FromDirectory::Welcome { node, cluster, .. } => {
+            FromDirectory::Welcome {
+                node,
+                cluster,
+                lease_ms,
+                ..
+            } => {
                 log::info!("registered with the directory as node {node}");
+                self.note_lease(Duration::from_millis(u64::from(lease_ms)));
                 let previous = self.node.replace(node);
                 self.cluster = Some(cluster);
                 self.connected = true;

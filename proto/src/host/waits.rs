@@ -8,7 +8,8 @@
 //! freshly started daemon only when its grace period ends) would be refused
 //! outright although it could be served a moment later.
 //!
-//! So, once the edge sets a bound ([`Host::set_directory_wait`]): a join or
+//! So, once the edge sets a bound ([`Host::set_directory_wait`]; two of the
+//! directory's leases when that is longer): a join or
 //! a listing made while this node is not registered is queued and sent as
 //! soon as it is welcomed; every such request, sent or queued, fails with
 //! `Unavailable` when the directory has not answered it within the bound.
@@ -44,6 +45,10 @@ pub(super) enum Waiting {
 #[derive(Debug, Default)]
 pub(super) struct DirectoryWaits {
     bound: Option<Duration>,
+    /// The lease the directory gave this node (from its Welcome): requests
+    /// wait at least two, so that one held through a restarted directory's
+    /// grace period (one lease) is not failed while it is being served.
+    lease: Option<Duration>,
     deadlines: BTreeMap<Waiting, Instant>,
     /// Listings asked while unregistered: host request number, session and
     /// the app's request number. Sent when the node is welcomed.
@@ -66,9 +71,21 @@ impl Host {
         self.waits.bound = bound;
     }
 
-    /// The bound set by [`Host::set_directory_wait`].
+    /// How long a request may wait on the directory: the bound set by
+    /// [`Host::set_directory_wait`], or two of the directory's leases when
+    /// that is longer.
     pub fn directory_wait(&self) -> Option<Duration> {
-        self.waits.bound
+        let bound = self.waits.bound?;
+        let leases = self
+            .waits
+            .lease
+            .map_or(Duration::ZERO, |l| Duration::from_micros(l.as_micros() * 2));
+        Some(bound.max(leases))
+    }
+
+    /// The directory's Welcome said its lease.
+    pub(super) fn note_lease(&mut self, lease: Duration) {
+        self.waits.lease = Some(lease);
     }
 
     /// True when requests made while unregistered are queued rather than
@@ -79,7 +96,7 @@ impl Host {
 
     /// Starts the clock on `what`, if there is a bound.
     pub(super) fn start_wait(&mut self, now: Instant, what: Waiting) {
-        let Some(bound) = self.waits.bound else {
+        let Some(bound) = self.directory_wait() else {
             return;
         };
         let at = now + bound;
@@ -157,7 +174,7 @@ impl Host {
 
     /// How the bound reads in a message: "5 s", "1500 ms".
     fn bound_text(&self) -> String {
-        let ms = self.waits.bound.map_or(0, Duration::as_millis);
+        let ms = self.directory_wait().map_or(0, Duration::as_millis);
         if ms.is_multiple_of(1000) {
             format!("{} s", ms / 1000)
         } else {
