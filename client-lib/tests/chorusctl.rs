@@ -597,6 +597,23 @@ fn an_unreachable_directory_exits_69_and_status_says_not_connected() {
 }
 
 #[test]
+fn a_leave_the_directory_does_not_answer_after_the_work_is_done_is_a_warning() {
+    let fake = FakeDaemon::start();
+    fake.set_leave_unavailable(true);
+    let out = run(ctl(fake.path()).args(["send", "chat", "accepted"]));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: leaving chat: directory unreachable"),
+        "{err}"
+    );
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| matches!(r, ToDaemon::Send { payload, .. } if payload == b"accepted")));
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let dir = TempDir::new();
     let path = dir.0.join("unused.sock");

@@ -270,8 +270,24 @@ fn send(
         }
     }
     client.flush()?;
-    client.leave(group)?;
-    Ok(())
+    leave_when_done(client, group)
+}
+
+/// Leaves `group` once the command's work is done (every message accepted,
+/// or printed). A directory that does not answer the leave does not undo
+/// that work: it is a warning, and the exit status stays 0 (the member is
+/// gone from this node; the daemon tells the directory once it answers).
+fn leave_when_done(client: &mut Client, group: &str) -> Result<(), Failure> {
+    match client.leave(group) {
+        Err(Error::Daemon {
+            code: ErrorCode::Unavailable,
+            message,
+        }) => {
+            eprintln!("chorusctl: warning: leaving {group}: {message}");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Joins and prints events until `count` messages were printed (or forever).
@@ -306,6 +322,5 @@ fn listen(
             }
         }
     }
-    client.leave(group)?;
-    Ok(())
+    leave_when_done(client, group)
 }

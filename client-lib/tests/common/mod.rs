@@ -76,6 +76,9 @@ struct State {
     /// As a daemon whose directory is unreachable: status says not
     /// connected, joins and listings are refused as Unavailable.
     directory_down: bool,
+    /// Leaves are refused as Unavailable (a directory that stopped answering
+    /// after the join).
+    leave_unavailable: bool,
 }
 
 struct Shared {
@@ -131,6 +134,11 @@ impl FakeDaemon {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Refuses leaves as Unavailable (or not).
+    pub fn set_leave_unavailable(&self, on: bool) {
+        self.lock().leave_unavailable = on;
     }
 
     /// Acts as a daemon whose directory is unreachable (or reachable again).
@@ -326,6 +334,10 @@ fn handle(st: &mut State, conn: u64, req: ToDaemon, hold: Option<usize>) {
             group,
             name,
         } => return join(st, conn, request, &group, name),
+        ToDaemon::Leave { request, .. } if st.leave_unavailable => {
+            let refusal = error(request, ErrorCode::Unavailable, "directory unreachable");
+            return send_to(st, conn, &refusal);
+        }
         ToDaemon::Leave { request, group } => return leave(st, conn, request, &group),
         ToDaemon::Send {
             request,
