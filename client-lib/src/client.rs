@@ -114,7 +114,8 @@ impl Client {
     /// waits for the daemon's answer. The group's views and messages then
     /// arrive through [`Client::recv`]. A daemon whose directory does not
     /// answer refuses the join with [`crate::ErrorCode::Unavailable`] after
-    /// at most 5 s (see the crate doc).
+    /// 5 s, or two leases of a directory whose lease is longer (see the
+    /// crate doc).
     pub fn join(&mut self, group: &str, name: &str) -> Result<(), Error> {
         check_name("group", group)?;
         check_name("member name", name)?;

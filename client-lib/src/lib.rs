@@ -66,7 +66,8 @@
 //! started registers daemons when its grace period of one lease ends) holds
 //! such a request until it is registered; one whose directory does not
 //! answer (down, unreachable, or frozen with its connection open) fails it
-//! after at most 5 s with [`Error::Daemon`] and [`ErrorCode::Unavailable`]
+//! after 5 s (two leases, if the directory's is longer than 2.5 s) with
+//! [`Error::Daemon`] and [`ErrorCode::Unavailable`]
 //! (`chorusctl` exits 69). The session stays usable: try again later.
 //! Groups already joined keep delivering and accepting sends meanwhile.
 //! [`Status::connected`] says whether the daemon is registered, i.e. can

@@ -95,7 +95,8 @@ pub fn init_logging(level: &str) {
 /// groups) waits for its answer, or for this node to be registered, before
 /// it fails as unavailable (chorusctl exits 69). Longer than the grace
 /// period in which a new directory holds a fresh daemon's registration
-/// (one lease, 1.5 s by default) plus the reconnect delay.
+/// (one lease, 1.5 s by default) plus the reconnect delay. The host makes
+/// it two leases of a directory whose lease is longer than 2.5 s.
 pub const DIRECTORY_WAIT: Duration = Duration::from_secs(5);
 
 /// A fresh incarnation for this life: time since the epoch mixed with the pid.
