@@ -32,6 +32,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+/// Longest sleep of the loop (see `next_timeout`).
+const WAKE_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
 const LISTENER: Token = Token(0);
 const DATA: Token = Token(1);
 const DIRECTORY: Token = Token(2);
@@ -203,6 +205,12 @@ impl Daemon {
                 return Err(e);
             }
         }
+        // Before anything that arrived meanwhile: a loop that did not run
+        // for about a lease (SIGSTOP, starved) may have been declared dead,
+        // and must not deliver as if it had not (see `Host::handle_lease_lapsed`).
+        let now = self.now();
+        self.driver.on_wake(self.core_at(now));
+        self.check_lapse(now);
         self.beat();
         for ev in events.iter() {
             self.on_event(ev.token(), ev.is_writable());
@@ -236,6 +244,15 @@ impl Daemon {
         }
         self.link.send(&frame);
         self.flush_link(now);
+        self.check_lapse(now);
+    }
+
+    /// Tells the host if the driver found this node silent towards the
+    /// directory for about its lease.
+    fn check_lapse(&mut self, now: Instant) {
+        if let Some(silent) = self.driver.take_lapse() {
+            self.host.handle_lease_lapsed(self.core_at(now), silent);
+        }
     }
 
     /// Writes what the directory link has queued; a link found lost is
@@ -244,7 +261,7 @@ impl Daemon {
         if self.link.flush(self.poll.registry(), now) {
             let cnow = self.core_at(now);
             self.host.handle_directory_lost(cnow);
-            self.driver.on_directory_lost();
+            self.driver.on_directory_lost(cnow);
         }
     }
 
@@ -266,6 +283,11 @@ impl Daemon {
                 x.min(now + Duration::from_millis(20))
             }));
         }
+        // Wake at least this often, so that a stall of the process shows
+        // as a gap between turns (`NodeDriver::on_wake`).
+        t = Some(t.map_or(now + WAKE_AT_LEAST_EVERY, |x| {
+            x.min(now + WAKE_AT_LEAST_EVERY)
+        }));
         t.map(|t| t.saturating_duration_since(now))
     }
 
@@ -382,6 +404,7 @@ impl Daemon {
             if let Some(addr) = self.link.current {
                 self.host.note_directory_in_use(addr.to_string());
             }
+            self.driver.on_directory_connected(cnow);
             self.host.handle_directory_connected(cnow);
         }
         for frame in ev.frames {
@@ -389,7 +412,8 @@ impl Daemon {
         }
         if ev.lost {
             self.host.handle_directory_lost(cnow);
-            self.driver.on_directory_lost();
+            self.driver.on_directory_lost(cnow);
+            self.check_lapse(now);
         }
     }
 

@@ -312,3 +312,124 @@ fn a_rejoin_lost_with_the_link_is_explained_to_the_app() {
         other => panic!("a send before the join's answer was answered {other:?}"),
     }
 }
+
+/// A node that was silent for about its lease (stopped, starved) may have
+/// been declared dead: its app is told it was separated (not left with a
+/// silent hole), and the node registers again as a new incarnation, whose
+/// Hello makes the directory end the old node; the member joins again and
+/// its app sees the new view.
+#[test]
+fn a_lapsed_lease_separates_the_member_and_registers_again_as_a_new_life() {
+    let mut one = One::joined();
+    one.to_dir.clear();
+    let now = one.now();
+    one.host
+        .handle_lease_lapsed(now, Duration::from_millis(2000));
+    one.settle();
+    let separated = one.until_app("the separation", |e| {
+        matches!(e, FromDaemon::Separated { .. })
+    });
+    match separated {
+        FromDaemon::Separated {
+            group,
+            view,
+            rejoining,
+            reason,
+        } => {
+            assert_eq!((group.as_str(), view, rejoining), ("g", ViewId(1), true));
+            assert!(reason.contains("2000 ms"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        one.to_dir.contains(&ToDirectory::Goodbye),
+        "the old node says goodbye: {:?}",
+        one.to_dir
+    );
+    assert_eq!(one.host.settings().incarnation, Incarnation(101));
+    assert!(
+        !one.joined.contains(&GROUP_ADDR),
+        "the group's state is gone"
+    );
+
+    // The directory closes the link; the daemon comes back as the new life.
+    one.host.handle_directory_lost(now);
+    one.to_dir.clear();
+    one.host.handle_directory_connected(now);
+    one.settle();
+    assert!(
+        one.to_dir.iter().any(|f| matches!(
+            f,
+            ToDirectory::Hello {
+                incarnation: Incarnation(101),
+                previous: None,
+                ..
+            }
+        )),
+        "{:?}",
+        one.to_dir
+    );
+    one.seq = sequencer(NodeId(2));
+    one.directory(welcome(NodeId(2)));
+    assert!(
+        one.to_dir.iter().any(|f| matches!(
+            f,
+            ToDirectory::Join {
+                member: MemberId(1),
+                ..
+            }
+        )),
+        "the member joins again: {:?}",
+        one.to_dir
+    );
+    let mut v = view(2, NodeId(2));
+    v.nodes[0].incarnation = Incarnation(101);
+    one.directory(FromDirectory::View(v));
+    one.until_app("view 2", |e| {
+        matches!(
+            e,
+            FromDaemon::View {
+                view: ViewId(2),
+                ..
+            }
+        )
+    });
+}
+
+/// A view of the group that goes on without this node (the directory
+/// dropped it) separates its member, which joins again at once.
+#[test]
+fn a_view_without_this_node_separates_the_member_which_joins_again() {
+    let mut one = One::joined();
+    one.to_dir.clear();
+    let mut v = view(2, NodeId(3));
+    v.members.clear();
+    v.nodes[0].node = NodeId(3);
+    v.nodes[0].name = "h3".into();
+    one.directory(FromDirectory::View(v));
+    let separated = one.until_app("the separation", |e| {
+        matches!(e, FromDaemon::Separated { .. })
+    });
+    assert!(
+        matches!(
+            separated,
+            FromDaemon::Separated {
+                view: ViewId(1),
+                rejoining: true,
+                ..
+            }
+        ),
+        "{separated:?}"
+    );
+    assert!(
+        one.to_dir.iter().any(|f| matches!(
+            f,
+            ToDirectory::Join {
+                member: MemberId(1),
+                ..
+            }
+        )),
+        "the member joins again: {:?}",
+        one.to_dir
+    );
+}

@@ -362,6 +362,7 @@ fn sighup_reloads_without_stopping_the_daemon_or_its_groups() {
         .filter_map(|e| match e {
             Event::View(v) => Some(v.clone()),
             Event::Message(_) => None,
+            Event::Separated(s) => panic!("n1's member was separated: {s:?}"),
         })
         .collect();
     assert!(

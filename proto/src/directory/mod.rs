@@ -174,6 +174,10 @@ pub struct Directory {
     held: Vec<PendingJoin>,
     /// Per group, the last views published (see `send_recent_views`).
     recent_views: BTreeMap<GroupId, VecDeque<View>>,
+    /// Per group, the views of the previous directory that nodes told of
+    /// while it recovered (`past_view`): which nodes those went on
+    /// without (see `excluded_after`).
+    told_views: BTreeMap<GroupId, VecDeque<View>>,
     /// Hellos asking for no id, waiting for the end of the grace period,
     /// in arrival order.
     held_hellos: Vec<(ConnId, NodeInfo)>,
@@ -195,6 +199,7 @@ impl Directory {
             held: Vec::new(),
             held_hellos: Vec::new(),
             recent_views: BTreeMap::new(),
+            told_views: BTreeMap::new(),
         }
     }
 
@@ -683,6 +688,7 @@ impl Directory {
         // Forget the views of groups that ended (dynamic ones come and go).
         let groups = &self.groups;
         self.recent_views.retain(|id, _| groups.get(*id).is_some());
+        self.told_views.retain(|id, _| groups.get(*id).is_some());
         let recent = self.recent_views.entry(group).or_default();
         if recent.back().is_none_or(|v| v.view < view.view) {
             if recent.len() >= RECENT_VIEWS_MAX {

@@ -360,12 +360,14 @@ impl Directory {
     }
 
     /// A view of `group` after `latest` that went on without `node`, among
-    /// those this directory published or was told of (`past_view`): the
-    /// group left the node behind (the old directory declared it dead,
+    /// those of the previous directory that nodes told of (`past_view`):
+    /// the group left the node behind (the old directory declared it dead,
     /// then restarted before it came back), so the node's state of the
-    /// group is stale and it must not resume it as if it had stayed.
+    /// group is stale and it must not resume it as if it had stayed. (A
+    /// view of this directory's own without the node is no such sign: a
+    /// node that reported late is simply not in the recovered view.)
     fn excluded_after(&self, group: GroupId, node: NodeId, latest: ViewId) -> Option<ViewId> {
-        self.recent_views
+        self.told_views
             .get(&group)?
             .iter()
             .find(|v| v.view > latest && !v.nodes.iter().any(|n| n.node == node))
@@ -439,13 +441,15 @@ impl Directory {
             );
             return;
         }
-        let recent = self.recent_views.entry(v.group).or_default();
-        let Err(at) = recent.binary_search_by_key(&v.view, |r| r.view) else {
-            return;
-        };
-        recent.insert(at, v);
-        if recent.len() > super::RECENT_VIEWS_MAX {
-            recent.pop_front();
+        for views in [&mut self.recent_views, &mut self.told_views] {
+            let recent = views.entry(v.group).or_default();
+            let Err(at) = recent.binary_search_by_key(&v.view, |r| r.view) else {
+                continue;
+            };
+            recent.insert(at, v.clone());
+            if recent.len() > super::RECENT_VIEWS_MAX {
+                recent.pop_front();
+            }
         }
     }
 

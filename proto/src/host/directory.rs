@@ -83,10 +83,12 @@ impl Host {
         }
         // A join made again after a re-registration may be lost with the
         // link; its app never asked for it, so it is told when it sends.
+        // (After a lapse the joins go out only once the new life is
+        // welcomed: the link closing after our Goodbye loses none.)
         let rejoining: Vec<MemberId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.rejoining)
+            .filter(|(_, m)| m.rejoining && !self.lapsed)
             .map(|(id, _)| *id)
             .collect();
         for id in rejoining {

@@ -263,6 +263,15 @@ fn pace(
     Ok(())
 }
 
+/// A member of the run was separated from the others (its node declared
+/// dead under load): the run cannot be complete.
+fn separated(who: &Identity, s: &chorus::Separation) -> BenchError {
+    BenchError::Check(format!(
+        "{} was separated from the group after view {}: {}",
+        who.member, s.view, s.reason
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,13 +287,4 @@ mod tests {
         t.join().unwrap();
         assert!(gate.wait(Instant::now()), "stays open");
     }
-}
-
-/// A member of the run was separated from the others (its node declared
-/// dead under load): the run cannot be complete.
-fn separated(who: &Identity, s: &chorus::Separation) -> BenchError {
-    BenchError::Check(format!(
-        "{} was separated from the group after view {}: {}",
-        who.member, s.view, s.reason
-    ))
 }

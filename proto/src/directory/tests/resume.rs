@@ -277,6 +277,44 @@ mod restarted_directory {
         assert_eq!(got, expected);
     }
 
+    /// The old directory declared c dead and went on without it in view
+    /// 5 (b tells of it), then restarted before c came back: c reports
+    /// view 4 as if it had stayed. It must drop the group (its state of
+    /// the order is stale) and join again; the group recovers without it.
+    #[test]
+    fn a_node_the_group_went_on_without_drops_the_group() {
+        let (mut s, [a, b, c]) = restarted(vec![decl("chat", 1)], None);
+        s.now = ms(100);
+        s.resume(1, chat(5, 1, &[(1, "m")]));
+        s.resume(2, chat(5, 1, &[(1, "m")]));
+        s.frame(2, ToDirectory::PastView(old_view(&s, 5, &[a, b])));
+        s.resume(3, chat(4, 1, &[(1, "m")]));
+        beat(&mut s, &[1, 2, 3]);
+        s.advance_to(ms(LEASE_MS));
+        let out = s.output();
+        assert!(
+            out.contains(&(ConnId(3), FromDirectory::GroupEnded { group: GroupId(1) })),
+            "{out:?}"
+        );
+        let recovered: Vec<(ConnId, ViewId, Vec<NodeId>)> = out
+            .iter()
+            .filter_map(|(conn, f)| match f {
+                FromDirectory::View(v) => {
+                    Some((*conn, v.view, v.nodes.iter().map(|n| n.node).collect()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            recovered,
+            vec![
+                (ConnId(1), ViewId(6), vec![a, b]),
+                (ConnId(2), ViewId(6), vec![a, b])
+            ]
+        );
+        let _ = c;
+    }
+
     #[test]
     fn past_views_are_not_taken_outside_a_recovery() {
         let mut s = Script::new(settings(vec![decl("chat", 1)], None));

@@ -17,13 +17,16 @@ use crate::node::Node;
 use chorus_proto::{GlobalSeq, GroupId, Incarnation, NodeId, ViewId};
 use std::collections::BTreeMap;
 
+/// A view's members as a sequencer is told them.
+type Members = Vec<(NodeId, Incarnation)>;
+
 /// What each sequencer was told and the stability last judged.
 #[derive(Debug, Default)]
 pub struct Stability {
     /// The latest view each sequencer was told, with its members (a host
     /// tells its sequencer each view it installs, and installs lag: an
     /// older one told later changes nothing at the sequencer).
-    told: BTreeMap<(usize, GroupId), (ViewId, Vec<(NodeId, Incarnation)>)>,
+    told: BTreeMap<(usize, GroupId), (ViewId, Members)>,
     judged: BTreeMap<(usize, GroupId), GlobalSeq>,
 }
 
