@@ -566,6 +566,9 @@ impl Host {
         let Some(view) = m.view else {
             return;
         };
+        if self.planted.silent_separation() {
+            return;
+        }
         log::warn!(
             "member {id} ({}) of group {}: separated after view {view}: {why}",
             m.name,

@@ -19,6 +19,10 @@ pub struct Planted {
     /// tick, multicast again every message sent that the sequencer has not
     /// ordered yet, on top of the tail probe.
     pub retransmit_storm: bool,
+    /// Members are never told they were separated: a node declared dead
+    /// (stopped past its lease) joins them again behind their apps' backs,
+    /// as chorus once did, and their deliveries have a hole.
+    pub silent_separation: bool,
 }
 
 impl Planted {
@@ -33,6 +37,11 @@ impl Planted {
     /// The `retransmit_storm` switch, as this build honours it.
     pub fn retransmit_storm(self) -> bool {
         Self::AVAILABLE && self.retransmit_storm
+    }
+
+    /// The `silent_separation` switch, as this build honours it.
+    pub fn silent_separation(self) -> bool {
+        Self::AVAILABLE && self.silent_separation
     }
 
     /// The `no_duplicate_suppression` switch, as this build honours it.

@@ -29,6 +29,8 @@ pub struct Planted {
     pub retransmit_storm: bool,
     pub no_retransmit: bool,
     pub no_duplicate_suppression: bool,
+    /// See `chorus_proto::host::planted::Planted::silent_separation`.
+    pub silent_separation: bool,
 }
 
 /// Per-host protocol settings (within the ranges chorusd's config accepts).

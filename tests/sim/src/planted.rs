@@ -12,6 +12,7 @@ pub fn apply(host: &mut Host, p: Planted) {
             no_retransmit: p.no_retransmit,
             no_duplicate_suppression: p.no_duplicate_suppression,
             retransmit_storm: p.retransmit_storm,
+            silent_separation: p.silent_separation,
         });
     }
 }

@@ -8,12 +8,63 @@ use crate::plan::{Options, ProcessFault};
 use crate::world::Micros;
 
 /// Every named scenario, for `sim --scenario` and the test that runs them.
-pub const NAMES: &[&str] = &["unordered-burst-failover"];
+pub const NAMES: &[&str] = &[
+    "unordered-burst-failover",
+    "pause-past-lease",
+    "sequencer-pause",
+    "partition-past-lease",
+];
 
 /// The plan of the scenario called `name`.
 pub fn plan(name: &str) -> Option<Plan> {
     match name {
         "unordered-burst-failover" => Some(unordered_burst_failover()),
+        "pause-past-lease" => Some(separation(
+            "scenario pause-past-lease",
+            Vec::new(),
+            vec![(
+                1_000_000,
+                ProcessFault::Pause {
+                    node: 2,
+                    for_us: 3_000_000,
+                },
+            )],
+        )),
+        "sequencer-pause" => Some(separation(
+            "scenario sequencer-pause",
+            Vec::new(),
+            vec![(
+                1_000_000,
+                ProcessFault::Pause {
+                    node: 0,
+                    for_us: 3_000_000,
+                },
+            )],
+        )),
+        "partition-past-lease" => Some(separation(
+            "scenario partition-past-lease",
+            vec![
+                Span {
+                    start: 1_000_000,
+                    end: 4_000_000,
+                    kind: FaultKind::Partition {
+                        side: 1 << 2,
+                        symmetric: true,
+                    },
+                },
+                // Its link to the directory is cut as long: what it sends
+                // arrives when the partition heals (TCP retransmits).
+                Span {
+                    start: 1_000_000,
+                    end: 4_000_000,
+                    kind: FaultKind::DirDelay {
+                        node: 2,
+                        extra_us: 3_000_000,
+                    },
+                },
+            ],
+            Vec::new(),
+        )),
         _ => None,
     }
 }
@@ -107,5 +158,69 @@ fn unordered_burst_failover() -> Plan {
         safety_end_us: 8_000_000,
         liveness_bound_us: 10_000_000,
         features: vec!["scenario unordered-burst-failover"],
+    }
+}
+
+/// Three nodes, every app a member of g0 sending all along; h0 joins first
+/// (it sequences). `spans` and `process` cut one node off for twice the
+/// lease (1.5 s): the others go on without it, and when it is back its
+/// members are told they were separated, join again, and see no hole.
+fn separation(
+    feature: &'static str,
+    spans: Vec<Span>,
+    process: Vec<(Micros, ProcessFault)>,
+) -> Plan {
+    let n = 3;
+    let host = HostParams {
+        max_datagram_bytes: 1400,
+        send_window_messages: 32,
+        receive_window_messages: 128,
+        ack_interval_ms: 5,
+        retransmit_ms: 40,
+    };
+    let link = |from: usize, to: usize| LinkParams {
+        loss_ppm: 0,
+        dup_ppm: 0,
+        delay_min_us: if from == to { 5 } else { 200 },
+        jitter_us: 0,
+        mtu_bytes: 65_535,
+    };
+    let app = |node: usize, join_at: Micros| AppPlan {
+        node,
+        groups: vec![AppGroup {
+            group: 0,
+            join_at,
+            messages: 300,
+            leave_at: None,
+            rejoin_after: None,
+        }],
+        anchor: node == 0,
+        burst_max: 4,
+        interval_us: 20_000,
+        fifo_pct: 10,
+        safe_pct: 10,
+        payload_max: 64,
+        disconnect_at: None,
+        large_pct: 10,
+        large_seed: node as u64 + 1,
+    };
+    Plan {
+        seed: 0,
+        hosts: vec![host; n],
+        groups: vec![GroupPlan {
+            name: "g0".into(),
+            address: std::net::Ipv4Addr::new(239, 255, 7, 1),
+            port: 7400,
+        }],
+        apps: vec![app(0, 20_000), app(1, 100_000), app(2, 200_000)],
+        lease_ms: 1_500,
+        links: (0..n * n).map(|i| link(i / n, i % n)).collect(),
+        dir_delay_us: 500,
+        queue_cap: usize::MAX,
+        spans,
+        process,
+        safety_end_us: 8_000_000,
+        liveness_bound_us: 10_000_000,
+        features: vec![feature],
     }
 }

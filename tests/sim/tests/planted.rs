@@ -112,3 +112,36 @@ fn no_duplicate_suppression_is_caught() {
         "liveness" | "total_order" | "fifo" | "integrity" | "bounded_memory"
     )));
 }
+
+/// Members never told they were separated (joined again behind their
+/// apps' backs after their node was stopped past its lease, as chorus once
+/// did) have a hole in what they deliver: the checkers catch it in the
+/// separation scenarios, which pass without the bug.
+#[test]
+fn a_silent_separation_is_caught() {
+    for name in [
+        "pause-past-lease",
+        "sequencer-pause",
+        "partition-past-lease",
+    ] {
+        let plan = || chorus_sim::scenario::plan(name).expect("a named scenario");
+        let clean = chorus_sim::run_plan(
+            plan(),
+            &chorus_sim::scenario::options(),
+            chorus_sim::TraceMode::Off,
+        );
+        assert!(clean.result.is_ok(), "{name} fails without the bug");
+        let opts = Options {
+            planted: Planted {
+                silent_separation: true,
+                ..Planted::default()
+            },
+            ..chorus_sim::scenario::options()
+        };
+        let planted = chorus_sim::run_plan(plan(), &opts, chorus_sim::TraceMode::Off);
+        match planted.result {
+            Ok(_) => panic!("{name}: a silent separation was not caught"),
+            Err(f) => println!("{name}: caught: {}", f.violation),
+        }
+    }
+}

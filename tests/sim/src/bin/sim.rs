@@ -6,7 +6,7 @@
 //! sim --scenario NAME [--trace]   a named scenario (`--scenario list` names them)
 //! sim --regressions FILE          every untagged seed listed in FILE (with
 //!                                 --process-faults: the seeds tagged [process-faults])
-//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm  --force-loss
+//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation  --force-loss
 //!          --debug-host I (with --trace: host I's internal state after each of its steps)
 //!          --log LEVEL (with --trace: the protocol core's log records, e.g. `--log debug`)
 //! ```
@@ -32,7 +32,7 @@ struct Args {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm] [--force-loss] [--debug-host I] [--log LEVEL]");
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation] [--force-loss] [--debug-host I] [--log LEVEL]");
     ExitCode::from(2)
 }
 
@@ -66,6 +66,7 @@ fn parse_args() -> Option<Args> {
                 "no-retransmit" => a.opts.planted.no_retransmit = true,
                 "no-duplicate-suppression" => a.opts.planted.no_duplicate_suppression = true,
                 "retransmit-storm" => a.opts.planted.retransmit_storm = true,
+                "silent-separation" => a.opts.planted.silent_separation = true,
                 _ => return None,
             },
             _ => return None,
