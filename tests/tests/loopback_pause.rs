@@ -88,6 +88,7 @@ fn a_daemon_stopped_past_its_lease_is_separated_then_admitted_again_without_a_ho
             (!v.members.contains(&all[2])).then(|| v.clone())
         })
         .unwrap();
+    let view_without_after = stopped_at.elapsed();
     send(
         cluster.node(1).chorusctl(),
         &group,
@@ -102,6 +103,7 @@ fn a_daemon_stopped_past_its_lease_is_separated_then_admitted_again_without_a_ho
         std::thread::sleep(left); // the fault itself: the daemon stays stopped
     }
     drop(resume);
+    let continued_at = Instant::now();
 
     // l3 is told it was separated, then sees a view with everyone again.
     let separated = listeners[2]
@@ -135,6 +137,7 @@ fn a_daemon_stopped_past_its_lease_is_separated_then_admitted_again_without_a_ho
         )
         .unwrap();
     assert!(back.view > without.view, "{back:?}");
+    let back_after = continued_at.elapsed();
     for l in &listeners[..2] {
         l.wait_view_with(&all, Duration::from_secs(15)).unwrap();
     }
@@ -187,4 +190,9 @@ fn a_daemon_stopped_past_its_lease_is_separated_then_admitted_again_without_a_ho
     for e in &seen3.events[after.saturating_sub(1)..(after + 2).min(seen3.events.len())] {
         eprintln!("l3: {e:?}");
     }
+    eprintln!(
+        "pause timing: the others' view without l3 {} ms after SIGSTOP; l3 back in a view with everyone {} ms after SIGCONT",
+        view_without_after.as_millis(),
+        back_after.as_millis()
+    );
 }
