@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
+use crate::replication::{self, RawPeer, ReplicationConfig};
 use crate::source::Source;
 use crate::{AddressPool, ConfigError};
 
@@ -30,6 +31,9 @@ pub struct DirectoryConfig {
     pub groups: Vec<GroupConfig>,
     /// Groups created on first join (`[dynamic]`), if enabled.
     pub dynamic: Option<DynamicConfig>,
+    /// This replica's id, state directory and peers, when the directory is
+    /// replicated (`[[peer]]`); `None` for a single directory.
+    pub replication: Option<ReplicationConfig>,
 }
 
 /// One `[[group]]` table.
@@ -72,6 +76,7 @@ impl Default for DirectoryConfig {
             cluster: "chorus".to_owned(),
             groups: Vec::new(),
             dynamic: None,
+            replication: None,
         }
     }
 }
@@ -101,6 +106,10 @@ struct RawDirectory {
     #[serde(default)]
     group: Vec<RawGroup>,
     dynamic: Option<RawDynamic>,
+    id: Option<Spanned<u64>>,
+    state_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    peer: Vec<RawPeer>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +134,7 @@ struct RawDynamic {
 impl RawDirectory {
     fn validate(self, src: &Source<'_>) -> Result<DirectoryConfig, ConfigError> {
         let d = DirectoryConfig::default();
+        let listen_span = self.listen.as_ref().map(Spanned::span);
         let listen = optional(src, "listen", self.listen, d.listen, |s| {
             check::socket_addr(&s)
         })?;
@@ -148,7 +158,15 @@ impl RawDirectory {
         })?;
         let dynamic = self.dynamic.map(|r| r.validate(src)).transpose()?;
         let groups = validate_groups(src, self.group, dynamic.as_ref())?;
+        let replication = replication::validate(
+            src,
+            self.id,
+            self.state_dir,
+            self.peer,
+            (listen, listen_span),
+        )?;
         Ok(DirectoryConfig {
+            replication,
             listen,
             lease_ms,
             log_level,

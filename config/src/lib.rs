@@ -47,6 +47,23 @@
 //! | `address_pool` | `"A.B.C.D/LEN"` | *required* | Multicast block (inside 224.0.0.0/4, prefix length 8–30, no host bits set) the directory hands addresses out of. Its first and last address are never handed out, so a /24 serves 254 groups at once. |
 //! | `port` | integer 1–65535 | *required* | UDP port every dynamic group uses. |
 //!
+//! ### Replication: `id`, `state_dir` and `[[peer]]`
+//!
+//! Without them the file describes a single directory. With them it is one
+//! replica of a replicated directory: three (or five) `chorus-directory`
+//! processes that elect a leader among themselves with Raft. Only the
+//! leader serves daemons; the others send a daemon to the leader. Every
+//! replica's file lists the same `[[peer]]` tables, itself included, and
+//! the same groups. See `config/examples/directory-replicated.toml`.
+//!
+//! | key | type | default | meaning |
+//! |---|---|---|---|
+//! | `id` | integer ≥ 1 | *required with `[[peer]]`* | Which of the peers this replica is. |
+//! | `state_dir` | absolute path | *required with `[[peer]]`* | Where the replica keeps its Raft vote and log across restarts (created if missing). |
+//! | `[[peer]]` | table, repeated, at most 7 | none | Every replica: `id` (unique, ≥ 1), `raft` (`"IP:PORT"`, where the replicas talk Raft) and `listen` (`"IP:PORT"`, where daemons connect to it: that replica's own `listen`). No address twice. This replica's `listen` must equal its peer's `listen` (or be `0.0.0.0` with the same port). |
+//!
+//! chorusd's `directory` key then lists every replica's `listen` address.
+//!
 //! `chorus-directory` re-reads its file on `SIGHUP` (`systemctl reload
 //! chorus-directory`): added groups appear, removed groups end with a final
 //! view, and a file with any error is rejected whole while the old
@@ -57,7 +74,7 @@
 //! | key | type | default | meaning |
 //! |---|---|---|---|
 //! | `node` | string | the host name | Unique node name, 1–64 bytes, without `:` (members are shown as `NODE:NAME`) or whitespace. |
-//! | `directory` | array of `"IP:PORT"` | `["127.0.0.1:7400"]` | The directory server(s), tried in order. At least one; no duplicates. |
+//! | `directory` | array of `"IP:PORT"` | `["127.0.0.1:7400"]` | The directory server, or every replica of a replicated directory, tried in order; a replica that does not lead sends the daemon to the leader. At least one; no duplicates. |
 //! | `interface` | `"A.B.C.D"` | `"127.0.0.1"` | Local unicast IPv4 address used to send and receive multicast and to talk to peers. |
 //! | `data_port` | integer 1–65535 | `7401` | UDP port for acknowledgements, repair and unicast traffic. |
 //! | `socket` | absolute path | `"/run/chorus/chorusd.sock"` | Unix socket local applications connect to; at most 107 bytes. |
@@ -118,12 +135,14 @@ mod daemon;
 mod directory;
 mod error;
 mod pool;
+mod replication;
 mod source;
 
 pub use daemon::{DaemonConfig, Tuning};
 pub use directory::{DirectoryConfig, DynamicConfig, GroupConfig};
 pub use error::ConfigError;
 pub use pool::AddressPool;
+pub use replication::{PeerConfig, ReplicaId, ReplicationConfig, REPLICAS_MAX};
 
 /// Exit code of every binary when its configuration is invalid (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;

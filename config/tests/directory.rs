@@ -382,3 +382,82 @@ fn unreadable_file_is_reported_without_line() {
         "{err}"
     );
 }
+
+const REPLICA: &str = r#"listen = "127.0.0.1:7400"
+id = 2
+state_dir = "/var/lib/chorus-directory"
+
+[[peer]]
+id = 1
+raft = "127.0.0.1:7501"
+listen = "127.0.0.1:7401"
+
+[[peer]]
+id = 2
+raft = "127.0.0.1:7502"
+listen = "127.0.0.1:7400"
+
+[[peer]]
+id = 3
+raft = "127.0.0.1:7503"
+listen = "127.0.0.1:7403"
+"#;
+
+#[test]
+fn a_single_directory_has_no_replication() {
+    assert_eq!(parse(TWO_GROUPS).unwrap().replication, None);
+}
+
+#[test]
+fn a_replica_knows_its_id_and_peers() {
+    let c = parse(REPLICA).unwrap();
+    let r = c.replication.unwrap();
+    assert_eq!(r.id, chorus_config::ReplicaId(2));
+    assert_eq!(r.peers.len(), 3);
+    assert_eq!(r.own().unwrap().raft, "127.0.0.1:7502".parse().unwrap());
+}
+
+#[test]
+fn replication_errors_point_at_line_and_key() {
+    // (replace, with, line of the error in the edited text, key, words)
+    let cases: [(&str, &str, usize, &str, &str); 7] = [
+        ("id = 2\n", "", 5, "id", "required"),
+        ("id = 2\n", "id = 4\n", 2, "id", "not among"),
+        (
+            "\"/var/lib/chorus-directory\"",
+            "\"relative\"",
+            3,
+            "state_dir",
+            "absolute",
+        ),
+        (
+            "127.0.0.1:7503",
+            "127.0.0.1:7502",
+            17,
+            "peer.raft",
+            "already used",
+        ),
+        ("id = 3\n", "id = 1\n", 16, "peer.id", "already declared"),
+        ("id = 1\n", "id = 0\n", 6, "peer.id", "start at 1"),
+        (
+            "127.0.0.1:7400\"\nid",
+            "127.0.0.1:7409\"\nid",
+            1,
+            "listen",
+            "differs",
+        ),
+    ];
+    for (from, to, line, key, words) in cases {
+        let text = REPLICA.replacen(from, to, 1);
+        let err = parse(&text).unwrap_err();
+        assert_points_at(&err, line, key, words);
+    }
+}
+
+#[test]
+fn replication_keys_need_peers() {
+    let err = parse("id = 1\n").unwrap_err();
+    assert_points_at(&err, 1, "id", "[[peer]]");
+    let err = parse("state_dir = \"/x\"\n").unwrap_err();
+    assert_points_at(&err, 1, "state_dir", "single directory");
+}

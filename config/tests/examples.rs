@@ -148,3 +148,20 @@ fn reference_documents_every_key() {
         );
     }
 }
+
+#[test]
+fn replicated_directory_example_loads_as_documented() {
+    use chorus_config::ReplicaId;
+    let c = DirectoryConfig::load(&example("directory-replicated.toml")).unwrap();
+    let r = c.replication.as_ref().unwrap();
+    assert_eq!(r.id, ReplicaId(1));
+    assert_eq!(r.state_dir, Path::new("/var/lib/chorus-directory"));
+    let ids: Vec<u64> = r.peers.iter().map(|p| p.id.0).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(r.own().unwrap().listen, c.listen);
+    assert_eq!(
+        r.peers[2].raft,
+        "10.0.0.3:7405".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.groups.len(), 1);
+}
