@@ -1,6 +1,9 @@
 //! The TCP link to the directory: connect (trying each configured address),
 //! frame in and out, reconnect with backoff when it drops (see
-//! [`crate::backoff`] for the delays and how failures are logged).
+//! [`crate::backoff`] for the delays and how failures are logged). A
+//! replica of a replicated directory that does not lead answers with a
+//! Redirect; the link then connects to the leader it names next (see
+//! [`DirectoryLink::leave`]).
 
 use crate::backoff::{Backoff, Outage, DEFAULT_LEASE};
 use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
@@ -44,6 +47,9 @@ pub struct DirectoryLink {
     backoff: Backoff,
     outage: Outage,
     pub current: Option<SocketAddr>,
+    /// Where to connect next instead of the next address of the list: the
+    /// leader a replica redirected us to.
+    redirect: Option<SocketAddr>,
 }
 
 impl DirectoryLink {
@@ -61,6 +67,7 @@ impl DirectoryLink {
             backoff: Backoff::new(DEFAULT_LEASE),
             outage: Outage::default(),
             current: None,
+            redirect: None,
         }
     }
 
@@ -80,11 +87,15 @@ impl DirectoryLink {
         if self.state != LinkState::Down || self.retry_at.is_some_and(|t| t > now) {
             return;
         }
-        if self.addrs.is_empty() {
-            return;
-        }
-        let addr = self.addrs[self.next_addr % self.addrs.len()];
-        self.next_addr += 1;
+        let addr = match self.redirect.take() {
+            Some(addr) => addr,
+            None if self.addrs.is_empty() => return,
+            None => {
+                let addr = self.addrs[self.next_addr % self.addrs.len()];
+                self.next_addr += 1;
+                addr
+            }
+        };
         match TcpStream::connect(addr) {
             Ok(mut s) => {
                 // Frames to the directory are few and small: each goes at
@@ -128,6 +139,39 @@ impl DirectoryLink {
         self.backoff.reset(lease);
         if let Some(line) = self.outage.ended(now) {
             log::info!("{line}");
+        }
+    }
+
+    /// Leaves the link the directory is up on: a replica redirected us
+    /// (`to` the leader, or `None` when it knows none: then the next address
+    /// of the list), or it is a deposed leader. The next attempt comes after
+    /// the shortest backoff when a leader is named (it is up), else after the
+    /// usual growing one, so that replicas that disagree on the leader for a
+    /// moment cannot make the daemon spin.
+    pub fn leave(&mut self, registry: &Registry, now: Instant, to: Option<SocketAddr>) {
+        if let Some(s) = self.stream.as_mut() {
+            let _ = registry.deregister(s);
+        }
+        self.redirect = to;
+        match to {
+            Some(leader) => {
+                log::info!(
+                    "directory {}: not the leader; connecting to the leader at {leader}",
+                    self.current_label()
+                );
+                self.stream = None;
+                self.state = LinkState::Down;
+                self.frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+                self.out.clear();
+                self.retry_at = Some(now + crate::backoff::FIRST_RETRY);
+            }
+            None => {
+                let reason = format!(
+                    "directory {}: not the leader, and knows of none",
+                    self.current_label()
+                );
+                self.fail(now, &reason);
+            }
         }
     }
 

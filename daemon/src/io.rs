@@ -408,12 +408,48 @@ impl Daemon {
             self.host.handle_directory_connected(cnow);
         }
         for frame in ev.frames {
+            if let Some(to) = self.must_leave_link(&frame) {
+                self.link.leave(self.poll.registry(), now, to);
+                self.host.handle_directory_lost(cnow);
+                self.driver.on_directory_lost(cnow);
+                self.check_lapse(now);
+                return;
+            }
             self.on_directory_frame(cnow, frame);
         }
         if ev.lost {
             self.host.handle_directory_lost(cnow);
             self.driver.on_directory_lost(cnow);
             self.check_lapse(now);
+        }
+    }
+
+    /// Whether this frame means the link is with the wrong directory
+    /// replica: a Redirect (to the leader it names, if any), or a Welcome
+    /// under an epoch older than one this daemon was welcomed in (a deposed
+    /// leader that has not noticed yet: nothing it says may be taken).
+    fn must_leave_link(&self, frame: &FromDirectory) -> Option<Option<SocketAddr>> {
+        match frame {
+            FromDirectory::Redirect { leader } => {
+                log::info!(
+                    "directory {:?} does not lead; {}",
+                    self.link.current,
+                    leader.map_or("no leader known: trying the next one".to_owned(), |l| {
+                        format!("connecting to the leader at {l}")
+                    })
+                );
+                Some(*leader)
+            }
+            FromDirectory::Welcome { epoch, .. } if *epoch < self.host.directory_epoch() => {
+                log::warn!(
+                    "directory {:?} welcomed this node under epoch {epoch}, older than epoch {}: \
+                     a deposed leader; trying another",
+                    self.link.current,
+                    self.host.directory_epoch()
+                );
+                Some(None)
+            }
+            _ => None,
         }
     }
 

@@ -634,6 +634,7 @@ mod tests {
                 data_port: 7401,
                 order_port: 7402,
                 previous: None,
+                epoch: chorus_proto::Epoch(0),
             },
         );
         while server.core.node_by_name("n1").is_none() {

@@ -163,6 +163,7 @@ fn group_names(addr: SocketAddr, node: &str) -> Vec<String> {
         data_port: 1,
         order_port: 2,
         previous: None,
+        epoch: chorus_proto::Epoch(0),
     };
     write_frame(&mut out, |b| hello.encode(b));
     write_frame(&mut out, |b| {

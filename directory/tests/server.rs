@@ -75,6 +75,7 @@ impl Client {
             data_port: 7401,
             order_port: 7402,
             previous: None,
+            epoch: chorus_proto::Epoch(0),
         });
         match self.recv() {
             Some(FromDirectory::Welcome {
@@ -180,6 +181,7 @@ fn a_refused_hello_gets_its_reason_before_the_close() {
         data_port: 1,
         order_port: 2,
         previous: None,
+        epoch: chorus_proto::Epoch(0),
     });
     assert!(matches!(
         nameless.recv(),

@@ -48,6 +48,14 @@ id_type!(
     MemberId(u32)
 );
 id_type!(
+    /// The term of the directory leader a daemon talks to: a replicated
+    /// directory's leader serves under the Raft term it was elected in, so a
+    /// later leader always has a higher epoch. 0: a single (unreplicated)
+    /// directory, or none seen yet. A daemon that has seen epoch E refuses
+    /// a Welcome of an epoch below E: it comes from a deposed leader.
+    Epoch(u64)
+);
+id_type!(
     /// Identifies a deployment: datagrams with another cluster id are ignored.
     ClusterId(u32)
 );

@@ -91,6 +91,7 @@ impl NodeDriver {
             cluster,
             lease_ms,
             heartbeat_ms,
+            ..
         } = frame
         else {
             return None;
@@ -233,6 +234,7 @@ mod tests {
             cluster: ClusterId(9),
             lease_ms: 1000,
             heartbeat_ms,
+            epoch: crate::ids::Epoch(0),
         }
     }
 

@@ -51,6 +51,7 @@ fn welcome_with_lease(h: &mut Host, at: Instant, lease_ms: u32) {
             cluster: ClusterId(5),
             lease_ms,
             heartbeat_ms: lease_ms / 4,
+            epoch: Epoch(0),
         },
     );
 }

@@ -56,6 +56,7 @@ fn host(sequencer: u32) -> Host {
             cluster: CLUSTER,
             lease_ms: 1000,
             heartbeat_ms: 250,
+            epoch: chorus_proto::Epoch(0),
         },
     );
     h.handle_app_connect(t, SessionId(1), Credentials::default());

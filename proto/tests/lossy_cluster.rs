@@ -281,6 +281,7 @@ fn register_and_join(net: &mut Net, first: Option<View>) {
                 cluster: ClusterId(5),
                 lease_ms: 1000,
                 heartbeat_ms: 250,
+                epoch: chorus_proto::Epoch(0),
             },
         );
         h.handle_app_connect(t, SessionId(1), Credentials::default());

@@ -47,6 +47,7 @@ fn welcome(node: NodeId) -> FromDirectory {
         cluster: CLUSTER,
         lease_ms: 1500,
         heartbeat_ms: 375,
+        epoch: chorus_proto::Epoch(0),
     }
 }
 
@@ -311,6 +312,80 @@ fn a_rejoin_lost_with_the_link_is_explained_to_the_app() {
         }
         other => panic!("a send before the join's answer was answered {other:?}"),
     }
+}
+
+/// A Welcome of `epoch` (a replicated directory's leader term).
+fn welcome_in(node: NodeId, epoch: u64) -> FromDirectory {
+    match welcome(node) {
+        FromDirectory::Welcome {
+            node,
+            cluster,
+            lease_ms,
+            heartbeat_ms,
+            ..
+        } => FromDirectory::Welcome {
+            node,
+            cluster,
+            lease_ms,
+            heartbeat_ms,
+            epoch: Epoch(epoch),
+        },
+        other => other,
+    }
+}
+
+#[test]
+fn a_welcome_from_a_deposed_leader_is_refused_with_everything_after_it() {
+    let mut one = One::joined();
+    let now = one.now();
+    // A failover: the new leader (term 5) welcomes the node again.
+    one.host.handle_directory_lost(now);
+    one.host.handle_directory_connected(now);
+    one.directory(welcome_in(NodeId(1), 5));
+    assert_eq!(one.host.directory_epoch(), Epoch(5));
+    assert!(!one.host.directory_fenced());
+
+    // The link drops; the next Hello says which epoch the node has seen.
+    one.host.handle_directory_lost(now);
+    one.to_dir.clear();
+    one.host.handle_directory_connected(now);
+    one.settle();
+    assert!(
+        matches!(
+            one.to_dir.as_slice(),
+            [ToDirectory::Hello {
+                epoch: Epoch(5),
+                ..
+            }]
+        ),
+        "{:?}",
+        one.to_dir
+    );
+
+    // The old leader (term 4), not yet aware it was deposed, answers: the
+    // node refuses the Welcome, and a view it then sends (a second copy of
+    // the group, numbered by a leader that knows nothing) is not taken.
+    one.directory(welcome_in(NodeId(1), 4));
+    assert!(one.host.directory_fenced());
+    assert_eq!(one.host.directory_epoch(), Epoch(5));
+    one.to_app.clear();
+    let mut stale = view(9, NodeId(1));
+    stale.members.clear();
+    one.directory(FromDirectory::View(stale));
+    assert!(
+        !one.to_app
+            .iter()
+            .any(|e| matches!(e, FromDaemon::View { .. })),
+        "a deposed leader's view reached the app: {:?}",
+        one.to_app
+    );
+
+    // The next link, to the real leader, is taken again.
+    one.host.handle_directory_lost(now);
+    one.host.handle_directory_connected(now);
+    assert!(!one.host.directory_fenced());
+    one.directory(welcome_in(NodeId(1), 6));
+    assert_eq!(one.host.directory_epoch(), Epoch(6));
 }
 
 /// A node that was silent for about its lease (stopped, starved) may have

@@ -182,6 +182,7 @@ impl Rig {
             cluster: ClusterId(7),
             lease_ms: LEASE_MS,
             heartbeat_ms: HEARTBEAT_MS,
+            epoch: chorus_proto::Epoch(0),
         });
         while rig.daemon.host.node().is_none() {
             rig.turn(IO_LIMIT);

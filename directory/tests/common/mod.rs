@@ -106,6 +106,7 @@ impl FakeDaemon {
             data_port: 7401,
             order_port: 7402,
             previous: previous.into(),
+            epoch: chorus_proto::Epoch(0),
         });
         match self.recv() {
             Some(FromDirectory::Welcome { node, .. }) => node,

@@ -72,7 +72,7 @@ mod resume;
 #[cfg(test)]
 mod tests;
 
-use crate::ids::{ClusterId, GroupId, NodeId, ViewId};
+use crate::ids::{ClusterId, Epoch, GroupId, NodeId, ViewId};
 use crate::time::{Duration, Instant};
 use crate::wire::directory::{FromDirectory, GroupSummary, NodeInfo, ToDirectory, View};
 use groups::{DetachError, Groups, JoinRequest};
@@ -181,6 +181,9 @@ pub struct Directory {
     /// Hellos asking for no id, waiting for the end of the grace period,
     /// in arrival order.
     held_hellos: Vec<(ConnId, NodeInfo)>,
+    /// The epoch this directory serves under: the Raft term of a replicated
+    /// directory's leader, 0 for a single directory. Sent in every Welcome.
+    epoch: Epoch,
 }
 
 impl Directory {
@@ -200,7 +203,22 @@ impl Directory {
             held_hellos: Vec::new(),
             recent_views: BTreeMap::new(),
             told_views: BTreeMap::new(),
+            epoch: Epoch(0),
         }
+    }
+
+    /// A directory serving under `epoch` (a replicated directory's leader:
+    /// its Raft term). It welcomes daemons under it and refuses a daemon
+    /// that was welcomed under a higher one: this directory is then a
+    /// deposed leader that has not noticed yet.
+    pub fn with_epoch(mut self, epoch: Epoch) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The epoch this directory serves under.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     /// A directory that cannot have restarted under running groups (one
@@ -240,8 +258,19 @@ impl Directory {
                     data_port,
                     order_port,
                     previous,
+                    epoch,
                 },
             ) => {
+                if self.epoch.0 > 0 && epoch > self.epoch {
+                    return self.refuse(
+                        conn,
+                        format!(
+                            "this directory serves epoch {} but the node was welcomed in epoch {epoch}: \
+                             this replica is a deposed leader",
+                            self.epoch
+                        ),
+                    );
+                }
                 let info = NodeInfo {
                     node: NodeId(0),
                     name,
@@ -531,6 +560,7 @@ impl Directory {
             cluster: self.cluster,
             lease_ms,
             heartbeat_ms: (lease_ms / 4).max(HEARTBEAT_MIN_MS),
+            epoch: self.epoch,
         };
         self.output.push_back((conn, welcome));
     }

@@ -4,7 +4,7 @@
 use super::group::{GroupLimits, GroupState};
 use super::session::{SessionId, DROPPED_MAX};
 use super::{Host, MulticastChange};
-use crate::ids::{GroupId, MemberId, NodeId};
+use crate::ids::{Epoch, GroupId, MemberId, NodeId};
 use crate::multicast::StreamKey;
 use crate::order::sequencer::SequencerInput;
 use crate::time::{Duration, Instant};
@@ -22,6 +22,7 @@ const ACK_REFRESH: Duration = Duration::from_millis(200);
 impl Host {
     /// The link to the directory is up: say hello.
     pub fn handle_directory_connected(&mut self, _now: Instant) {
+        self.fenced = false;
         self.out_dir.push_back(ToDirectory::Hello {
             name: self.s.node_name.clone(),
             incarnation: self.s.incarnation,
@@ -29,7 +30,20 @@ impl Host {
             data_port: self.s.data_port,
             order_port: self.s.order_port,
             previous: self.node,
+            epoch: self.epoch,
         });
+    }
+
+    /// The highest directory epoch this host was welcomed in.
+    pub fn directory_epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Whether the current link's directory welcomed us under an epoch
+    /// older than one we had seen: the edge should drop the link and try
+    /// another directory.
+    pub fn directory_fenced(&self) -> bool {
+        self.fenced
     }
 
     /// The edge's link is up with the directory at `addr` (of those
@@ -126,15 +140,34 @@ impl Host {
 
     /// A frame from the directory.
     pub fn handle_directory(&mut self, now: Instant, frame: FromDirectory) {
+        if self.fenced {
+            log::debug!("frame from a deposed directory leader ignored");
+            return;
+        }
         match frame {
+            FromDirectory::Welcome { epoch, .. } if epoch < self.epoch => {
+                log::warn!(
+                    "the directory welcomed this node under epoch {epoch}, older than epoch {} it \
+                     was welcomed in before: a deposed leader; its frames are ignored",
+                    self.epoch
+                );
+                self.fenced = true;
+            }
             FromDirectory::Welcome {
                 node,
                 cluster,
                 lease_ms,
+                epoch,
                 ..
             } => {
-                log::info!("registered with the directory as node {node}");
                 self.note_lease(Duration::from_millis(u64::from(lease_ms)));
+                if epoch > self.epoch {
+                    if self.epoch.0 > 0 {
+                        log::info!("the directory's epoch moved from {} to {epoch}", self.epoch);
+                    }
+                    self.epoch = epoch;
+                }
+                log::info!("registered with the directory as node {node} (epoch {epoch})");
                 let previous = self.node.replace(node);
                 self.cluster = Some(cluster);
                 self.connected = true;
@@ -179,6 +212,10 @@ impl Host {
             }
             FromDirectory::Refused { reason } => {
                 log::error!("the directory refused this node: {reason}");
+            }
+            FromDirectory::Redirect { leader } => {
+                // The edge follows it (another connection); nothing here.
+                log::debug!("the directory replica redirects to {leader:?}");
             }
         }
         self.schedule(now);

@@ -120,6 +120,12 @@ pub struct Host {
     /// Per group: our messages not yet stable when the group went on
     /// without this node (see `GroupState::keep_leftovers`).
     leftovers: BTreeMap<GroupId, (SenderSeq, Vec<crate::multicast::recv::Held>)>,
+    /// The highest directory epoch this host was welcomed in: said in every
+    /// Hello, and a Welcome of a lower one (a deposed leader) is refused.
+    epoch: crate::ids::Epoch,
+    /// The directory on the current link welcomed us under a stale epoch:
+    /// its frames are ignored until the next link.
+    fenced: bool,
     groups: BTreeMap<GroupId, GroupState>,
     group_ids: BTreeMap<String, GroupId>,
     node_names: BTreeMap<NodeId, String>,
@@ -158,6 +164,8 @@ impl Host {
             directory_in_use: None,
             lapsed: false,
             leftovers: BTreeMap::new(),
+            epoch: crate::ids::Epoch(0),
+            fenced: false,
             groups: BTreeMap::new(),
             group_ids: BTreeMap::new(),
             node_names: BTreeMap::new(),

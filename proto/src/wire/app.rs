@@ -1025,7 +1025,7 @@ mod tests {
         };
         assert_eq!(
             encode_to(&m),
-            [0xC0, 0xC5, 2, 3, 0, 0, 0, 7, 1, b'g', 3, 0, 0, 0, 2, b'h', b'i']
+            [0xC0, 0xC5, VERSION, 3, 0, 0, 0, 7, 1, b'g', 3, 0, 0, 0, 2, b'h', b'i']
         );
         let e = FromDaemon::Error {
             request: 9,
@@ -1034,7 +1034,7 @@ mod tests {
         };
         assert_eq!(
             encode_from(&e),
-            [0xC0, 0xC5, 2, 102, 0, 0, 0, 9, 0, 5, 0, 1, b'x']
+            [0xC0, 0xC5, VERSION, 102, 0, 0, 0, 9, 0, 5, 0, 1, b'x']
         );
     }
 
@@ -1101,7 +1101,7 @@ mod tests {
             request: 9,
             stats: Box::new(stats),
         });
-        assert_eq!(&b[..8], [0xC0, 0xC5, 2, 108, 0, 0, 0, 9]);
+        assert_eq!(&b[..8], [0xC0, 0xC5, VERSION, 108, 0, 0, 0, 9]);
         // Counter n (from 1) is at 8 * n.
         assert_eq!(b[8..16], 1u64.to_be_bytes());
         assert_eq!(b[96..104], 12u64.to_be_bytes());
@@ -1111,7 +1111,7 @@ mod tests {
         assert_eq!(b.len(), 156 + 8 + 1 + 4 + 8 + 8 + 8);
         assert_eq!(
             encode_to(&ToDaemon::Stats { request: 2 }),
-            [0xC0, 0xC5, 2, 7, 0, 0, 0, 2]
+            [0xC0, 0xC5, VERSION, 7, 0, 0, 0, 2]
         );
     }
 
@@ -1218,14 +1218,14 @@ mod tests {
     #[test]
     fn a_payload_length_beyond_the_input_is_rejected_before_allocating() {
         // Send claiming a 16 MiB payload with two bytes behind it.
-        let mut b = vec![0xC0, 0xC5, 2, 3, 0, 0, 0, 1, 1, b'g', 2];
+        let mut b = vec![0xC0, 0xC5, VERSION, 3, 0, 0, 0, 1, 1, b'g', 2];
         b.extend_from_slice(&(APP_PAYLOAD_MAX_BYTES as u32).to_be_bytes());
         b.extend_from_slice(b"hi");
         assert!(matches!(
             ToDaemon::decode(&b),
             Err(DecodeError::Truncated { .. })
         ));
-        let mut m = vec![0xC0, 0xC5, 2, 104, 1, b'g'];
+        let mut m = vec![0xC0, 0xC5, VERSION, 104, 1, b'g'];
         m.extend_from_slice(&1u64.to_be_bytes());
         m.extend_from_slice(&[1, b's', 2]);
         m.extend_from_slice(&1u64.to_be_bytes());
@@ -1239,7 +1239,7 @@ mod tests {
     #[test]
     fn a_huge_member_count_is_rejected_before_allocating() {
         // View of group "" in view 0 claiming 65535 members with nothing after.
-        let mut b = vec![0xC0, 0xC5, 2, 103, 0];
+        let mut b = vec![0xC0, 0xC5, VERSION, 103, 0];
         b.extend_from_slice(&0u64.to_be_bytes());
         b.extend_from_slice(&[0xFF, 0xFF]);
         assert_eq!(

@@ -11,8 +11,8 @@
 
 use super::codec::{Put, Reader};
 use super::{DecodeError, MAGIC, VERSION};
-use crate::ids::{ClusterId, GroupId, Incarnation, MemberId, NodeId, ViewId};
-use std::net::Ipv4Addr;
+use crate::ids::{ClusterId, Epoch, GroupId, Incarnation, MemberId, NodeId, ViewId};
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// Longest directory frame accepted.
 pub const DIRECTORY_FRAME_MAX_BYTES: usize = 1 << 20;
@@ -79,7 +79,8 @@ pub struct GroupSummary {
 /// Daemon → directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToDirectory {
-    /// First frame on a link. kind 1: name str8, incarnation u64, ip, data_port u16, order_port u16.
+    /// First frame on a link. kind 1: name str8, incarnation u64, ip,
+    /// data_port u16, order_port u16, previous u32, epoch u64.
     Hello {
         name: String,
         incarnation: Incarnation,
@@ -88,8 +89,12 @@ pub enum ToDirectory {
         order_port: u16,
         /// The id this node had before its link dropped, if any. After a
         /// directory restart the node asks to keep it, so the groups' streams
-        /// keep their names. Encoded last, as u32 (0: none).
+        /// keep their names. Encoded as u32 (0: none).
         previous: Option<NodeId>,
+        /// The highest directory epoch this daemon has been welcomed in (0:
+        /// none). A directory whose own epoch is lower is a deposed leader
+        /// and refuses the daemon. Encoded last, as u64.
+        epoch: Epoch,
     },
     /// Liveness, renews the lease. kind 2: no fields.
     Heartbeat,
@@ -148,12 +153,17 @@ pub struct Resume {
 /// Directory → daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromDirectory {
-    /// Reply to Hello. kind 101: node u32, cluster u32, lease_ms u32, heartbeat_ms u32.
+    /// Reply to Hello. kind 101: node u32, cluster u32, lease_ms u32,
+    /// heartbeat_ms u32, epoch u64.
     Welcome {
         node: NodeId,
         cluster: ClusterId,
         lease_ms: u32,
         heartbeat_ms: u32,
+        /// The epoch the directory serves under (its Raft term; 0 for a
+        /// single directory). Every later frame on the link is of this
+        /// epoch: a link is to one leader only.
+        epoch: Epoch,
     },
     /// A join was refused. kind 102: group str8, member u32, reason str16.
     JoinRefused {
@@ -179,6 +189,12 @@ pub enum FromDirectory {
     /// The directory refuses the link (e.g. duplicate node name still alive).
     /// kind 106: reason str16. The directory closes the link after it.
     Refused { reason: String },
+    /// This replica of a replicated directory does not lead: the daemon
+    /// should connect to `leader` (the leader's daemon address), or, when
+    /// it is `None` (no leader known, e.g. during an election), try the
+    /// next address of its list. kind 107: leader str8 (`IP:PORT`, empty:
+    /// none). The replica closes the link after it.
+    Redirect { leader: Option<SocketAddr> },
 }
 
 const KIND_HELLO: u8 = 1;
@@ -196,6 +212,7 @@ const KIND_VIEW: u8 = 103;
 const KIND_GROUP_ENDED: u8 = 104;
 const KIND_GROUPS: u8 = 105;
 const KIND_REFUSED: u8 = 106;
+const KIND_REDIRECT: u8 = 107;
 
 /// Fewest bytes one `str8` entry of a list takes (its length byte).
 const STR8_MIN_BYTES: usize = 1;
@@ -284,6 +301,7 @@ impl ToDirectory {
                 data_port,
                 order_port,
                 previous,
+                epoch,
             } => {
                 put_header(out, KIND_HELLO);
                 out.put_str8(name);
@@ -292,6 +310,7 @@ impl ToDirectory {
                 out.put_u16(*data_port);
                 out.put_u16(*order_port);
                 out.put_u32(previous.map_or(0, |n| n.0));
+                out.put_u64(epoch.0);
             }
             ToDirectory::Heartbeat => put_header(out, KIND_HEARTBEAT),
             ToDirectory::Join {
@@ -359,6 +378,7 @@ impl ToDirectory {
                 data_port: r.u16()?,
                 order_port: r.u16()?,
                 previous: Some(NodeId(r.u32()?)).filter(|n| n.0 != 0),
+                epoch: Epoch(r.u64()?),
             },
             KIND_HEARTBEAT => ToDirectory::Heartbeat,
             KIND_JOIN => decode_join(&mut r)?,
@@ -433,12 +453,14 @@ impl FromDirectory {
                 cluster,
                 lease_ms,
                 heartbeat_ms,
+                epoch,
             } => {
                 put_header(out, KIND_WELCOME);
                 out.put_u32(node.0);
                 out.put_u32(cluster.0);
                 out.put_u32(*lease_ms);
                 out.put_u32(*heartbeat_ms);
+                out.put_u64(epoch.0);
             }
             FromDirectory::JoinRefused {
                 group,
@@ -475,6 +497,10 @@ impl FromDirectory {
                 put_header(out, KIND_REFUSED);
                 out.put_str16(reason);
             }
+            FromDirectory::Redirect { leader } => {
+                put_header(out, KIND_REDIRECT);
+                out.put_str8(&leader.map(|a| a.to_string()).unwrap_or_default());
+            }
         }
     }
 
@@ -488,6 +514,7 @@ impl FromDirectory {
                 cluster: ClusterId(r.u32()?),
                 lease_ms: r.u32()?,
                 heartbeat_ms: r.u32()?,
+                epoch: Epoch(r.u64()?),
             },
             KIND_JOIN_REFUSED => FromDirectory::JoinRefused {
                 group: r.str8("group name")?.to_owned(),
@@ -501,6 +528,12 @@ impl FromDirectory {
             KIND_GROUPS => decode_groups(&mut r)?,
             KIND_REFUSED => FromDirectory::Refused {
                 reason: r.str16("reason")?.to_owned(),
+            },
+            KIND_REDIRECT => FromDirectory::Redirect {
+                leader: match r.str8("leader")? {
+                    "" => None,
+                    a => Some(a.parse().map_err(|_| DecodeError::Invalid("leader"))?),
+                },
             },
             other => return Err(DecodeError::UnknownKind(other)),
         };
@@ -689,9 +722,10 @@ mod tests {
                 ip(),
                 any::<u16>(),
                 any::<u16>(),
-                any::<u32>()
+                any::<u32>(),
+                any::<u64>()
             )
-                .prop_map(|(name, inc, ip, data_port, order_port, previous)| {
+                .prop_map(|(name, inc, ip, data_port, order_port, previous, epoch)| {
                     ToDirectory::Hello {
                         name,
                         incarnation: Incarnation(inc),
@@ -699,6 +733,7 @@ mod tests {
                         data_port,
                         order_port,
                         previous: Some(NodeId(previous)).filter(|n| n.0 != 0),
+                        epoch: Epoch(epoch),
                     }
                 }),
             (
@@ -752,13 +787,22 @@ mod tests {
 
     fn from_directory() -> impl Strategy<Value = FromDirectory> {
         prop_oneof![
-            (1u32.., any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(n, c, l, h)| {
-                FromDirectory::Welcome {
+            (
+                1u32..,
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>()
+            )
+                .prop_map(|(n, c, l, h, e)| FromDirectory::Welcome {
                     node: NodeId(n),
                     cluster: ClusterId(c),
                     lease_ms: l,
                     heartbeat_ms: h,
-                }
+                    epoch: Epoch(e),
+                }),
+            proptest::option::of((ip(), any::<u16>())).prop_map(|a| FromDirectory::Redirect {
+                leader: a.map(|(ip, port)| SocketAddr::from((ip, port))),
             }),
             (s8(), any::<u32>(), "\\PC{0,300}").prop_map(|(group, m, reason)| {
                 FromDirectory::JoinRefused {
@@ -848,9 +892,9 @@ mod tests {
     #[test]
     fn header_and_kind_numbers_are_as_documented() {
         let out = encoded_to(&ToDirectory::Goodbye);
-        assert_eq!(out, vec![0xC0, 0xC5, 2, 7]);
+        assert_eq!(out, vec![0xC0, 0xC5, 3, 7]);
         let out = encoded_from(&FromDirectory::GroupEnded { group: GroupId(5) });
-        assert_eq!(out, vec![0xC0, 0xC5, 2, 104, 0, 0, 0, 5]);
+        assert_eq!(out, vec![0xC0, 0xC5, 3, 104, 0, 0, 0, 5]);
         let hello = ToDirectory::Hello {
             name: "ab".into(),
             incarnation: Incarnation(1),
@@ -858,14 +902,37 @@ mod tests {
             data_port: 7401,
             order_port: 7402,
             previous: Some(NodeId(3)),
+            epoch: Epoch(9),
         };
         let mut want = vec![
-            0xC0, 0xC5, 2, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
+            0xC0, 0xC5, 3, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
         ];
         want.extend_from_slice(&7401u16.to_be_bytes());
         want.extend_from_slice(&7402u16.to_be_bytes());
         want.extend_from_slice(&3u32.to_be_bytes());
+        want.extend_from_slice(&9u64.to_be_bytes());
         assert_eq!(encoded_to(&hello), want);
+        let redirect = FromDirectory::Redirect {
+            leader: Some(SocketAddr::from(([10, 0, 0, 1], 7400))),
+        };
+        let mut want = vec![0xC0, 0xC5, 3, 107, 13];
+        want.extend_from_slice(b"10.0.0.1:7400");
+        assert_eq!(encoded_from(&redirect), want);
+    }
+
+    #[test]
+    fn a_redirect_to_garbage_is_rejected() {
+        let mut body = vec![0xC0, 0xC5, 3, 107, 5];
+        body.extend_from_slice(b"nowhe");
+        assert_eq!(
+            FromDirectory::decode(&body),
+            Err(DecodeError::Invalid("leader"))
+        );
+        let none = encoded_from(&FromDirectory::Redirect { leader: None });
+        assert_eq!(
+            FromDirectory::decode(&none),
+            Ok(FromDirectory::Redirect { leader: None })
+        );
     }
 
     #[test]
@@ -879,11 +946,11 @@ mod tests {
             Err(DecodeError::BadVersion(1))
         );
         assert_eq!(
-            ToDirectory::decode(&[0xC0, 0xC5, 2, 101]),
+            ToDirectory::decode(&[0xC0, 0xC5, VERSION, 101]),
             Err(DecodeError::UnknownKind(101))
         );
         assert_eq!(
-            FromDirectory::decode(&[0xC0, 0xC5, 2, 2]),
+            FromDirectory::decode(&[0xC0, 0xC5, VERSION, 2]),
             Err(DecodeError::UnknownKind(2))
         );
     }
@@ -903,6 +970,7 @@ mod tests {
             cluster: ClusterId(1),
             lease_ms: 1,
             heartbeat_ms: 1,
+            epoch: Epoch(0),
         });
         assert_eq!(
             FromDirectory::decode(&welcome),
@@ -949,7 +1017,9 @@ mod tests {
     #[test]
     fn a_hostile_count_does_not_allocate() {
         // Join with a 65535 unix-group count but no bytes behind it.
-        let mut body = vec![0xC0, 0xC5, 2, 3, 1, b'g', 0, 0, 0, 1, 0, 0, 0xFF, 0xFF];
+        let mut body = vec![
+            0xC0, 0xC5, VERSION, 3, 1, b'g', 0, 0, 0, 1, 0, 0, 0xFF, 0xFF,
+        ];
         assert_eq!(
             ToDirectory::decode(&body),
             Err(DecodeError::Invalid("unix group count"))

@@ -28,5 +28,8 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// Protocol version carried in every header. 2: DATA's order byte carries
 /// the piece of a large message, views carry the group's
 /// `max_message_bytes`, and stats carry the drop counters; a version-1 peer
-/// or client is refused by name rather than misread.
-pub const VERSION: u8 = 2;
+/// or client is refused by name rather than misread. 3: Hello and Welcome
+/// carry the directory's epoch and a replica that does not lead answers
+/// Redirect (replicated directory); a version-2 daemon would not know to
+/// follow a redirect or fence a deposed leader, so it is refused.
+pub const VERSION: u8 = 3;

@@ -804,6 +804,7 @@ fn short_to_dir(f: &ToDirectory) -> String {
             data_port,
             order_port,
             previous,
+            ..
         } => format!(
             "Hello {{ name: {name:?}, incarnation: {incarnation:?}, ip: {ip:?}, data_port: {data_port}, order_port: {order_port}, previous: NodeId({}) }}",
             previous.map_or(0, |n| n.0)

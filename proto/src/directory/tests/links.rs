@@ -69,7 +69,8 @@ fn a_hello_of_the_same_life_rebinds_without_a_view_change() {
                 node: a,
                 cluster: ClusterId(42),
                 lease_ms: 1000,
-                heartbeat_ms: 250
+                heartbeat_ms: 250,
+                epoch: crate::ids::Epoch(0),
             }
         )
     );
@@ -158,7 +159,8 @@ fn a_restarted_daemon_replaces_its_old_life() {
                 node: NodeId(3),
                 cluster: ClusterId(42),
                 lease_ms: 1000,
-                heartbeat_ms: 250
+                heartbeat_ms: 250,
+                epoch: crate::ids::Epoch(0),
             }
         )]
     );

@@ -91,6 +91,7 @@ impl Script {
             data_port: 7401,
             order_port: 7402,
             previous: previous.into(),
+            epoch: crate::ids::Epoch(0),
         }
     }
 
@@ -194,6 +195,7 @@ fn views(out: &[(ConnId, FromDirectory)]) -> Vec<(ConnId, ViewId, NodeId, Vec<Me
 }
 
 mod dynamic_groups;
+mod epochs;
 mod invariants;
 mod joins_and_views;
 mod links;

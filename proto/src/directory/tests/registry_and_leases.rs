@@ -15,7 +15,8 @@ fn hello_is_welcomed_with_the_lease_and_a_heartbeat_period() {
                 node: NodeId(1),
                 cluster: ClusterId(42),
                 lease_ms: 1000,
-                heartbeat_ms: 250
+                heartbeat_ms: 250,
+                epoch: crate::ids::Epoch(0),
             }
         )]
     );

@@ -1,0 +1,81 @@
+//! Epochs: a replicated directory's leader serves under its Raft term. It
+//! says so in every Welcome, and refuses a daemon that was welcomed under a
+//! later epoch: such a daemon has met a newer leader, so this one is
+//! deposed and must hand out nothing more.
+
+use super::*;
+use crate::ids::Epoch;
+
+fn hello_in_epoch(name: &str, epoch: u64) -> ToDirectory {
+    let mut h = Script::hello_frame(name, 1);
+    if let ToDirectory::Hello { epoch: e, .. } = &mut h {
+        *e = Epoch(epoch);
+    }
+    h
+}
+
+fn leader(epoch: u64) -> Script {
+    let mut s = Script::new(settings(vec![decl("chat", 10)], None));
+    s.d = Directory::new(settings(vec![decl("chat", 10)], None))
+        .without_grace()
+        .with_epoch(Epoch(epoch));
+    s
+}
+
+#[test]
+fn the_welcome_carries_the_leaders_epoch() {
+    let mut s = leader(7);
+    s.d.handle_connect(s.now, ConnId(1));
+    s.frame(1, hello_in_epoch("a", 5));
+    let out = s.output();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [(
+                ConnId(1),
+                FromDirectory::Welcome {
+                    epoch: Epoch(7),
+                    ..
+                }
+            )]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_daemon_from_a_later_epoch_is_refused_by_a_deposed_leader() {
+    let mut s = leader(7);
+    s.d.handle_connect(s.now, ConnId(1));
+    s.frame(1, hello_in_epoch("a", 8));
+    let out = s.output();
+    assert!(
+        matches!(out.as_slice(), [(ConnId(1), FromDirectory::Refused { reason })] if reason.contains("deposed")),
+        "{out:?}"
+    );
+    assert_eq!(s.closes(), vec![ConnId(1)]);
+    assert!(s.d.node_by_name("a").is_none());
+}
+
+#[test]
+fn a_single_directory_takes_any_epoch() {
+    // Epoch 0: unreplicated. A daemon that once talked to replicas (a site
+    // that went back to one directory) is not locked out.
+    let mut s = Script::new(settings(vec![decl("chat", 10)], None));
+    s.d.handle_connect(s.now, ConnId(1));
+    s.frame(1, hello_in_epoch("a", 3));
+    let out = s.output();
+    assert!(
+        matches!(
+            out.as_slice(),
+            [(
+                ConnId(1),
+                FromDirectory::Welcome {
+                    epoch: Epoch(0),
+                    ..
+                }
+            )]
+        ),
+        "{out:?}"
+    );
+}
