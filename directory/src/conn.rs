@@ -44,6 +44,12 @@ pub(crate) struct Connection {
     /// Set once the core asked for the close: the connection is no longer
     /// read and goes away when its output is flushed or this passes.
     pub closing_deadline: Option<std::time::Instant>,
+    /// A replica that does not lead sent this peer a Redirect: what the
+    /// peer sends is read and dropped, and the connection stays until the
+    /// peer closes it or `closing_deadline` passes. Closing first, with the
+    /// peer's Hello unread, would reset the connection and could destroy
+    /// the Redirect before the peer reads it.
+    pub redirected: bool,
 }
 
 impl Connection {
@@ -56,6 +62,20 @@ impl Connection {
             out_pos: 0,
             write_interest: false,
             closing_deadline: None,
+            redirected: false,
+        }
+    }
+
+    /// Reads and drops what the peer sent (see `redirected`).
+    pub fn discard_input(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return ReadOutcome::Failed(e),
+            }
         }
     }
 

@@ -14,15 +14,23 @@
 //! node's link: a heartbeat that arrived while the loop was busy with other
 //! connections (or not scheduled) renews the lease rather than being read
 //! after the node was declared dead.
+//!
+//! With `[[peer]]` in its configuration the server is one replica of a
+//! replicated directory ([`replica`]): it serves daemons only while Raft
+//! says it leads with a majority behind it, each leadership under a new
+//! epoch with a fresh core (in its grace period, as after a restart), and
+//! answers every other connection with a Redirect to the leader.
 #![forbid(unsafe_code)]
 
 mod conn;
+pub mod replica;
 
 pub use conn::OUTPUT_BUFFER_MAX_BYTES;
 
 use chorus_config::DirectoryConfig;
 use chorus_proto::directory::{ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl};
-use chorus_proto::{cluster_id_from_name, Duration, Instant};
+use chorus_proto::wire::directory::FromDirectory;
+use chorus_proto::{cluster_id_from_name, Duration, Epoch, Instant};
 use conn::{Connection, ReadOutcome};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -153,6 +161,13 @@ pub struct Server {
     accept_backoff: bool,
     warnings: WarnLimiter,
     scratch: Vec<u8>,
+    /// This replica's Raft, when the directory is replicated.
+    replica: Option<replica::Replica>,
+    /// The epoch this replica serves daemons under, if it does (always
+    /// `Some(Epoch(0))` for a single directory).
+    serving: Option<Epoch>,
+    /// The settings a new core starts from (a new epoch, a reload).
+    settings: DirectorySettings,
 }
 
 /// A server running on its own thread. Dropping it stops the server too.
@@ -205,12 +220,24 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let settings = settings_from_config(cfg);
+        let replica = match &cfg.replication {
+            None => None,
+            Some(r) => Some(
+                replica::Replica::start(r, settings.cluster.0, Arc::clone(&waker))
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            ),
+        };
+        let serving = replica.is_none().then_some(Epoch(0));
         Ok(Server {
             poll,
             listener,
             local_addr,
             waker,
-            core: Directory::new(settings_from_config(cfg)),
+            core: Directory::new(settings.clone()),
+            settings,
+            replica,
+            serving,
             conns: BTreeMap::new(),
             next_conn: FIRST_CONN,
             origin: std::time::Instant::now(),
@@ -251,6 +278,7 @@ impl Server {
         log::info!("directory listening on {}", self.local_addr);
         while !stop.load(Ordering::SeqCst) {
             self.maybe_reload();
+            self.follow_role();
             let timeout = self.next_wait();
             self.turn(&mut events, timeout)?;
         }
@@ -268,6 +296,39 @@ impl Server {
         self.dispatch(events);
         self.after_batch();
         Ok(())
+    }
+
+    /// A replica starts or stops serving as Raft says. Either way every
+    /// link belongs to the old role and is closed (daemons reconnect, and
+    /// are redirected or register again), and a new epoch gets a fresh core
+    /// in its grace period: it rebuilds the groups from the daemons'
+    /// reports, as a restarted directory does.
+    fn follow_role(&mut self) {
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        let serving = replica.serving(std::time::Instant::now());
+        if serving == self.serving {
+            return;
+        }
+        match (self.serving, serving) {
+            (_, Some(epoch)) => log::info!(
+                "{} leads: serving daemons under epoch {epoch}",
+                replica.id()
+            ),
+            (Some(epoch), None) => log::warn!(
+                "{} stops serving daemons (epoch {epoch} ended); closing their links",
+                replica.id()
+            ),
+            (None, None) => {}
+        }
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.drop_conn(id, false);
+        }
+        self.read_again.clear();
+        self.core = Directory::new(self.settings.clone()).with_epoch(serving.unwrap_or_default());
+        self.serving = serving;
     }
 
     /// Runs the server on a thread of its own.
@@ -296,6 +357,13 @@ impl Server {
     fn next_wait(&self) -> std::time::Duration {
         if !self.read_again.is_empty() || (self.accept_again && !self.accept_backoff) {
             return std::time::Duration::ZERO;
+        }
+        // A serving grant that runs out must be noticed at once.
+        if let Some(end) = self.replica.as_ref().and_then(|r| r.grant_ends()) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() && left < TICK {
+                return left;
+            }
         }
         match self.core.poll_timeout() {
             Some(deadline) => {
@@ -370,7 +438,8 @@ impl Server {
             Ok(cfg) => {
                 log::info!("reloaded {}", path.display());
                 let now = self.now();
-                self.core.handle_reload(now, settings_from_config(&cfg));
+                self.settings = settings_from_config(&cfg);
+                self.core.handle_reload(now, self.settings.clone());
                 self.flush_core();
             }
         }
@@ -422,7 +491,21 @@ impl Server {
         }
         self.next_conn += 1;
         log::debug!("{id} from {peer}");
-        self.conns.insert(id, Connection::new(stream, peer));
+        let mut conn = Connection::new(stream, peer);
+        if self.serving.is_none() {
+            // A replica that does not lead: name the leader and close.
+            let leader = self.replica.as_ref().and_then(|r| r.leader());
+            log::debug!("{id} from {peer}: redirected to {leader:?}");
+            if conn.queue(&FromDirectory::Redirect { leader }).is_err() {
+                return;
+            }
+            conn.closing_deadline = Some(std::time::Instant::now() + CLOSE_LINGER);
+            conn.redirected = true;
+            self.conns.insert(id, conn);
+            self.write(id);
+            return;
+        }
+        self.conns.insert(id, conn);
         let now = self.now();
         self.core.handle_connect(now, id);
     }
@@ -433,6 +516,12 @@ impl Server {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
+        if c.redirected {
+            return match c.discard_input(&mut self.scratch) {
+                ReadOutcome::Drained | ReadOutcome::BudgetSpent => {}
+                ReadOutcome::Closed | ReadOutcome::Failed(_) => self.drop_conn(id, false),
+            };
+        }
         if c.closing_deadline.is_some() {
             return;
         }
@@ -521,7 +610,7 @@ impl Server {
             return self.drop_conn(id, true);
         }
         let pending = c.pending_output() > 0;
-        if !pending && c.closing_deadline.is_some() {
+        if !pending && c.closing_deadline.is_some() && !c.redirected {
             return self.drop_conn(id, false);
         }
         if pending != c.write_interest {

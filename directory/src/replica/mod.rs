@@ -1,0 +1,353 @@
+//! A replica of a replicated directory: Raft among the replicas decides
+//! which one serves the daemons, and under which epoch.
+//!
+//! openraft (async, tokio) runs on a thread of its own with a
+//! single-threaded runtime; the directory's mio loop asks [`Replica`] on
+//! every turn whether it may serve, and is woken through its `Waker` when
+//! that may have changed.
+//!
+//! # Who serves
+//! A replica serves daemons only while all of these hold:
+//! 1. Raft made it leader in term `T`;
+//! 2. its [`Command::Lead`] for `T` is committed: a majority has it, and
+//!    its log is the cluster's (Raft commits only the current leader's
+//!    entries this way);
+//! 3. a majority acknowledged its heartbeats within the last
+//!    [`SERVE_LEASE`] (checked every [`ROLE_CHECK`] with openraft's
+//!    `ensure_linearizable`, the lease counted from *before* the check).
+//!
+//! Followers that acknowledged a heartbeat refuse to vote for anyone else
+//! for an election timeout (openraft's leader lease), which is twice
+//! [`SERVE_LEASE`]: so a leader cut off from its majority stops serving
+//! before another can be elected, even if it never learns of the new term.
+//! Clocks need not agree between hosts: each lease is measured on one
+//! host's monotonic clock; only their rates must roughly agree.
+//!
+//! It serves under epoch `T` (in every Welcome). Each new epoch starts a
+//! fresh directory core, in its grace period, exactly like a restarted
+//! directory: the daemons re-register under their previous ids and report
+//! their groups, and views go on numbered above the highest reported.
+
+mod net;
+mod store;
+mod types;
+
+use chorus_config::{ReplicaId, ReplicationConfig};
+use chorus_proto::Epoch;
+use mio::Waker;
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+pub use store::{StoreError, STATE_FILE};
+use types::{Command, TypeConfig};
+
+/// How often the replica looks at its role and renews its lease.
+pub const ROLE_CHECK: Duration = Duration::from_millis(100);
+/// How long a confirmed majority lets the leader serve.
+pub const SERVE_LEASE: Duration = Duration::from_millis(500);
+/// Raft heartbeat interval, in ms.
+const HEARTBEAT_MS: u64 = 100;
+/// Raft election timeout, in ms: at least twice [`SERVE_LEASE`].
+const ELECTION_MIN_MS: u64 = 1000;
+const ELECTION_MAX_MS: u64 = 1500;
+/// Longest wait for a claim or a lease check.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Why a replica could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("raft state: {0}")]
+    Store(#[from] StoreError),
+    #[error("raft address {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no [[peer]] entry for this replica's id")]
+    NoOwnPeer,
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("raft thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the mio loop needs to know, written by the Raft thread.
+#[derive(Debug, Clone, Default)]
+struct Status {
+    /// May serve under this epoch until then.
+    grant: Option<(Epoch, Instant)>,
+    /// The daemon address of the replica that leads, if another one.
+    leader: Option<SocketAddr>,
+}
+
+/// This replica's Raft, running on its own thread. Dropping it stops Raft.
+#[derive(Debug)]
+pub struct Replica {
+    id: ReplicaId,
+    status: Arc<Mutex<Status>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Opens the state in `cfg.state_dir`, binds the Raft address and starts
+    /// Raft. `waker` wakes the directory's loop when the role may change.
+    pub fn start(
+        cfg: &ReplicationConfig,
+        cluster: u32,
+        waker: Arc<Waker>,
+    ) -> Result<Replica, ReplicaError> {
+        let own = cfg.own().ok_or(ReplicaError::NoOwnPeer)?;
+        let log_store = store::LogStore::open(&cfg.state_dir)?;
+        let listener =
+            std::net::TcpListener::bind(own.raft).map_err(|source| ReplicaError::Bind {
+                addr: own.raft,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ReplicaError::Bind {
+                addr: own.raft,
+                source,
+            })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ReplicaError::Thread)?;
+        let config = Config {
+            cluster_name: format!("chorus-{cluster:08x}"),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_MIN_MS,
+            election_timeout_max: ELECTION_MAX_MS,
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let me = net::Identity {
+            cluster,
+            id: cfg.id.0,
+        };
+        let raft = runtime
+            .block_on(Raft::new(
+                cfg.id.0,
+                Arc::new(config),
+                net::Network { me },
+                log_store,
+                store::StateMachine::default(),
+            ))
+            .map_err(|e| ReplicaError::Raft(e.to_string()))?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|source| ReplicaError::Bind {
+                addr: own.raft,
+                source,
+            })?
+        };
+        let members: BTreeMap<u64, BasicNode> = cfg
+            .peers
+            .iter()
+            .map(|p| (p.id.0, BasicNode::new(p.raft.to_string())))
+            .collect();
+        let daemon_addrs: BTreeMap<u64, SocketAddr> =
+            cfg.peers.iter().map(|p| (p.id.0, p.listen)).collect();
+        let status = Arc::new(Mutex::new(Status::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let role = Role {
+            id: cfg.id.0,
+            raft,
+            status: Arc::clone(&status),
+            waker,
+            daemon_addrs,
+        };
+        let thread = std::thread::Builder::new()
+            .name("chorus-raft".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::spawn(net::serve(listener, role.raft.clone(), me));
+                    role.initialize(members).await;
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = role.watch() => {}
+                    }
+                    if let Err(e) = role.raft.shutdown().await {
+                        log::warn!("raft shutdown: {e}");
+                    }
+                });
+            })
+            .map_err(ReplicaError::Thread)?;
+        log::info!(
+            "{} of {} replicas; raft on {}",
+            cfg.id,
+            cfg.peers.len(),
+            own.raft
+        );
+        Ok(Replica {
+            id: cfg.id,
+            status,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The epoch this replica may serve under now, if it may.
+    pub fn serving(&self, now: Instant) -> Option<Epoch> {
+        self.status()
+            .grant
+            .filter(|(_, until)| *until > now)
+            .map(|(epoch, _)| epoch)
+    }
+
+    /// When the current grant runs out (the loop must look again then).
+    pub fn grant_ends(&self) -> Option<Instant> {
+        self.status().grant.map(|(_, until)| until)
+    }
+
+    /// The daemon address of the leader, if another replica leads.
+    pub fn leader(&self) -> Option<SocketAddr> {
+        self.status().leader
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("the raft thread panicked");
+            }
+        }
+    }
+}
+
+/// The Raft thread's side: watches the role and keeps [`Status`].
+struct Role {
+    id: u64,
+    raft: Raft<TypeConfig>,
+    status: Arc<Mutex<Status>>,
+    waker: Arc<Waker>,
+    daemon_addrs: BTreeMap<u64, SocketAddr>,
+}
+
+impl Role {
+    /// Proposes the initial membership (every peer) if this replica's log
+    /// is pristine. Every replica does so at its first start with the same
+    /// peers, which Raft allows; a replica that has a vote or a log already
+    /// skips it and learns the membership from the leader.
+    async fn initialize(&self, members: BTreeMap<u64, BasicNode>) {
+        match self.raft.is_initialized().await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(e) = self.raft.initialize(members).await {
+                    log::info!("raft: not initialising: {e}");
+                }
+            }
+            Err(e) => log::error!("raft: {e}"),
+        }
+    }
+
+    fn set(&self, grant: Option<(Epoch, Instant)>, leader: Option<SocketAddr>) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let role_changed = s.grant.map(|g| g.0) != grant.map(|g| g.0) || s.leader != leader;
+        s.grant = grant;
+        s.leader = leader;
+        drop(s);
+        if role_changed {
+            if let Err(e) = self.waker.wake() {
+                log::warn!("raft: cannot wake the directory loop: {e}");
+            }
+        }
+    }
+
+    /// Every [`ROLE_CHECK`]: claims the term once leader, then renews the
+    /// serving lease while a majority answers.
+    async fn watch(&self) {
+        let mut tick = tokio::time::interval(ROLE_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut claimed: Option<u64> = None;
+        let mut grant: Option<(Epoch, Instant)> = None;
+        loop {
+            tick.tick().await;
+            let m = self.raft.metrics().borrow().clone();
+            let leader = m
+                .current_leader
+                .filter(|l| *l != self.id)
+                .and_then(|l| self.daemon_addrs.get(&l).copied());
+            if m.state != ServerState::Leader {
+                if claimed.take().is_some() {
+                    log::warn!(
+                        "replica {} no longer leads (term {}); it stops serving daemons",
+                        self.id,
+                        m.current_term
+                    );
+                }
+                grant = None;
+                self.set(None, leader);
+                continue;
+            }
+            let term = m.current_term;
+            if claimed != Some(term) {
+                grant = None;
+                self.set(None, None);
+                let claim = Command::Lead {
+                    replica: self.id,
+                    term,
+                };
+                match tokio::time::timeout(CHECK_TIMEOUT, self.raft.client_write(claim)).await {
+                    Ok(Ok(_)) => {
+                        log::info!(
+                            "replica {} leads in term {term}: it serves daemons under epoch {term}",
+                            self.id
+                        );
+                        claimed = Some(term);
+                    }
+                    Ok(Err(e)) => {
+                        log::info!("replica {}: claim for term {term} failed: {e}", self.id);
+                        continue;
+                    }
+                    Err(_) => {
+                        log::info!(
+                            "replica {}: claim for term {term} not committed in time",
+                            self.id
+                        );
+                        continue;
+                    }
+                }
+            }
+            let asked = Instant::now();
+            match tokio::time::timeout(CHECK_TIMEOUT, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) if self.raft.metrics().borrow().current_term == term => {
+                    grant = Some((Epoch(term), asked + SERVE_LEASE));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => log::debug!("replica {}: lease check: {e}", self.id),
+                Err(_) => log::debug!("replica {}: no majority answered in time", self.id),
+            }
+            if grant.is_some_and(|(_, until)| until <= Instant::now()) {
+                log::warn!(
+                    "replica {} lost its majority (term {term}); it stops serving daemons",
+                    self.id
+                );
+                grant = None;
+            }
+            self.set(grant, None);
+        }
+    }
+}
