@@ -29,6 +29,31 @@ pub struct DirectoryConfig {
     pub log_level: String,
     /// Declared groups.
     pub groups: Vec<GroupSpec>,
+    /// `id`, `state_dir` and `[[peer]]`: one replica of a replicated
+    /// directory (None: a single directory).
+    pub replica: Option<ReplicaSpec>,
+}
+
+/// One `[[peer]]` of a replicated directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// `peer.id`.
+    pub id: u64,
+    /// `peer.raft`.
+    pub raft: SocketAddrV4,
+    /// `peer.listen`.
+    pub listen: SocketAddrV4,
+}
+
+/// The replication keys of directory.toml.
+#[derive(Debug, Clone)]
+pub struct ReplicaSpec {
+    /// `id`.
+    pub id: u64,
+    /// `state_dir`.
+    pub state_dir: PathBuf,
+    /// Every replica, this one included.
+    pub peers: Vec<PeerSpec>,
 }
 
 impl DirectoryConfig {
@@ -38,6 +63,16 @@ impl DirectoryConfig {
         let _ = writeln!(s, "listen = \"{}\"", self.listen);
         let _ = writeln!(s, "lease_ms = {}", self.lease_ms);
         let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        if let Some(r) = &self.replica {
+            let _ = writeln!(s, "id = {}", r.id);
+            let _ = writeln!(s, "state_dir = \"{}\"", r.state_dir.display());
+            for p in &r.peers {
+                let _ = writeln!(s, "\n[[peer]]");
+                let _ = writeln!(s, "id = {}", p.id);
+                let _ = writeln!(s, "raft = \"{}\"", p.raft);
+                let _ = writeln!(s, "listen = \"{}\"", p.listen);
+            }
+        }
         for g in &self.groups {
             let _ = writeln!(s, "\n[[group]]");
             let _ = writeln!(s, "name = \"{}\"", g.name);
@@ -111,6 +146,7 @@ mod tests {
                     port: 7410,
                 },
             }],
+            replica: None,
         };
         let text = c.to_toml();
         assert!(text.contains("listen = \"127.0.0.1:7400\"\n"), "{text}");

@@ -40,6 +40,7 @@ pub mod netns;
 pub mod netns_cluster;
 pub mod notify;
 pub mod process;
+pub mod replicated;
 pub mod scenario;
 pub mod stats;
 pub mod testenv;

@@ -157,6 +157,7 @@ fn start_directory(env: &TestEnv, group: &GroupSpec, name: &str) -> Result<Direc
         lease_ms: LEASE_MS,
         log_level: test_log_level(),
         groups: vec![group.clone()],
+        replica: None,
     };
     DirectoryProc::start_named(env, &Launcher::Host, &config, name)
 }

@@ -57,6 +57,7 @@ impl NetnsCluster {
             lease_ms: LEASE_MS,
             log_level: test_log_level(),
             groups: vec![group.clone()],
+            replica: None,
         };
         let directory = DirectoryProc::start(&env, &topology.launcher(1), &dir_config)?;
         let mut nodes = Vec::with_capacity(hosts);
