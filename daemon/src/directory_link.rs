@@ -14,6 +14,16 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How long data sent to the directory may stay unacknowledged by its host
+/// before the kernel gives the link up (`TCP_USER_TIMEOUT`). A directory
+/// host that vanished, or a replica cut off by a partition, sends no FIN or
+/// reset: without this the link would look up for the many minutes of
+/// TCP's retransmissions, and the daemon would never move to the replica
+/// that leads now. Heartbeats (a quarter lease apart) keep data in flight,
+/// so a dead link is noticed within this plus one heartbeat. It is
+/// independent of the lease: a live directory host acknowledges at once,
+/// however busy the directory process is.
+const UNACKED_MAX: Duration = Duration::from_millis(1500);
 /// Output kept for the directory before the link is considered stuck.
 const OUT_MAX_BYTES: usize = 16 << 20;
 
@@ -102,6 +112,9 @@ impl DirectoryLink {
                 // once rather than waiting for the last one's ack (Nagle).
                 if let Err(e) = s.set_nodelay(true) {
                     log::debug!("directory {addr}: TCP_NODELAY: {e}");
+                }
+                if let Err(e) = socket2::SockRef::from(&s).set_tcp_user_timeout(Some(UNACKED_MAX)) {
+                    log::debug!("directory {addr}: TCP_USER_TIMEOUT: {e}");
                 }
                 if let Err(e) =
                     registry.register(&mut s, self.token, Interest::READABLE | Interest::WRITABLE)

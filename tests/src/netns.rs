@@ -268,6 +268,32 @@ impl Topology {
         Ok(())
     }
 
+    /// Cuts host `k` off the network (nftables): every packet in or out of
+    /// its `eth0` is dropped, silently (no reset: a partition, not a crash).
+    /// Its own loopback still works.
+    pub fn partition(&self, k: usize) -> Result<()> {
+        let rules = "table inet chorus_partition {\n  \
+             chain input {\n    type filter hook input priority -10; policy accept;\n    \
+             iifname \"eth0\" counter drop\n  }\n  \
+             chain output {\n    type filter hook output priority -10; policy accept;\n    \
+             oifname \"eth0\" counter drop\n  }\n}\n";
+        self.exec_stdin(&self.host(k).ns, &["nft", "-f", "-"], Some(rules))?;
+        Ok(())
+    }
+
+    /// Ends [`Topology::partition`] of host `k`; returns how many packets
+    /// the partition dropped (proof that it cut something).
+    pub fn heal(&self, k: usize) -> Result<u64> {
+        let ns = &self.host(k).ns;
+        let json = self.exec(
+            ns,
+            &["nft", "-j", "list", "table", "inet", "chorus_partition"],
+        )?;
+        let dropped = nft_counter_packets(&json)?;
+        self.exec(ns, &["nft", "delete", "table", "inet", "chorus_partition"])?;
+        Ok(dropped)
+    }
+
     /// How many packets host `k`'s loss rule has dropped so far.
     pub fn udp_drops(&self, k: usize) -> Result<u64> {
         let json = self.exec(

@@ -9,12 +9,13 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chorus_tests::check::{assert_all, Trace};
 use chorus_tests::listener::Listener;
-use chorus_tests::replicated::ReplicatedCluster;
+use chorus_tests::replicated::{
+    check_late_member, wait_a_tenth, wait_view_everywhere, ReplicatedCluster,
+};
 use chorus_tests::scenario::{listeners_in_full_view, sender_work, start_senders};
 
 const REPLICAS: usize = 3;
@@ -40,16 +41,7 @@ fn loopback_replicated_directory() {
         listeners_in_full_view(cluster.env(), &cluster.nodes, GROUP, timeout).unwrap();
     let first = sender_work(DAEMONS, "s", PER_SENDER);
     let senders = start_senders(cluster.env(), &cluster.nodes, GROUP, &first).unwrap();
-    let tenth: Vec<String> = first
-        .iter()
-        .map(|w| format!("{}-{:06}", w.label, PER_SENDER / 10))
-        .collect();
-    listeners[0]
-        .wait_until("a tenth of every sender's messages", timeout, |seen| {
-            let got: BTreeSet<&str> = seen.messages().filter_map(|m| m.data.as_deref()).collect();
-            tenth.iter().all(|p| got.contains(p.as_str())).then_some(())
-        })
-        .unwrap();
+    wait_a_tenth(&listeners[0], &first, PER_SENDER, timeout).unwrap();
 
     // kill -9 the leader mid-stream, and start a new daemon meanwhile.
     cluster.replicas[old].process().kill();
@@ -59,26 +51,11 @@ fn loopback_replicated_directory() {
     let mut all = members.clone();
     all.push(n4.member("l4"));
     let joined = l4.wait_view_with(&all, timeout).unwrap();
-    for l in &listeners {
-        // The same view line: every old member is told the very view the
-        // new member joined in (same id, same members).
-        l.wait_until("the new member's view", timeout, |seen| {
-            seen.events.iter().find_map(|e| match e {
-                chorus_tests::listener::Event::View(v)
-                    if v.view == joined.view && v.members == joined.members =>
-                {
-                    Some(())
-                }
-                _ => None,
-            })
-        })
-        .unwrap();
-    }
+    wait_view_everywhere(&listeners, &joined, timeout).unwrap();
     for sender in senders {
         sender.finish(timeout).unwrap();
     }
-    let new = cluster.leader(timeout).unwrap();
-    assert_ne!(new, old, "the killed replica cannot lead");
+    let new = cluster.leader_other_than(Some(old), timeout).unwrap();
     eprintln!("replica {} leads after the kill", new + 1);
 
     // The old leader comes back: a follower.
@@ -97,28 +74,9 @@ fn loopback_replicated_directory() {
     let traces: Vec<Trace> = listeners.iter().map(Listener::trace).collect();
     let work: Vec<_> = first.iter().chain(&second).cloned().collect();
     assert_all(&traces, &work);
-
-    // The new daemon's member delivers from its first view on: exactly the
-    // others' sequence there, the second round whole.
     l4.wait_messages((DAEMONS + 1) * (PER_SENDER / 2), timeout)
         .unwrap();
-    let late = l4.trace();
-    let by_seq: std::collections::BTreeMap<u64, _> =
-        traces[0].deliveries.iter().map(|d| (d.seq, d)).collect();
-    for d in &late.deliveries {
-        assert_eq!(
-            by_seq.get(&d.seq),
-            Some(&d),
-            "l4 differs from l1 at seq {}",
-            d.seq
-        );
-    }
-    let got: BTreeSet<&str> = late.deliveries.iter().map(|d| d.data.as_str()).collect();
-    for w in &second {
-        for p in &w.payloads {
-            assert!(got.contains(p.as_str()), "l4 lacks {p}");
-        }
-    }
+    check_late_member(&l4.trace(), &traces[0], &second).unwrap();
 
     assert_eq!(cluster.leader(timeout).unwrap(), new, "the leader stayed");
     let log = std::fs::read_to_string(cluster.replicas[old].process().log_path()).unwrap();
