@@ -46,6 +46,15 @@ struct Envelope<T> {
     body: T,
 }
 
+/// An envelope's header alone: read first, so that a peer of another
+/// version is told so even if its requests do not decode here.
+#[derive(Debug, Deserialize)]
+struct Header {
+    version: u32,
+    cluster: u32,
+    from: NodeId,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
@@ -299,31 +308,39 @@ async fn serve_conn(
     stream.set_nodelay(true)?;
     loop {
         let body = read_frame(&mut stream).await?;
+        let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
+        let header: Header = match serde_json::from_slice(&body) {
+            Ok(h) => h,
+            Err(e) => {
+                let why = format!("a frame that does not decode ({e})");
+                let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
+                return Err(refuse(why));
+            }
+        };
+        if header.version != RAFT_WIRE_VERSION {
+            let why = format!(
+                "replica {} runs raft wire version {}, this one {RAFT_WIRE_VERSION}",
+                header.from, header.version
+            );
+            let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
+            return Err(refuse(why));
+        }
+        if header.cluster != me.cluster {
+            let why = format!("replica {} belongs to another cluster", header.from);
+            let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
+            return Err(refuse(why));
+        }
         let env: Envelope<Request> = match serde_json::from_slice(&body) {
             Ok(env) => env,
             Err(e) => {
-                // Perhaps another version whose requests we cannot read:
-                // say so if we can, then close.
-                let _ = reply(&mut stream, me, Reply::Refused(format!("undecodable: {e}"))).await;
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("a frame that does not decode ({e})"),
-                ));
+                let why = format!(
+                    "replica {}: a request that does not decode ({e})",
+                    header.from
+                );
+                let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
+                return Err(refuse(why));
             }
         };
-        if env.version != RAFT_WIRE_VERSION {
-            let why = format!(
-                "replica {} runs raft wire version {}, this one {RAFT_WIRE_VERSION}",
-                env.from, env.version
-            );
-            let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
-        }
-        if env.cluster != me.cluster {
-            let why = format!("replica {} belongs to another cluster", env.from);
-            let _ = reply(&mut stream, me, Reply::Refused(why.clone())).await;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
-        }
         let answer = match env.body {
             Request::Append(r) => Reply::Append(raft.append_entries(r).await),
             Request::Vote(r) => Reply::Vote(raft.vote(r).await),

@@ -330,3 +330,58 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("chorus-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_vote_and_commit_point_survive_a_restart() {
+        let dir = temp_dir("vote");
+        let vote = Vote::new(7, 2);
+        let committed = LogId::new(CommittedLeaderId::new(7, 2), 3);
+        block_on(async {
+            let mut s = LogStore::open(&dir).expect("open");
+            s.save_vote(&vote).await.expect("save");
+            s.save_committed(Some(committed)).await.expect("commit");
+        });
+        let (read, read_committed) = block_on(async {
+            let mut s = LogStore::open(&dir).expect("reopen");
+            (
+                s.read_vote().await.expect("read"),
+                s.read_committed().await.expect("read"),
+            )
+        });
+        assert_eq!(read, Some(vote));
+        assert_eq!(read_committed, Some(committed));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_not_a_fresh_start() {
+        // Starting afresh would forget the vote: the replica could vote
+        // twice in one term.
+        let dir = temp_dir("corrupt");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(STATE_FILE), b"{ not json").expect("write");
+        assert!(matches!(
+            LogStore::open(&dir),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
