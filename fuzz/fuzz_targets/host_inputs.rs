@@ -229,6 +229,7 @@ fuzz_target!(|data: &[u8]| {
                     cluster: CLUSTER,
                     lease_ms: 1000,
                     heartbeat_ms: 250,
+                    epoch: chorus_proto::Epoch(inp.small(3)),
                 },
             ),
             2 | 3 => {
