@@ -28,7 +28,9 @@ pub mod replica;
 pub use conn::OUTPUT_BUFFER_MAX_BYTES;
 
 use chorus_config::DirectoryConfig;
-use chorus_proto::directory::{ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl};
+use chorus_proto::directory::{
+    ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl, IdFloors,
+};
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::{cluster_id_from_name, Duration, Epoch, Instant};
 use conn::{Connection, ReadOutcome};
@@ -168,6 +170,8 @@ pub struct Server {
     serving: Option<Epoch>,
     /// The settings a new core starts from (a new epoch, a reload).
     settings: DirectorySettings,
+    /// The highest ids this leader has asked Raft to record.
+    ids_recorded: IdFloors,
 }
 
 /// A server running on its own thread. Dropping it stops the server too.
@@ -238,6 +242,7 @@ impl Server {
             settings,
             replica,
             serving,
+            ids_recorded: IdFloors::default(),
             conns: BTreeMap::new(),
             next_conn: FIRST_CONN,
             origin: std::time::Instant::now(),
@@ -307,7 +312,8 @@ impl Server {
         let Some(replica) = &self.replica else {
             return;
         };
-        let serving = replica.serving(std::time::Instant::now());
+        let grant = replica.serving(std::time::Instant::now());
+        let serving = grant.map(|g| g.epoch);
         if serving == self.serving {
             return;
         }
@@ -327,8 +333,26 @@ impl Server {
             self.drop_conn(id, false);
         }
         self.read_again.clear();
-        self.core = Directory::new(self.settings.clone()).with_epoch(serving.unwrap_or_default());
+        let floors = grant.map(|g| g.floors).unwrap_or_default();
+        self.core = Directory::new(self.settings.clone())
+            .with_epoch(serving.unwrap_or_default())
+            .with_id_floors(floors);
         self.serving = serving;
+        self.ids_recorded = IdFloors::default();
+        self.record_ids();
+    }
+
+    /// A serving leader has Raft record the highest ids it handed out,
+    /// whenever they grew (see `replica`: a later leader starts above them).
+    fn record_ids(&mut self) {
+        let Some(replica) = self.replica.as_ref().filter(|_| self.serving.is_some()) else {
+            return;
+        };
+        let high = self.core.id_high_water();
+        if high.exceeds(&self.ids_recorded) {
+            replica.record_ids(high);
+            self.ids_recorded = high;
+        }
     }
 
     /// Runs the server on a thread of its own.
@@ -586,6 +610,7 @@ impl Server {
         while let Some(id) = self.core.poll_close() {
             self.begin_close(id);
         }
+        self.record_ids();
     }
 
     /// The core is done with `id`: close it once its output is flushed.

@@ -52,6 +52,22 @@ fn loopback_replicated_directory() {
     all.push(n4.member("l4"));
     let joined = l4.wait_view_with(&all, timeout).unwrap();
     wait_view_everywhere(&listeners, &joined, timeout).unwrap();
+    // The new leader hands out fresh ids above those the old one recorded
+    // (plus a margin), never one an old node may still hold.
+    let ids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            chorus::Client::connect(n.socket_path())
+                .and_then(|mut c| c.status())
+                .unwrap()
+                .node_id
+        })
+        .collect();
+    assert!(
+        ids[DAEMONS] > 1024 && ids[..DAEMONS].iter().all(|id| *id <= 3),
+        "node ids {ids:?}"
+    );
     for sender in senders {
         sender.finish(timeout).unwrap();
     }

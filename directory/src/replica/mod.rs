@@ -27,12 +27,21 @@
 //! fresh directory core, in its grace period, exactly like a restarted
 //! directory: the daemons re-register under their previous ids and report
 //! their groups, and views go on numbered above the highest reported.
+//!
+//! # Ids are never handed out twice
+//! The serving leader records in the log the highest node and group ids it
+//! has handed out, as soon as they grow ([`Replica::record_ids`]; about a
+//! millisecond to commit). A new leader starts its core with fresh ids
+//! [`ID_MARGIN`] above the highest recorded: the margin covers ids the old
+//! leader handed out in its last moments, before their record committed.
+//! (The cluster's first leader has no predecessor and starts at 1.)
 
 mod net;
 mod store;
 mod types;
 
 use chorus_config::{ReplicaId, ReplicationConfig};
+use chorus_proto::directory::IdFloors;
 use chorus_proto::Epoch;
 use mio::Waker;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
@@ -55,6 +64,9 @@ const ELECTION_MIN_MS: u64 = 1000;
 const ELECTION_MAX_MS: u64 = 1500;
 /// Longest wait for a claim or a lease check.
 const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
+/// How far above the recorded ids a new leader starts handing out fresh
+/// ones (see the module documentation).
+pub const ID_MARGIN: u32 = 1024;
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +86,20 @@ pub enum ReplicaError {
     Thread(std::io::Error),
 }
 
+/// Leave to serve daemons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub epoch: Epoch,
+    /// Fresh ids are to be handed out above these.
+    pub floors: IdFloors,
+    until: Instant,
+}
+
 /// What the mio loop needs to know, written by the Raft thread.
 #[derive(Debug, Clone, Default)]
 struct Status {
-    /// May serve under this epoch until then.
-    grant: Option<(Epoch, Instant)>,
+    /// May serve until the grant's `until`.
+    grant: Option<Grant>,
     /// The daemon address of the replica that leads, if another one.
     leader: Option<SocketAddr>,
 }
@@ -89,6 +110,7 @@ pub struct Replica {
     id: ReplicaId,
     status: Arc<Mutex<Status>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    ids: tokio::sync::mpsc::UnboundedSender<IdFloors>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -131,13 +153,14 @@ impl Replica {
             cluster,
             id: cfg.id.0,
         };
+        let state_machine = store::StateMachine::default();
         let raft = runtime
             .block_on(Raft::new(
                 cfg.id.0,
                 Arc::new(config),
                 net::Network { me },
                 log_store,
-                store::StateMachine::default(),
+                state_machine.clone(),
             ))
             .map_err(|e| ReplicaError::Raft(e.to_string()))?;
         let listener = {
@@ -156,9 +179,11 @@ impl Replica {
             cfg.peers.iter().map(|p| (p.id.0, p.listen)).collect();
         let status = Arc::new(Mutex::new(Status::default()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (ids, id_records) = tokio::sync::mpsc::unbounded_channel();
         let role = Role {
             id: cfg.id.0,
             raft,
+            state: state_machine.clone(),
             status: Arc::clone(&status),
             waker,
             daemon_addrs,
@@ -171,7 +196,7 @@ impl Replica {
                     role.initialize(members).await;
                     tokio::select! {
                         _ = stopped => {}
-                        () = role.watch() => {}
+                        () = role.watch(id_records) => {}
                     }
                     if let Err(e) = role.raft.shutdown().await {
                         log::warn!("raft shutdown: {e}");
@@ -189,6 +214,7 @@ impl Replica {
             id: cfg.id,
             status,
             stop: Some(stop),
+            ids,
             thread: Some(thread),
         })
     }
@@ -200,17 +226,21 @@ impl Replica {
             .clone()
     }
 
-    /// The epoch this replica may serve under now, if it may.
-    pub fn serving(&self, now: Instant) -> Option<Epoch> {
-        self.status()
-            .grant
-            .filter(|(_, until)| *until > now)
-            .map(|(epoch, _)| epoch)
+    /// The leave to serve now, if any.
+    pub fn serving(&self, now: Instant) -> Option<Grant> {
+        self.status().grant.filter(|g| g.until > now)
     }
 
     /// When the current grant runs out (the loop must look again then).
     pub fn grant_ends(&self) -> Option<Instant> {
-        self.status().grant.map(|(_, until)| until)
+        self.status().grant.map(|g| g.until)
+    }
+
+    /// Records in the log that ids up to `floors` were handed out (only
+    /// the serving leader's records are taken; see the module doc).
+    pub fn record_ids(&self, floors: IdFloors) {
+        // The Raft thread is gone only when the replica is being dropped.
+        let _ = self.ids.send(floors);
     }
 
     /// The daemon address of the leader, if another replica leads.
@@ -241,6 +271,7 @@ impl Drop for Replica {
 struct Role {
     id: u64,
     raft: Raft<TypeConfig>,
+    state: store::StateMachine,
     status: Arc<Mutex<Status>>,
     waker: Arc<Waker>,
     daemon_addrs: BTreeMap<u64, SocketAddr>,
@@ -263,9 +294,9 @@ impl Role {
         }
     }
 
-    fn set(&self, grant: Option<(Epoch, Instant)>, leader: Option<SocketAddr>) {
+    fn set(&self, grant: Option<Grant>, leader: Option<SocketAddr>) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        let role_changed = s.grant.map(|g| g.0) != grant.map(|g| g.0) || s.leader != leader;
+        let role_changed = s.grant.map(|g| g.epoch) != grant.map(|g| g.epoch) || s.leader != leader;
         s.grant = grant;
         s.leader = leader;
         drop(s);
@@ -278,13 +309,22 @@ impl Role {
 
     /// Every [`ROLE_CHECK`]: claims the term once leader, then renews the
     /// serving lease while a majority answers.
-    async fn watch(&self) {
+    async fn watch(&self, mut id_records: tokio::sync::mpsc::UnboundedReceiver<IdFloors>) {
         let mut tick = tokio::time::interval(ROLE_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut claimed: Option<u64> = None;
-        let mut grant: Option<(Epoch, Instant)> = None;
+        let mut grant: Option<Grant> = None;
+        let mut floors = IdFloors::default();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                Some(f) = id_records.recv() => {
+                    if claimed.is_some() {
+                        self.record_ids(f);
+                    }
+                    continue;
+                }
+            }
             let m = self.raft.metrics().borrow().clone();
             let leader = m
                 .current_leader
@@ -312,9 +352,19 @@ impl Role {
                 };
                 match tokio::time::timeout(CHECK_TIMEOUT, self.raft.client_write(claim)).await {
                     Ok(Ok(_)) => {
+                        // Applied up to the claim: every earlier leader's
+                        // record of its ids is in.
+                        let l = self.state.leadership();
+                        let margin = if l.leads > 1 { ID_MARGIN } else { 0 };
+                        floors = IdFloors {
+                            node: l.node_floor.saturating_add(margin),
+                            group: l.group_floor.saturating_add(margin),
+                        };
                         log::info!(
-                            "replica {} leads in term {term}: it serves daemons under epoch {term}",
-                            self.id
+                            "replica {} leads in term {term}: it serves daemons under epoch {term}, fresh ids above node {} group {}",
+                            self.id,
+                            floors.node,
+                            floors.group
                         );
                         claimed = Some(term);
                     }
@@ -334,13 +384,17 @@ impl Role {
             let asked = Instant::now();
             match tokio::time::timeout(CHECK_TIMEOUT, self.raft.ensure_linearizable()).await {
                 Ok(Ok(_)) if self.raft.metrics().borrow().current_term == term => {
-                    grant = Some((Epoch(term), asked + SERVE_LEASE));
+                    grant = Some(Grant {
+                        epoch: Epoch(term),
+                        floors,
+                        until: asked + SERVE_LEASE,
+                    });
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => log::debug!("replica {}: lease check: {e}", self.id),
                 Err(_) => log::debug!("replica {}: no majority answered in time", self.id),
             }
-            if grant.is_some_and(|(_, until)| until <= Instant::now()) {
+            if grant.is_some_and(|g| g.until <= Instant::now()) {
                 log::warn!(
                     "replica {} lost its majority (term {term}); it stops serving daemons",
                     self.id
@@ -349,5 +403,21 @@ impl Role {
             }
             self.set(grant, None);
         }
+    }
+
+    /// Writes a record of the ids handed out, without waiting for it (the
+    /// role loop must go on renewing the lease meanwhile).
+    fn record_ids(&self, f: IdFloors) {
+        let raft = self.raft.clone();
+        let id = self.id;
+        tokio::spawn(async move {
+            let record = Command::Floors {
+                node: f.node,
+                group: f.group,
+            };
+            if let Err(e) = raft.client_write(record).await {
+                log::debug!("replica {id}: ids not recorded ({e}); a later record covers them");
+            }
+        });
     }
 }

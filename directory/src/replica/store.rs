@@ -245,6 +245,11 @@ impl StateMachine {
     fn lock(&self) -> MutexGuard<'_, SmInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// What the applied entries say.
+    pub fn leadership(&self) -> Leadership {
+        self.lock().leadership.clone()
+    }
 }
 
 fn sm_err(e: serde_json::Error) -> StorageError<NodeId> {
@@ -290,6 +295,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Command::Lead { replica, term }) => {
                     inner.leadership.last = Some((replica, term));
+                    inner.leadership.leads += 1;
+                }
+                EntryPayload::Normal(Command::Floors { node, group }) => {
+                    let l = &mut inner.leadership;
+                    l.node_floor = l.node_floor.max(node);
+                    l.group_floor = l.group_floor.max(group);
                 }
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(e.log_id), m);

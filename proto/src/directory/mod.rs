@@ -97,6 +97,23 @@ const RECENT_VIEWS_MAX: usize = 16;
 /// Bytes of a Groups reply kept free for its header.
 const GROUPS_REPLY_HEADROOM_BYTES: usize = 64;
 
+/// The highest node and group ids a directory has handed out (or seen
+/// reported). A replicated directory keeps them in its replicated log, so
+/// that a new leader hands out fresh ids above every id an earlier leader
+/// used ([`Directory::with_id_floors`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdFloors {
+    pub node: u32,
+    pub group: u32,
+}
+
+impl IdFloors {
+    /// Whether either id is above `other`'s.
+    pub fn exceeds(&self, other: &IdFloors) -> bool {
+        self.node > other.node || self.group > other.group
+    }
+}
+
 /// A TCP connection, numbered by the edge. Never reused by the edge while
 /// the core may still know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -219,6 +236,23 @@ impl Directory {
     /// The epoch this directory serves under.
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// A directory whose fresh node and group ids are above `floors`
+    /// (declared groups keep their ids 1.. in declaration order, the same
+    /// in every replica). Ids asked back by daemons are granted as ever.
+    pub fn with_id_floors(mut self, floors: IdFloors) -> Self {
+        self.registry.raise_floor(floors.node);
+        self.groups.last_group = self.groups.last_group.max(floors.group);
+        self
+    }
+
+    /// The highest node and group ids handed out or seen so far.
+    pub fn id_high_water(&self) -> IdFloors {
+        IdFloors {
+            node: self.registry.last_node(),
+            group: self.groups.last_group,
+        }
     }
 
     /// A directory that cannot have restarted under running groups (one

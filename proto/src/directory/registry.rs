@@ -166,6 +166,17 @@ impl Registry {
     /// overwritten. Returns None, changing nothing, when node ids are
     /// exhausted, the connection is unknown or already bound, or the name
     /// is taken (the caller resolves name clashes first).
+    /// The highest node id granted or reserved.
+    pub(super) fn last_node(&self) -> u32 {
+        self.last_node
+    }
+
+    /// Fresh ids from now on are above `floor` (ids a previous leader of a
+    /// replicated directory may have handed out).
+    pub(super) fn raise_floor(&mut self, floor: u32) {
+        self.last_node = self.last_node.max(floor);
+    }
+
     pub(super) fn register(
         &mut self,
         conn: ConnId,

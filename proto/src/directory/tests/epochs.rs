@@ -79,3 +79,32 @@ fn a_single_directory_takes_any_epoch() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_new_leader_hands_out_ids_above_the_floors_and_keeps_declared_ones() {
+    let d = Directory::new(settings(vec![decl("chat", 10)], Some(pool())))
+        .without_grace()
+        .with_epoch(Epoch(3))
+        .with_id_floors(IdFloors {
+            node: 2000,
+            group: 500,
+        });
+    let mut s = leader(3);
+    s.d = d;
+    assert_eq!(s.d.group_id("chat"), Some(GroupId(1)), "declared ids stay");
+    let a = s.node(1, "a", 1);
+    assert_eq!(a, NodeId(2001));
+    s.join(1, "dyn", 1, "m");
+    s.output();
+    assert_eq!(s.d.group_id("dyn"), Some(GroupId(501)));
+    assert_eq!(
+        s.d.id_high_water(),
+        IdFloors {
+            node: 2001,
+            group: 501
+        }
+    );
+    // A daemon asking its previous id back still gets it.
+    let b = s.node_again(2, "b", 1, NodeId(7));
+    assert_eq!(b, NodeId(7));
+}
