@@ -4,8 +4,9 @@
 //! daemon started while it is dead, whose member must join the very same
 //! group; then the new leader is cut off the network by nftables (no reset,
 //! no FIN: a partition) and healed later. The daemons notice the silent
-//! link, move to the replica elected meanwhile, and no group stops or
-//! splits: every listener delivers one sequence with every message.
+//! link, move to the replica elected meanwhile; last a follower is cut off
+//! and healed. No group stops or splits: every listener delivers one
+//! sequence with every message.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
