@@ -172,6 +172,9 @@ pub struct Server {
     settings: DirectorySettings,
     /// The highest ids this leader has asked Raft to record.
     ids_recorded: IdFloors,
+    /// The replication keys the server started with (a reload cannot
+    /// change them).
+    replication: Option<chorus_config::ReplicationConfig>,
 }
 
 /// A server running on its own thread. Dropping it stops the server too.
@@ -243,6 +246,7 @@ impl Server {
             replica,
             serving,
             ids_recorded: IdFloors::default(),
+            replication: cfg.replication.clone(),
             conns: BTreeMap::new(),
             next_conn: FIRST_CONN,
             origin: std::time::Instant::now(),
@@ -271,7 +275,8 @@ impl Server {
     /// Re-read `path` whenever `requested` is set (by a SIGHUP handler):
     /// a valid file is applied with `Directory::handle_reload`, an invalid
     /// one is logged and the running configuration stays. Changes of
-    /// `listen`, `cluster` and `log_level` take a restart.
+    /// `listen`, `cluster`, `log_level`, `id`, `state_dir` and `[[peer]]` take a
+    /// restart.
     pub fn reload_on(mut self, path: PathBuf, requested: Arc<AtomicBool>) -> Server {
         self.reload = Some(Reload { path, requested });
         self
@@ -461,6 +466,11 @@ impl Server {
             Err(e) => log::error!("reload: {e}; the running configuration stays"),
             Ok(cfg) => {
                 log::info!("reloaded {}", path.display());
+                if cfg.replication.as_ref().map(|r| (r.id, &r.peers))
+                    != self.replication.as_ref().map(|r| (r.id, &r.peers))
+                {
+                    log::warn!("reload: `id` and `[[peer]]` changes take a restart; the running replication stays");
+                }
                 let now = self.now();
                 self.settings = settings_from_config(&cfg);
                 self.core.handle_reload(now, self.settings.clone());

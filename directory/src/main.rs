@@ -69,7 +69,10 @@ fn init_logging(level: &str) {
 
 /// Binds, installs the signal flags, reports readiness and serves.
 fn serve(config: &Path, cfg: &DirectoryConfig) -> Result<(), String> {
-    let server = Server::bind(cfg).map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let server = Server::bind(cfg).map_err(|e| match &cfg.replication {
+        None => format!("cannot listen on {}: {e}", cfg.listen),
+        Some(_) => format!("cannot start (listen {}): {e}", cfg.listen),
+    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
