@@ -169,6 +169,12 @@ impl ReplicatedCluster {
 
     /// Starts one more daemon, `n<k>`, listing every replica.
     pub fn add_node(&mut self) -> Result<&Node> {
+        self.add_node_trying_first(0)
+    }
+
+    /// As [`ReplicatedCluster::add_node`], with replica `first` (index)
+    /// first in the daemon's list: the one it reaches first.
+    pub fn add_node_trying_first(&mut self, first: usize) -> Result<&Node> {
         let node = format!("n{}", self.nodes.len() + 1);
         let (interface, data_port, launcher) = match &self.topology {
             None => (Ipv4Addr::LOCALHOST, free_udp_port()?, Launcher::Host),
@@ -185,7 +191,14 @@ impl ReplicatedCluster {
         let config = DaemonConfig {
             socket: self.env.path(&format!("{node}.sock")),
             node,
-            directory: self.peers.iter().map(|p| p.listen).collect(),
+            directory: self
+                .peers
+                .iter()
+                .cycle()
+                .skip(first)
+                .take(self.peers.len())
+                .map(|p| p.listen)
+                .collect(),
             interface,
             data_port,
             socket_mode: "0600".to_owned(),

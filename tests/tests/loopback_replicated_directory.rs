@@ -4,7 +4,8 @@
 //! rebuilds the group from their reports; a daemon started while the old
 //! leader is dead joins the very same group (the same view as the others,
 //! not a group of its own); the old leader, restarted, rejoins as a
-//! follower and serves nobody. Every listener delivers one sequence with
+//! follower and serves nobody, and a daemon that reaches it first is sent
+//! to the leader and joins the same group too. Every listener delivers one sequence with
 //! every message.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
@@ -74,25 +75,36 @@ fn loopback_replicated_directory() {
     let new = cluster.leader_other_than(Some(old), timeout).unwrap();
     eprintln!("replica {} leads after the kill", new + 1);
 
-    // The old leader comes back: a follower.
+    // The old leader comes back: a follower. A daemon that reaches it
+    // first (the scenario: a directory that knows nothing) is sent
+    // to the leader, and its member joins the same group as the others.
     cluster.restart_replica(old, 2).unwrap();
+    cluster.add_node_trying_first(old).unwrap();
+    let n5 = &cluster.nodes[DAEMONS + 1];
+    let l5 = Listener::on_node(cluster.env(), n5, GROUP, "l5").unwrap();
+    all.push(n5.member("l5"));
+    let joined = l5.wait_view_with(&all, timeout).unwrap();
+    wait_view_everywhere(&listeners, &joined, timeout).unwrap();
+    wait_view_everywhere(std::slice::from_ref(&l4), &joined, timeout).unwrap();
 
-    // A second round from every daemon, the new one included.
-    let second = sender_work(DAEMONS + 1, "t", PER_SENDER / 2);
+    // A second round from every daemon, the new ones included.
+    let second = sender_work(DAEMONS + 2, "t", PER_SENDER / 2);
     let senders = start_senders(cluster.env(), &cluster.nodes, GROUP, &second).unwrap();
     for sender in senders {
         sender.finish(timeout).unwrap();
     }
-    let total = DAEMONS * PER_SENDER + (DAEMONS + 1) * (PER_SENDER / 2);
+    let total = DAEMONS * PER_SENDER + (DAEMONS + 2) * (PER_SENDER / 2);
     for l in &listeners {
         l.wait_messages(total, timeout).unwrap();
     }
     let traces: Vec<Trace> = listeners.iter().map(Listener::trace).collect();
     let work: Vec<_> = first.iter().chain(&second).cloned().collect();
     assert_all(&traces, &work);
-    l4.wait_messages((DAEMONS + 1) * (PER_SENDER / 2), timeout)
-        .unwrap();
-    check_late_member(&l4.trace(), &traces[0], &second).unwrap();
+    for late in [&l4, &l5] {
+        late.wait_messages((DAEMONS + 2) * (PER_SENDER / 2), timeout)
+            .unwrap();
+        check_late_member(&late.trace(), &traces[0], &second).unwrap();
+    }
 
     assert_eq!(cluster.leader(timeout).unwrap(), new, "the leader stayed");
     let log = std::fs::read_to_string(cluster.replicas[old].process().log_path()).unwrap();
