@@ -118,6 +118,13 @@ pub(crate) fn validate(
             (raft, raft_span, "peer.raft"),
             (peer_listen, listen_span, "peer.listen"),
         ] {
+            if addr.ip().is_unspecified() {
+                return Err(src.error(
+                    span,
+                    key,
+                    format!("{addr}: the other replicas and the daemons connect here, so it must be the replica's own address"),
+                ));
+            }
             if let Some(first) = addrs.insert(addr, src.line_of(span.start)) {
                 return Err(src.error(
                     span,

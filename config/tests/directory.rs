@@ -420,7 +420,14 @@ fn a_replica_knows_its_id_and_peers() {
 #[test]
 fn replication_errors_point_at_line_and_key() {
     // (replace, with, line of the error in the edited text, key, words)
-    let cases: [(&str, &str, usize, &str, &str); 7] = [
+    let cases: [(&str, &str, usize, &str, &str); 8] = [
+        (
+            "127.0.0.1:7401",
+            "0.0.0.0:7401",
+            8,
+            "peer.listen",
+            "own address",
+        ),
         ("id = 2\n", "", 5, "id", "required"),
         ("id = 2\n", "id = 4\n", 2, "id", "not among"),
         (

@@ -204,6 +204,13 @@ impl Replica {
                 });
             })
             .map_err(ReplicaError::Thread)?;
+        if cfg.peers.len() & 1 == 0 {
+            log::warn!(
+                "{} replicas need {} up to serve: an even count tolerates no more failures than one less; 3 or 5 is the usual choice",
+                cfg.peers.len(),
+                cfg.peers.len() / 2 + 1
+            );
+        }
         log::info!(
             "{} of {} replicas; raft on {}",
             cfg.id,
