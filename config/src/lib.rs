@@ -60,7 +60,7 @@
 //! |---|---|---|---|
 //! | `id` | integer ≥ 1 | *required with `[[peer]]`* | Which of the peers this replica is. |
 //! | `state_dir` | absolute path | *required with `[[peer]]`* | Where the replica keeps its Raft vote and log across restarts (created if missing). |
-//! | `[[peer]]` | table, repeated, at most 7 | none | Every replica: `id` (unique, ≥ 1), `raft` (`"IP:PORT"`, where the replicas talk Raft) and `listen` (`"IP:PORT"`, where daemons connect to it: that replica's own `listen`). No address twice. This replica's `listen` must equal its peer's `listen` (or be `0.0.0.0` with the same port). |
+//! | `[[peer]]` | table, repeated, at most 7 | none | Every replica: `id` (unique, ≥ 1), `raft` (`"IP:PORT"`, where the replicas talk Raft) and `listen` (`"IP:PORT"`, where daemons connect to it: that replica's own `listen`). No address twice, and no `0.0.0.0`: others connect to these. This replica's `listen` must equal its peer's `listen` (or be `0.0.0.0` with the same port). |
 //!
 //! chorusd's `directory` key then lists every replica's `listen` address.
 //!

@@ -17,9 +17,10 @@
 //!    `ensure_linearizable`, the lease counted from *before* the check).
 //!
 //! Followers that acknowledged a heartbeat refuse to vote for anyone else
-//! for an election timeout (openraft's leader lease), which is twice
-//! [`SERVE_LEASE`]: so a leader cut off from its majority stops serving
-//! before another can be elected, even if it never learns of the new term.
+//! for the longest election timeout (openraft's leader lease, 1.5 s), three
+//! times [`SERVE_LEASE`]: so a leader cut off from its majority stops
+//! serving before another can be elected, even if it never learns of the
+//! new term.
 //! Clocks need not agree between hosts: each lease is measured on one
 //! host's monotonic clock; only their rates must roughly agree.
 //!
