@@ -323,6 +323,7 @@ impl Role {
         let mut claimed: Option<u64> = None;
         let mut grant: Option<Grant> = None;
         let mut floors = IdFloors::default();
+        let mut fatal_logged = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -334,6 +335,14 @@ impl Role {
                 }
             }
             let m = self.raft.metrics().borrow().clone();
+            if let Err(e) = &m.running_state {
+                // Raft stopped (a storage error): this replica serves no
+                // more; the others carry on without it.
+                if !fatal_logged {
+                    log::error!("replica {}: raft stopped: {e}; not serving", self.id);
+                    fatal_logged = true;
+                }
+            }
             let leader = m
                 .current_leader
                 .filter(|l| *l != self.id)
