@@ -341,7 +341,8 @@ impl Server {
         let floors = grant.map(|g| g.floors).unwrap_or_default();
         self.core = Directory::new(self.settings.clone())
             .with_epoch(serving.unwrap_or_default())
-            .with_id_floors(floors);
+            .with_id_floors(floors)
+            .with_view_margin(replica::VIEW_MARGIN);
         self.serving = serving;
         self.ids_recorded = IdFloors::default();
         self.record_ids();

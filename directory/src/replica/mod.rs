@@ -68,6 +68,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(300);
 /// How far above the recorded ids a new leader starts handing out fresh
 /// ones (see the module documentation).
 pub const ID_MARGIN: u32 = 1024;
+/// How far above the highest reported view a leader numbers a recovered
+/// group's first view: a deposed leader may have handed views to daemons
+/// cut off with it, in its last lease, that nobody reported.
+pub const VIEW_MARGIN: u64 = 64;
 
 /// Why a replica could not start.
 #[derive(Debug, thiserror::Error)]

@@ -201,6 +201,9 @@ pub struct Directory {
     /// The epoch this directory serves under: the Raft term of a replicated
     /// directory's leader, 0 for a single directory. Sent in every Welcome.
     epoch: Epoch,
+    /// How far above the highest reported view a recovered group's first
+    /// view is numbered (see `with_view_margin`).
+    view_margin: u64,
 }
 
 impl Directory {
@@ -221,7 +224,19 @@ impl Directory {
             recent_views: BTreeMap::new(),
             told_views: BTreeMap::new(),
             epoch: Epoch(0),
+            view_margin: 0,
         }
+    }
+
+    /// A directory that numbers each recovered group's first view `margin`
+    /// above the highest view reported (one above it otherwise). A new
+    /// leader of a replicated directory uses it: a deposed leader may have
+    /// handed views to daemons on its side of a partition in its last
+    /// moments, which nobody here reported; the margin keeps this leader's
+    /// view ids clear of them. View ids need not be consecutive.
+    pub fn with_view_margin(mut self, margin: u64) -> Self {
+        self.view_margin = margin;
+        self
     }
 
     /// A directory serving under `epoch` (a replicated directory's leader:

@@ -87,10 +87,12 @@ impl Group {
     }
 
     /// Ends the recovery with the group's first view: one above the highest
-    /// view reported, with the reported sequencer if its node resumed the
-    /// group and is still attached.
-    fn end_recovery(&mut self) {
+    /// view reported (plus `margin`, see [`Directory::with_view_margin`]),
+    /// with the reported sequencer if its node resumed the group and is
+    /// still attached.
+    fn end_recovery(&mut self, margin: u64) {
         if let Some(rec) = self.recovery.take() {
+            self.view = ViewId(self.view.0.saturating_add(margin));
             // Kept only if its node still takes part as it reported (sim
             // seed 51612: the sequencer detached during the recovery and
             // attached again with no history of the order).
@@ -152,8 +154,8 @@ impl Group {
 impl Groups {
     /// Takes a node's report of a group. `grace`: the directory is within
     /// its grace period, so a group without a view starts recovering rather
-    /// than getting a view at once.
-    pub(super) fn resume(&mut self, node: NodeId, r: &Resume, grace: bool) -> Resumed {
+    /// than getting a view at once. `margin`: see `Directory::with_view_margin`.
+    pub(super) fn resume(&mut self, node: NodeId, r: &Resume, grace: bool, margin: u64) -> Resumed {
         self.last_group = self.last_group.max(r.group.0);
         let id = match self.place(r) {
             Ok(id) => id,
@@ -171,7 +173,7 @@ impl Groups {
             if grace {
                 return Resumed::Recorded(id);
             }
-            g.end_recovery();
+            g.end_recovery(margin);
             return Resumed::NewView(id);
         }
         g.view = g.view.max(r.view);
@@ -271,11 +273,11 @@ impl Groups {
 
     /// Ends a group's recovery with its first view. True if it has one
     /// (some node is still attached).
-    pub(super) fn end_recovery(&mut self, id: GroupId) -> bool {
+    pub(super) fn end_recovery(&mut self, id: GroupId, margin: u64) -> bool {
         let Some(g) = self.groups.get_mut(&id) else {
             return false;
         };
-        g.end_recovery();
+        g.end_recovery(margin);
         let has_view = g.has_view();
         self.collect(id);
         has_view
@@ -388,7 +390,9 @@ impl Directory {
                 "view {v} of the group went on without it (it reports view {}): it was declared dead",
                 r.view
             )),
-            None => self.groups.resume(node, &r, self.in_grace(now)),
+            None => self
+                .groups
+                .resume(node, &r, self.in_grace(now), self.view_margin),
         };
         match resumed {
             Resumed::Unchanged(id) => log::debug!("node {node} resumed group {id}: no change"),
@@ -553,7 +557,7 @@ impl Directory {
             if self.groups.get(id).is_none_or(|g| !g.is_recovering()) {
                 continue;
             }
-            if self.groups.end_recovery(id) {
+            if self.groups.end_recovery(id, self.view_margin) {
                 if let Some(v) = self.current_view(id) {
                     log::info!(
                         "group `{}` ({id}) recovered: view {}, {} members on {} nodes, sequencer {}",
