@@ -140,6 +140,7 @@ fn a_script_that_starts_the_services_waits_for_status_and_joins_works_first_time
         lease_ms: LEASE_MS,
         log_level: test_log_level(),
         groups: vec![group.clone()],
+        replica: None,
     };
     let directory = DirectoryProc::start(&env, &Launcher::Host, &dir_config).unwrap();
     let n1 = Node::spawn(

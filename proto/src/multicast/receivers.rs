@@ -192,6 +192,7 @@ impl Receivers {
             return out;
         }
         let s = self.stream(key);
+        s.note_start(d.stream_start);
         // A sequencer that has seen nothing of a stream ordered learns where
         // it begins from its DATA. That is news even when every message in the
         // datagram is held already: a new sequencer that held a sender's

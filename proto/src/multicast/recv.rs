@@ -45,9 +45,11 @@ pub struct RecvStream {
     highest_needed: SenderSeq,
     /// Next position to report to the local sequencer (sequencer node only).
     pub reported: SenderSeq,
-    /// One past the highest position the group's order named (see
-    /// [`RecvStream::rewind_reported`]).
+    /// One past the highest position the group's order named.
     ordered_end: SenderSeq,
+    /// The highest stream start the sender's DATA announced: it sends
+    /// nothing before it (a new attachment of the sender to the group).
+    announced_start: SenderSeq,
     /// Planted bug (tests only): a late copy of a delivered message is held
     /// again as the next to deliver.
     #[cfg(feature = "planted")]
@@ -70,6 +72,7 @@ impl RecvStream {
             highest_needed: SenderSeq(0),
             reported: SenderSeq(0),
             ordered_end: SenderSeq(0),
+            announced_start: SenderSeq(0),
             #[cfg(feature = "planted")]
             forget_delivered: false,
             name: None,
@@ -248,6 +251,16 @@ impl RecvStream {
     pub fn need(&mut self, seq: SenderSeq) {
         self.highest_needed = self.highest_needed.max(seq);
         self.ordered_end = self.ordered_end.max(seq.next());
+    }
+
+    /// The sender's DATA says its stream starts at `start`.
+    pub fn note_start(&mut self, start: SenderSeq) {
+        self.announced_start = self.announced_start.max(start);
+    }
+
+    /// The highest stream start the sender announced.
+    pub fn announced_start(&self) -> SenderSeq {
+        self.announced_start
     }
 
     /// True when every position the group's order named is delivered.

@@ -343,20 +343,22 @@ impl Deliverer {
                 self.retained_order.push_back((g, slot));
                 continue;
             }
-            if seq > s.next_deliver() {
+            let upto = seq.min(s.announced_start());
+            if upto > s.next_deliver() {
                 // The order names this one and every earlier position is
-                // delivered: the stream's messages before it were never
-                // ordered and never will be (a stream is ordered in stream
-                // order). Its sender went on after a gap: it was dropped
-                // from the group and attached again, and what it had not
-                // made stable was lost with the old attachment.
+                // delivered, and the sender said its stream (a new
+                // attachment to the group) starts past what we hold: what
+                // lies between was never ordered and never will be (a
+                // stream is ordered in stream order). The sender was
+                // dropped from the group and attached again; what it had
+                // not made stable was lost with the old attachment.
                 log::debug!(
-                    "group {group_name}: stream {}/{} goes on at {seq}; {}..{seq} were never ordered",
+                    "group {group_name}: stream {}/{} goes on at {upto}; {}..{upto} were never ordered",
                     key.node,
                     key.incarnation,
                     s.next_deliver()
                 );
-                s.skip_to(seq);
+                s.skip_to(upto);
             }
             let ready = seq == s.next_deliver()
                 && s.peek(seq)
