@@ -201,6 +201,21 @@ impl One {
         })
     }
 
+    /// The daemon asked the directory to join member 1 again.
+    fn assert_joins_again(&self) {
+        assert!(
+            self.to_dir.iter().any(|f| matches!(
+                f,
+                ToDirectory::Join {
+                    member: MemberId(1),
+                    ..
+                }
+            )),
+            "the member joins again: {:?}",
+            self.to_dir
+        );
+    }
+
     /// Registered as node 1, the app a member of `g` in view 1.
     fn joined() -> One {
         let mut one = One::new();
@@ -244,17 +259,7 @@ fn a_send_while_the_node_rejoins_under_a_new_id_says_so_and_sends_resume_with_th
     one.to_dir.clear();
     one.seq = sequencer(NodeId(2));
     one.directory(welcome(NodeId(2)));
-    assert!(
-        one.to_dir.iter().any(|f| matches!(
-            f,
-            ToDirectory::Join {
-                member: MemberId(1),
-                ..
-            }
-        )),
-        "the member joins again: {:?}",
-        one.to_dir
-    );
+    one.assert_joins_again();
 
     match one.send(3) {
         FromDaemon::Error { code, message, .. } => {
@@ -446,17 +451,7 @@ fn a_lapsed_lease_separates_the_member_and_registers_again_as_a_new_life() {
     );
     one.seq = sequencer(NodeId(2));
     one.directory(welcome(NodeId(2)));
-    assert!(
-        one.to_dir.iter().any(|f| matches!(
-            f,
-            ToDirectory::Join {
-                member: MemberId(1),
-                ..
-            }
-        )),
-        "the member joins again: {:?}",
-        one.to_dir
-    );
+    one.assert_joins_again();
     let mut v = view(2, NodeId(2));
     v.nodes[0].incarnation = Incarnation(101);
     one.directory(FromDirectory::View(v));
@@ -496,15 +491,5 @@ fn a_view_without_this_node_separates_the_member_which_joins_again() {
         ),
         "{separated:?}"
     );
-    assert!(
-        one.to_dir.iter().any(|f| matches!(
-            f,
-            ToDirectory::Join {
-                member: MemberId(1),
-                ..
-            }
-        )),
-        "the member joins again: {:?}",
-        one.to_dir
-    );
+    one.assert_joins_again();
 }

@@ -448,18 +448,7 @@ impl Host {
         for id in leaving {
             self.finish_leave(id);
         }
-        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
-        for gid in ids {
-            if let Some(g) = self.groups.remove(&gid) {
-                self.out_mcast
-                    .push_back(MulticastChange::Leave(g.views.address));
-                if g.is_sequencer() {
-                    self.out_seq.push_back(SequencerInput::Stop { group: gid });
-                }
-            }
-        }
-        self.stream_next.clear();
-        self.leftovers.clear();
+        self.forget_all_groups();
         for m in self.members.values_mut() {
             if m.active || m.rejoining {
                 m.rejoining = m.join_request.is_none();
@@ -514,16 +503,10 @@ impl Host {
         }
     }
 
-    /// The directory declared our old identity dead while the link was
-    /// down and welcomed us as a new node: the groups go on without our old
-    /// self, so every member joins again under the new identity (its app
-    /// sees a fresh view). Messages the old identity had not made stable are
-    /// lost with it; that is logged.
-    pub(super) fn rejoin_as_new_node(&mut self) {
-        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
-        if unstable > 0 {
-            log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
-        }
+    /// Every group's state goes with an identity that ends: multicast
+    /// memberships are left, our sequencer stops, and nothing of the old
+    /// streams carries over.
+    fn forget_all_groups(&mut self) {
         let ids: Vec<GroupId> = self.groups.keys().copied().collect();
         for gid in ids {
             if let Some(g) = self.groups.remove(&gid) {
@@ -536,6 +519,19 @@ impl Host {
         }
         self.stream_next.clear();
         self.leftovers.clear();
+    }
+
+    /// The directory declared our old identity dead while the link was
+    /// down and welcomed us as a new node: the groups go on without our old
+    /// self, so every member joins again under the new identity (its app
+    /// sees a fresh view). Messages the old identity had not made stable are
+    /// lost with it; that is logged.
+    pub(super) fn rejoin_as_new_node(&mut self) {
+        let unstable: usize = self.groups.values().map(|g| g.send.len()).sum();
+        if unstable > 0 {
+            log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
+        }
+        self.forget_all_groups();
         let active: Vec<MemberId> = self
             .members
             .iter()
