@@ -101,9 +101,11 @@ impl NodeDriver {
         self.next_heartbeat = Some(now + every);
         self.lease = Some(Duration::from_millis(u64::from(*lease_ms)));
         self.beat_every = Some(every);
-        // The Hello that this answers renewed the lease, not the Welcome (a
-        // daemon paused after its Hello reads the Welcome late).
-        self.last_beat = self.last_beat.or(Some(now));
+        // The lease runs from here: the directory may hold a Hello for a
+        // while before it registers the node (its grace period after a
+        // start). A daemon stopped after its Hello, which reads the Welcome
+        // late, finds that out by `on_wake`.
+        self.last_beat = Some(now);
         Some(sequencer_settings(host, *node, *cluster))
     }
 
@@ -150,6 +152,9 @@ impl NodeDriver {
         if let (Some(last), Some(lease), Some(every)) =
             (self.last_wake, self.lease, self.beat_every)
         {
+            // A long turn that sent heartbeats between its batches kept the
+            // lease: the gap counts from the later of the two.
+            let last = self.last_beat.map_or(last, |b| b.max(last));
             let gap = now.saturating_since(last);
             if gap.as_micros() + every.as_micros() >= lease.as_micros() {
                 self.lapse = Some(self.lapse.unwrap_or(gap).max(gap));
@@ -333,11 +338,11 @@ mod tests {
         d.on_wake(ms(2600));
         assert_eq!(d.take_lapse(), Some(Duration::from_millis(2000)));
 
-        // Paused right after a Hello: the Welcome is read late, and the
-        // silence counts from the Hello.
+        // A Hello held for a while (the directory's grace period) is no
+        // silence: the lease runs from the Welcome.
         d.on_directory_connected(ms(4000));
-        d.on_directory_frame(ms(7000), &host(), &welcome(250));
-        d.on_directory_lost(ms(7000));
-        assert_eq!(d.take_lapse(), Some(Duration::from_millis(3000)));
+        d.on_directory_frame(ms(5500), &host(), &welcome(250));
+        d.on_directory_lost(ms(5530));
+        assert_eq!(d.take_lapse(), None);
     }
 }
