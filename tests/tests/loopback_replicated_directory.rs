@@ -46,6 +46,7 @@ fn loopback_replicated_directory() {
 
     // kill -9 the leader mid-stream, and start a new daemon meanwhile.
     cluster.replicas[old].process().kill();
+    let killed_at = std::time::Instant::now();
     cluster.add_node().unwrap();
     let n4 = &cluster.nodes[DAEMONS];
     let l4 = Listener::on_node(cluster.env(), n4, GROUP, "l4").unwrap();
@@ -53,6 +54,18 @@ fn loopback_replicated_directory() {
     all.push(n4.member("l4"));
     let joined = l4.wait_view_with(&all, timeout).unwrap();
     wait_view_everywhere(&listeners, &joined, timeout).unwrap();
+    eprintln!(
+        "leader loss: a daemon started after kill -9 had its member in everyone's view {} ms after it",
+        killed_at.elapsed().as_millis()
+    );
+    for e in listeners[0].snapshot().events.iter().filter(|e| {
+        matches!(
+            e,
+            chorus_tests::listener::Event::View(_) | chorus_tests::listener::Event::Separated(_)
+        )
+    }) {
+        eprintln!("l1: {e:?}");
+    }
     // The new leader hands out fresh ids above those the old one recorded
     // (plus a margin), never one an old node may still hold.
     let ids: Vec<u32> = cluster
