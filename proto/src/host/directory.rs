@@ -2,7 +2,7 @@
 //! proposed and installed, groups joined and left, identity after a lost link.
 
 use super::group::{GroupLimits, GroupState};
-use super::session::{SessionId, DROPPED_MAX};
+use super::session::{Member, SessionId, DROPPED_MAX};
 use super::{Host, MulticastChange};
 use crate::ids::{Epoch, GroupId, MemberId, NodeId};
 use crate::multicast::StreamKey;
@@ -59,12 +59,7 @@ impl Host {
         self.directory_in_use = None;
         // Joins sent on the lost link fail; those queued until the node is
         // registered keep waiting (within their bound).
-        let waiting: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.join_request.is_some() && !m.join_unsent)
-            .map(|(id, _)| *id)
-            .collect();
+        let waiting = self.member_ids(|m| m.join_request.is_some() && !m.join_unsent);
         for id in waiting {
             if let Some(m) = self.members.remove(&id) {
                 if let Some(req) = m.join_request {
@@ -86,30 +81,34 @@ impl Host {
                 "directory unreachable",
             );
         }
-        let leaving: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.leave_request.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in leaving {
-            self.finish_leave(id);
-        }
+        self.finish_leaves_under_way();
         // A join made again after a re-registration may be lost with the
         // link; its app never asked for it, so it is told when it sends.
         // (After a lapse the joins go out only once the new life is
         // welcomed: the link closing after our Goodbye loses none.)
-        let rejoining: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.rejoining && !self.lapsed)
-            .map(|(id, _)| *id)
-            .collect();
+        let rejoining = self.member_ids(|m| m.rejoining && !self.lapsed);
         for id in rejoining {
             let why = "this node was declared dead and registered again, and the directory \
                        link was lost before the member had joined again; join the group again";
             self.separate(id, false, why);
             self.drop_member(id, why);
+        }
+    }
+
+    /// Our members that `keep` holds for.
+    fn member_ids(&self, keep: impl Fn(&Member) -> bool) -> Vec<MemberId> {
+        self.members
+            .iter()
+            .filter(|(_, m)| keep(m))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Every leave waiting for the directory is done (without it, or with
+    /// the membership it was leaving already over).
+    fn finish_leaves_under_way(&mut self) {
+        for id in self.member_ids(|m| m.leave_request.is_some()) {
+            self.finish_leave(id);
         }
     }
 
@@ -359,12 +358,7 @@ impl Host {
             .collect();
         let sequencer = self.node_name(g.views.sequencer);
         let (view, group_name) = (g.views.view, g.name.clone());
-        let ids: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.group == Some(gid) || *m.group_name == *group_name)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.member_ids(|m| m.group == Some(gid) || *m.group_name == *group_name);
         for id in ids {
             let Some(m) = self.members.get_mut(&id) else {
                 continue;
@@ -429,25 +423,12 @@ impl Host {
              stable may be lost)",
             silent_for.as_millis()
         );
-        let active: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.active)
-            .map(|(id, _)| *id)
-            .collect();
+        let active = self.member_ids(|m| m.active);
         for id in active {
             self.separate(id, true, &why);
         }
         // Leaves under way are done: the old membership is over.
-        let leaving: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.leave_request.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in leaving {
-            self.finish_leave(id);
-        }
+        self.finish_leaves_under_way();
         self.forget_all_groups();
         for m in self.members.values_mut() {
             if m.active || m.rejoining {
@@ -532,18 +513,12 @@ impl Host {
             log::warn!("re-registered as a new node: {unstable} messages not yet stable under the old identity are dropped");
         }
         self.forget_all_groups();
-        let active: Vec<MemberId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.active)
-            .map(|(id, _)| *id)
-            .collect();
         let node = self.node.map_or(0, |n| n.0);
-        for id in active {
-            let why = format!(
-                "this node was declared dead (its lease ran out while it was paused or cut \
-                 off) and registered again as node {node}; the member is joining again"
-            );
+        let why = format!(
+            "this node was declared dead (its lease ran out while it was paused or cut \
+             off) and registered again as node {node}; the member is joining again"
+        );
+        for id in self.member_ids(|m| m.active) {
             self.separate(id, true, &why);
         }
         for (id, m) in self.members.iter_mut() {
@@ -646,12 +621,7 @@ impl Host {
             if g.is_sequencer() {
                 self.out_seq.push_back(SequencerInput::Stop { group: gid });
             }
-            let ids: Vec<MemberId> = self
-                .members
-                .iter()
-                .filter(|(_, m)| m.group == Some(gid))
-                .map(|(id, _)| *id)
-                .collect();
+            let ids = self.member_ids(|m| m.group == Some(gid));
             for id in ids {
                 if self
                     .members

@@ -95,13 +95,6 @@ fn unordered_burst_failover() -> Plan {
         ack_interval_ms: 5,
         retransmit_ms: 40,
     };
-    let link = |from: usize, to: usize| LinkParams {
-        loss_ppm: 0,
-        dup_ppm: 0,
-        delay_min_us: if from == to { 5 } else { 200 },
-        jitter_us: 0,
-        mtu_bytes: 65_535,
-    };
     let app = |node: usize, group: usize, join_at: Micros, messages: u32, anchor: bool| AppPlan {
         node,
         groups: vec![AppGroup {
@@ -140,7 +133,7 @@ fn unordered_burst_failover() -> Plan {
             app(3, 1, 7_500_000, 1, true),
         ],
         lease_ms: 1_500,
-        links: (0..n * n).map(|i| link(i / n, i % n)).collect(),
+        links: quiet_links(n),
         dir_delay_us: 500,
         queue_cap: usize::MAX,
         spans: vec![Span {
@@ -178,13 +171,6 @@ fn separation(
         ack_interval_ms: 5,
         retransmit_ms: 40,
     };
-    let link = |from: usize, to: usize| LinkParams {
-        loss_ppm: 0,
-        dup_ppm: 0,
-        delay_min_us: if from == to { 5 } else { 200 },
-        jitter_us: 0,
-        mtu_bytes: 65_535,
-    };
     let app = |node: usize, join_at: Micros| AppPlan {
         node,
         groups: vec![AppGroup {
@@ -214,7 +200,7 @@ fn separation(
         }],
         apps: vec![app(0, 20_000), app(1, 100_000), app(2, 200_000)],
         lease_ms: 1_500,
-        links: (0..n * n).map(|i| link(i / n, i % n)).collect(),
+        links: quiet_links(n),
         dir_delay_us: 500,
         queue_cap: usize::MAX,
         spans,
@@ -223,4 +209,18 @@ fn separation(
         liveness_bound_us: 10_000_000,
         features: vec![feature],
     }
+}
+
+/// Every link of `n` hosts without loss or jitter: 200 µs between hosts,
+/// 5 µs to itself (the scenarios bring their faults themselves).
+fn quiet_links(n: usize) -> Vec<LinkParams> {
+    (0..n * n)
+        .map(|i| LinkParams {
+            loss_ppm: 0,
+            dup_ppm: 0,
+            delay_min_us: if i / n == i % n { 5 } else { 200 },
+            jitter_us: 0,
+            mtu_bytes: 65_535,
+        })
+        .collect()
 }
