@@ -271,12 +271,15 @@ impl Sim {
         }
         n.host.handle_lease_lapsed(now, silent);
         n.incarnation = n.host.settings().incarnation.0;
-        // What the node's apps sent and the group had not made stable may
-        // be lost with the old life (as with a crash), left members' too.
+        // The old life ends as with a crash, for every membership of the
+        // node's apps (a leaving one too, not told it was separated): what
+        // they sent and the group had not made stable may be lost, and
+        // their deliveries past the survivors' order give way.
         for a in self.apps.iter().filter(|a| a.node == i) {
-            for m in &a.groups {
+            for (k, m) in a.groups.iter().enumerate() {
                 let stream = crate::check::msg_id(a.id, m.group, 0) >> 32;
                 self.checks.on_sender_separated(stream, m.next_counter());
+                self.checks.on_separated(a.key(k));
             }
         }
         self.drain_host(i);
