@@ -6,6 +6,8 @@
 //!   unicast acks and naks), with a header carrying magic, version, cluster id.
 //! - [`directory`]: frames on the TCP link between a daemon and the directory.
 //! - [`app`]: frames on the Unix socket between an application and its daemon.
+//! - [`seal`]: the cluster key, and the sealed (encrypted and authenticated)
+//!   form of datagrams that a keyed cluster sends instead of the plain one.
 //!
 //! Stream frames (directory and app) travel as a 4-byte big-endian length
 //! followed by that many bytes; [`frame::FrameBuffer`] reassembles them.
@@ -15,6 +17,7 @@ pub mod codec;
 pub mod datagram;
 pub mod directory;
 pub mod frame;
+pub mod seal;
 
 pub use codec::DecodeError;
 
@@ -31,5 +34,8 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// or client is refused by name rather than misread. 3: Hello and Welcome
 /// carry the directory's epoch and a replica that does not lead answers
 /// Redirect (replicated directory); a version-2 daemon would not know to
-/// follow a redirect or fence a deposed leader, so it is refused.
-pub const VERSION: u8 = 3;
+/// follow a redirect or fence a deposed leader, so it is refused. 4: a
+/// keyed cluster seals every datagram ([`seal`]) and every directory frame
+/// after a handshake that proves both ends hold the cluster key; a
+/// version-3 peer would send in clear and is refused.
+pub const VERSION: u8 = 4;
