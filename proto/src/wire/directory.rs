@@ -892,9 +892,9 @@ mod tests {
     #[test]
     fn header_and_kind_numbers_are_as_documented() {
         let out = encoded_to(&ToDirectory::Goodbye);
-        assert_eq!(out, vec![0xC0, 0xC5, 3, 7]);
+        assert_eq!(out, vec![0xC0, 0xC5, VERSION, 7]);
         let out = encoded_from(&FromDirectory::GroupEnded { group: GroupId(5) });
-        assert_eq!(out, vec![0xC0, 0xC5, 3, 104, 0, 0, 0, 5]);
+        assert_eq!(out, vec![0xC0, 0xC5, VERSION, 104, 0, 0, 0, 5]);
         let hello = ToDirectory::Hello {
             name: "ab".into(),
             incarnation: Incarnation(1),
@@ -905,7 +905,7 @@ mod tests {
             epoch: Epoch(9),
         };
         let mut want = vec![
-            0xC0, 0xC5, 3, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
+            0xC0, 0xC5, VERSION, 1, 2, b'a', b'b', 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 2,
         ];
         want.extend_from_slice(&7401u16.to_be_bytes());
         want.extend_from_slice(&7402u16.to_be_bytes());
@@ -915,14 +915,14 @@ mod tests {
         let redirect = FromDirectory::Redirect {
             leader: Some(SocketAddr::from(([10, 0, 0, 1], 7400))),
         };
-        let mut want = vec![0xC0, 0xC5, 3, 107, 13];
+        let mut want = vec![0xC0, 0xC5, VERSION, 107, 13];
         want.extend_from_slice(b"10.0.0.1:7400");
         assert_eq!(encoded_from(&redirect), want);
     }
 
     #[test]
     fn a_redirect_to_garbage_is_rejected() {
-        let mut body = vec![0xC0, 0xC5, 3, 107, 5];
+        let mut body = vec![0xC0, 0xC5, VERSION, 107, 5];
         body.extend_from_slice(b"nowhe");
         assert_eq!(
             FromDirectory::decode(&body),
