@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::source::Source;
-use crate::ConfigError;
+use crate::{ConfigError, Trust};
 
 /// The whole of `chorusd.toml`, validated. See the crate documentation for each key.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +32,9 @@ pub struct DaemonConfig {
     pub log_level: String,
     /// Protocol bounds (`[tuning]`).
     pub tuning: Tuning,
+    /// The cluster key (`key_file`, `accept_key_files`) or `insecure`.
+    /// Built in code, the default is [`Trust::Insecure`]; a file must say.
+    pub trust: Trust,
 }
 
 /// Protocol bounds: every queue and window chorusd keeps has its limit here.
@@ -82,6 +85,7 @@ impl Default for DaemonConfig {
             socket_mode: 0o660,
             log_level: "info".to_owned(),
             tuning: Tuning::default(),
+            trust: Trust::Insecure,
         }
     }
 }
@@ -179,6 +183,7 @@ impl RawDaemon {
                 Some(t) => t.validate(src)?,
                 None => d.tuning,
             },
+            trust: d.trust,
         })
     }
 }

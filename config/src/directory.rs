@@ -10,7 +10,7 @@ use toml::Spanned;
 use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::replication::{self, RawPeer, ReplicationConfig};
 use crate::source::Source;
-use crate::{AddressPool, ConfigError};
+use crate::{AddressPool, ConfigError, Trust};
 
 /// Shortest lease accepted: below this, scheduling hiccups would evict healthy daemons.
 const LEASE_MS_MIN: u64 = 100;
@@ -34,6 +34,9 @@ pub struct DirectoryConfig {
     /// This replica's id, state directory and peers, when the directory is
     /// replicated (`[[peer]]`); `None` for a single directory.
     pub replication: Option<ReplicationConfig>,
+    /// The cluster key (`key_file`, `accept_key_files`) or `insecure`.
+    /// Built in code, the default is [`Trust::Insecure`]; a file must say.
+    pub trust: Trust,
 }
 
 /// One `[[group]]` table.
@@ -77,6 +80,7 @@ impl Default for DirectoryConfig {
             groups: Vec::new(),
             dynamic: None,
             replication: None,
+            trust: Trust::Insecure,
         }
     }
 }
@@ -173,6 +177,7 @@ impl RawDirectory {
             cluster,
             groups,
             dynamic,
+            trust: Trust::Insecure,
         })
     }
 }

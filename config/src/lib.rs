@@ -137,12 +137,14 @@ mod error;
 mod pool;
 mod replication;
 mod source;
+mod trust;
 
 pub use daemon::{DaemonConfig, Tuning};
 pub use directory::{DirectoryConfig, DynamicConfig, GroupConfig};
 pub use error::ConfigError;
 pub use pool::AddressPool;
 pub use replication::{PeerConfig, ReplicaId, ReplicationConfig, REPLICAS_MAX};
+pub use trust::{read_key_file, Trust};
 
 /// Exit code of every binary when its configuration is invalid (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;

@@ -22,6 +22,7 @@ use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::wire::frame::write_frame;
+use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::Instant as CoreInstant;
 use mio::net::{UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -59,6 +60,8 @@ pub struct EdgeSettings {
 
 /// The daemon's IO side.
 pub struct Daemon {
+    /// The cluster key ring; `None` for an insecure cluster.
+    keys: Option<KeyRing>,
     poll: Poll,
     host: Host,
     epoch: Instant,
@@ -108,6 +111,7 @@ impl Daemon {
         data: std::net::UdpSocket,
         order: std::net::UdpSocket,
         directories: Vec<SocketAddr>,
+        keys: Option<KeyRing>,
     ) -> io::Result<Daemon> {
         let poll = Poll::new()?;
         listener.set_nonblocking(true)?;
@@ -124,6 +128,7 @@ impl Daemon {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let sequencer = SequencerThread::spawn(order, epoch)?;
         Ok(Daemon {
+            keys,
             poll,
             host,
             epoch,

@@ -150,6 +150,10 @@ pub fn serve(
         other => Err(format!("unexpected local address {other:?}")),
     };
     let (data_port, order_port) = (port_of(&data)?, port_of(&order)?);
+    let keys = cfg
+        .trust
+        .load(Path::new("chorusd.toml"))
+        .map_err(|e| e.to_string())?;
     let listener = bind_app_socket(&cfg.socket, cfg.socket_mode)?;
     let t = &cfg.tuning;
     let mut host = Host::new(HostSettings {
@@ -197,6 +201,7 @@ pub fn serve(
         data,
         order,
         cfg.directory.clone(),
+        keys,
     )
     .map_err(|e| format!("cannot start: {e}"))?;
     if let Some(f) = on_ready {

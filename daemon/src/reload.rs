@@ -159,6 +159,7 @@ pub fn restart_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str>
         socket_mode: _,
         log_level: _,
         tuning: _,
+        trust: _,
     } = new;
     let chorus_config::Tuning {
         max_datagram_bytes: _,

@@ -32,6 +32,7 @@ use chorus_proto::directory::{
     ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl, IdFloors,
 };
 use chorus_proto::wire::directory::FromDirectory;
+use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::{cluster_id_from_name, Duration, Epoch, Instant};
 use conn::{Connection, ReadOutcome};
 use mio::net::{TcpListener, TcpStream};
@@ -39,7 +40,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -144,6 +145,8 @@ impl WarnLimiter {
 /// The directory's TCP server.
 #[derive(Debug)]
 pub struct Server {
+    /// The cluster key ring; `None` for an insecure cluster.
+    keys: Option<KeyRing>,
     poll: Poll,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -228,6 +231,12 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let settings = settings_from_config(cfg);
+        // The key files were checked when the configuration was loaded;
+        // read again here, a file gone meanwhile fails the start.
+        let keys = cfg
+            .trust
+            .load(Path::new("directory.toml"))
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let replica = match &cfg.replication {
             None => None,
             Some(r) => Some(
@@ -237,6 +246,7 @@ impl Server {
         };
         let serving = replica.is_none().then_some(Epoch(0));
         Ok(Server {
+            keys,
             poll,
             listener,
             local_addr,

@@ -159,6 +159,7 @@ impl Rig {
             data,
             order,
             vec![dir.addr()],
+            None,
         )
         .expect("daemon");
         daemon.set_clock(clock.clock());

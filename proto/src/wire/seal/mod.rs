@@ -135,7 +135,9 @@ impl ClusterKey {
         if t.is_empty() {
             return Err(KeyTextError::Empty);
         }
-        let hex = t.strip_prefix(KEY_TEXT_PREFIX).ok_or(KeyTextError::NoPrefix)?;
+        let hex = t
+            .strip_prefix(KEY_TEXT_PREFIX)
+            .ok_or(KeyTextError::NoPrefix)?;
         if hex.len() != KEY_BYTES * 2 {
             return Err(KeyTextError::WrongLength(hex.len()));
         }
@@ -289,13 +291,14 @@ impl DatagramSealer {
         out.extend_from_slice(plain);
         let (header, body) = out.split_at_mut(SEALED_HEADER_BYTES);
         // Sealing fails only for a message longer than GCM allows (64 GiB).
-        let tag = match self
-            .aead
-            .seal_in_place_separate_tag(nonce_of(counter), Aad::from(&*header), body)
-        {
-            Ok(t) => t,
-            Err(_) => unreachable!("a datagram is shorter than GCM's limit"),
-        };
+        let tag =
+            match self
+                .aead
+                .seal_in_place_separate_tag(nonce_of(counter), Aad::from(&*header), body)
+            {
+                Ok(t) => t,
+                Err(_) => unreachable!("a datagram is shorter than GCM's limit"),
+            };
         out.extend_from_slice(tag.as_ref());
     }
 }

@@ -34,7 +34,10 @@ fn a_replay_is_refused_and_a_late_one_inside_the_window_is_not() {
     let first = sealed(&mut s, b"one");
     let second = sealed(&mut s, b"two");
     assert!(o.open(&mut second.clone()).is_ok());
-    assert!(o.open(&mut first.clone()).is_ok(), "reordered, inside the window");
+    assert!(
+        o.open(&mut first.clone()).is_ok(),
+        "reordered, inside the window"
+    );
     assert_eq!(o.open(&mut first.clone()), Err(OpenError::Replayed(1)));
     assert_eq!(o.open(&mut second.clone()), Err(OpenError::Replayed(2)));
     assert_eq!(o.counts().replayed, 2);
@@ -76,7 +79,10 @@ fn another_key_is_refused_by_id_and_a_forged_id_by_the_tag() {
     let mut s = DatagramSealer::new(&ring(2), SessionSalt([3; 16]));
     let mut o = DatagramOpener::new(ring(1));
     let mut d = sealed(&mut s, b"x");
-    assert_eq!(o.open(&mut d.clone()), Err(OpenError::UnknownKey(key(2).id())));
+    assert_eq!(
+        o.open(&mut d.clone()),
+        Err(OpenError::UnknownKey(key(2).id()))
+    );
     // Claiming our key's id does not help without our key.
     d[4..8].copy_from_slice(&key(1).id().0.to_be_bytes());
     assert_eq!(o.open(&mut d), Err(OpenError::Forged));
@@ -112,17 +118,32 @@ fn a_plain_datagram_is_refused_as_unsealed() {
 fn key_text_round_trips_and_bad_text_is_named() {
     let secret: [u8; KEY_BYTES] = std::array::from_fn(|i| i as u8 + 1);
     let text = ClusterKey::text_of(&secret);
-    assert_eq!(ClusterKey::from_text(&text).map(|k| k.id()), Ok(ClusterKey::from_bytes(&secret).id()));
-    assert_eq!(ClusterKey::from_text("").map(|k| k.id()), Err(KeyTextError::Empty));
-    assert_eq!(ClusterKey::from_text("abc").map(|k| k.id()), Err(KeyTextError::NoPrefix));
+    assert_eq!(
+        ClusterKey::from_text(&text).map(|k| k.id()),
+        Ok(ClusterKey::from_bytes(&secret).id())
+    );
+    assert_eq!(
+        ClusterKey::from_text("").map(|k| k.id()),
+        Err(KeyTextError::Empty)
+    );
+    assert_eq!(
+        ClusterKey::from_text("abc").map(|k| k.id()),
+        Err(KeyTextError::NoPrefix)
+    );
     assert_eq!(
         ClusterKey::from_text(&text[..text.len() - 3]).map(|k| k.id()),
         Err(KeyTextError::WrongLength(62))
     );
     let bad = text.replacen('0', "g", 1);
-    assert_eq!(ClusterKey::from_text(&bad).map(|k| k.id()), Err(KeyTextError::NotHex));
+    assert_eq!(
+        ClusterKey::from_text(&bad).map(|k| k.id()),
+        Err(KeyTextError::NotHex)
+    );
     let zero = ClusterKey::text_of(&[0; KEY_BYTES]);
-    assert_eq!(ClusterKey::from_text(&zero).map(|k| k.id()), Err(KeyTextError::AllZero));
+    assert_eq!(
+        ClusterKey::from_text(&zero).map(|k| k.id()),
+        Err(KeyTextError::AllZero)
+    );
     // A multi-byte character where a hex digit belongs is refused, not a panic.
     let wide = format!("{KEY_TEXT_PREFIX}{}é", "a".repeat(62));
     assert!(ClusterKey::from_text(&wide).is_err());
