@@ -159,6 +159,11 @@ pub struct Stats {
     /// Application sessions disconnected for not reading: their undelivered
     /// messages passed `session_queue_bytes`.
     pub sessions_dropped_slow: u64,
+    /// Datagrams refused unopened: another key, altered, forged, or not
+    /// sealed in a keyed cluster.
+    pub refused_unauthentic: u64,
+    /// Authentic datagrams refused as replays.
+    pub refused_replayed: u64,
     /// The groups this node takes part in.
     pub groups: Vec<GroupStats>,
 }
@@ -202,6 +207,8 @@ impl From<app::DaemonStats> for Stats {
             dropped_beyond_window: s.counters.dropped_beyond_window,
             dropped_before_base: s.counters.dropped_before_base,
             sessions_dropped_slow: s.counters.sessions_dropped_slow,
+            refused_unauthentic: s.counters.refused_unauthentic,
+            refused_replayed: s.counters.refused_replayed,
             groups: s.groups.into_iter().map(Into::into).collect(),
         }
     }

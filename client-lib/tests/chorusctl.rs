@@ -480,6 +480,8 @@ fn stats_json_and_human() {
         "dropped_beyond_window",
         "dropped_before_base",
         "sessions_dropped_slow",
+        "refused_unauthentic",
+        "refused_replayed",
     ] {
         assert_eq!(json[key], 0, "{key}: {json}");
     }

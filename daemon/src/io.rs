@@ -22,7 +22,7 @@ use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::wire::frame::write_frame;
-use chorus_proto::wire::seal::KeyRing;
+use chorus_proto::wire::seal::{DatagramOpener, DatagramSealer, KeyRing, SessionSalt};
 use chorus_proto::Instant as CoreInstant;
 use mio::net::{UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -62,6 +62,9 @@ pub struct EdgeSettings {
 pub struct Daemon {
     /// The cluster key ring; `None` for an insecure cluster.
     keys: Option<KeyRing>,
+    /// Seals what this thread sends and opens what it receives, when the
+    /// cluster has a key.
+    seal: Option<Seal>,
     poll: Poll,
     host: Host,
     epoch: Instant,
@@ -126,8 +129,9 @@ impl Daemon {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let sequencer = SequencerThread::spawn(order, epoch)?;
+        let sequencer = SequencerThread::spawn(order, epoch, keys.clone())?;
         Ok(Daemon {
+            seal: keys.as_ref().map(Seal::new).transpose()?,
             keys,
             poll,
             host,
@@ -528,6 +532,7 @@ impl Daemon {
         };
         let mut exhausted = true;
         let mut got: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
+        // Opened after the reads, as the host handles them.
         for _ in 0..DATAGRAM_BUDGET {
             match socket.recv_from(&mut buf) {
                 Ok((n, SocketAddr::V4(from))) => got.push((from, buf[..n].to_vec())),
@@ -543,8 +548,14 @@ impl Daemon {
                 }
             }
         }
-        for (from, bytes) in got {
-            self.host.handle_datagram(now, from, &bytes);
+        for (from, mut bytes) in got {
+            match self.seal.as_mut() {
+                None => self.host.handle_datagram(now, from, &bytes),
+                Some(seal) => match seal.opener.open(&mut bytes) {
+                    Ok(inner) => self.host.handle_datagram(now, from, inner),
+                    Err(why) => self.host.note_refused(from, &why),
+                },
+            }
         }
         if exhausted {
             self.readable.insert(token);
@@ -632,6 +643,7 @@ impl Daemon {
         let now = self.core_now();
         let mut buf = std::mem::take(&mut self.buf);
         let mut sink = Outputs {
+            seal: self.seal.as_mut(),
             changes: Vec::new(),
             data: &self.data,
             sequencer: &self.sequencer,
@@ -726,6 +738,7 @@ impl Daemon {
 /// into the link's and sessions' buffers; socket changes wait until the
 /// host is released.
 struct Outputs<'a> {
+    seal: Option<&'a mut Seal>,
     changes: Vec<MulticastChange>,
     data: &'a UdpSocket,
     sequencer: &'a SequencerThread,
@@ -741,6 +754,13 @@ impl HostSink for Outputs<'_> {
     }
 
     fn transmit(&mut self, dest: SocketAddrV4, bytes: &[u8]) {
+        let bytes = match self.seal.as_mut() {
+            None => bytes,
+            Some(s) => {
+                s.sealer.seal(bytes, &mut s.out);
+                &s.out[..]
+            }
+        };
         if let Err(e) = self.data.send_to(bytes, dest.into()) {
             // A datagram lost here is repaired like one lost on the wire.
             log::debug!("send to {dest}: {e}");
@@ -769,3 +789,28 @@ impl HostSink for Outputs<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A thread's sealing state in a keyed cluster: its own session (a salt
+/// drawn at start, so no other thread or life shares its nonces) and the
+/// opener of everything it receives.
+#[derive(Debug)]
+pub struct Seal {
+    pub sealer: DatagramSealer,
+    pub opener: DatagramOpener,
+    /// The sealed form of the datagram being sent.
+    pub out: Vec<u8>,
+}
+
+impl Seal {
+    /// A new session under `keys`' current key.
+    pub fn new(keys: &KeyRing) -> io::Result<Seal> {
+        let mut salt = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+            .map_err(|_| io::Error::other("the system random source failed"))?;
+        Ok(Seal {
+            sealer: DatagramSealer::new(keys, SessionSalt(salt)),
+            opener: DatagramOpener::new(keys.clone()),
+            out: Vec::with_capacity(65536),
+        })
+    }
+}

@@ -17,6 +17,7 @@ mod sockets;
 
 use chorus_config::{DaemonConfig, DEFAULT_DAEMON_CONFIG, EXIT_CONFIG};
 use chorus_proto::host::{Host, HostSettings};
+use chorus_proto::wire::seal::SEAL_OVERHEAD_BYTES;
 use chorus_proto::{Duration as CoreDuration, Incarnation};
 use clap::Parser;
 use std::net::SocketAddr;
@@ -162,7 +163,14 @@ pub fn serve(
         ip: cfg.interface,
         data_port,
         order_port,
-        max_datagram_bytes: t.max_datagram_bytes,
+        // Sealing adds its header and tag to every datagram: the protocol
+        // fills what is left, so a sealed datagram stays within the limit.
+        max_datagram_bytes: t.max_datagram_bytes
+            - if keys.is_some() {
+                SEAL_OVERHEAD_BYTES
+            } else {
+                0
+            },
         max_message_bytes: t.max_message_bytes,
         send_window_messages: t.send_window_messages,
         receive_window_messages: t.receive_window_messages,

@@ -1,7 +1,9 @@
 //! The sequencer thread: runs [`Sequencer`] for the groups this node
 //! sequences, on its own socket, so ordering never waits behind app IO.
 
+use crate::io::Seal;
 use chorus_proto::order::sequencer::{Sequencer, SequencerInput, SequencerSettings};
+use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::Instant as CoreInstant;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -33,7 +35,13 @@ pub struct SequencerThread {
 impl SequencerThread {
     /// Starts the thread on `socket` (already bound; its port is announced
     /// to the directory as the node's order port).
-    pub fn spawn(socket: std::net::UdpSocket, epoch: Instant) -> io::Result<SequencerThread> {
+    /// With `keys` it seals and opens its datagrams as a session of its own.
+    pub fn spawn(
+        socket: std::net::UdpSocket,
+        epoch: Instant,
+        keys: Option<KeyRing>,
+    ) -> io::Result<SequencerThread> {
+        let seal = keys.as_ref().map(Seal::new).transpose()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (tx, rx) = channel();
@@ -42,7 +50,7 @@ impl SequencerThread {
             .register(&mut socket, SOCKET, Interest::READABLE)?;
         let handle = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || run(poll, socket, rx, epoch))?;
+            .spawn(move || run(poll, socket, rx, epoch, seal))?;
         Ok(SequencerThread {
             tx,
             waker,
@@ -73,7 +81,14 @@ fn core_now(epoch: Instant) -> CoreInstant {
     CoreInstant::from_micros(epoch.elapsed().as_micros() as u64)
 }
 
-fn run(mut poll: Poll, socket: UdpSocket, rx: Receiver<ToSequencer>, epoch: Instant) {
+fn run(
+    mut poll: Poll,
+    socket: UdpSocket,
+    rx: Receiver<ToSequencer>,
+    epoch: Instant,
+    mut seal: Option<Seal>,
+) {
+    let mut refused = 0u64;
     let mut events = Events::with_capacity(64);
     let mut seq: Option<Sequencer> = None;
     let mut buf = vec![0u8; 65536];
@@ -118,9 +133,22 @@ fn run(mut poll: Poll, socket: UdpSocket, rx: Receiver<ToSequencer>, epoch: Inst
         // Acks are small and few; drain them all (edge-triggered readiness).
         loop {
             match socket.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    if let Some(s) = seq.as_mut() {
-                        s.handle_datagram(now, &buf[..n]);
+                Ok((n, from)) => {
+                    let bytes = match seal.as_mut() {
+                        None => Ok(&buf[..n]),
+                        Some(k) => k.opener.open(&mut buf[..n]).map(|b| &*b),
+                    };
+                    match (bytes, seq.as_mut()) {
+                        (Ok(bytes), Some(s)) => s.handle_datagram(now, bytes),
+                        (Ok(_), None) => {}
+                        (Err(why), _) => {
+                            refused += 1;
+                            if refused.is_power_of_two() {
+                                log::warn!(
+                                    "sequencer: datagram from {from} refused: {why} ({refused} such so far)"
+                                );
+                            }
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -133,7 +161,14 @@ fn run(mut poll: Poll, socket: UdpSocket, rx: Receiver<ToSequencer>, epoch: Inst
         let Some(s) = seq.as_mut() else { continue };
         s.handle_timeout(now);
         while let Some(dest) = s.poll_transmit(&mut out) {
-            if let Err(e) = socket.send_to(&out, dest.into()) {
+            let bytes = match seal.as_mut() {
+                None => &out[..],
+                Some(k) => {
+                    k.sealer.seal(&out, &mut k.out);
+                    &k.out[..]
+                }
+            };
+            if let Err(e) = socket.send_to(bytes, dest.into()) {
                 // Lost like any datagram: members nak, we resend.
                 log::debug!("sequencer: send to {dest}: {e}");
             }

@@ -72,6 +72,8 @@ impl ClusterStats {
             t.dropped_beyond_window += s.dropped_beyond_window;
             t.dropped_before_base += s.dropped_before_base;
             t.sessions_dropped_slow += s.sessions_dropped_slow;
+            t.refused_unauthentic += s.refused_unauthentic;
+            t.refused_replayed += s.refused_replayed;
             t.groups.extend(s.groups.iter().cloned());
         }
         t
@@ -156,6 +158,8 @@ fn counter_delta(after: &Stats, before: &Stats) -> Stats {
         dropped_beyond_window: d(|s| s.dropped_beyond_window),
         dropped_before_base: d(|s| s.dropped_before_base),
         sessions_dropped_slow: d(|s| s.sessions_dropped_slow),
+        refused_unauthentic: d(|s| s.refused_unauthentic),
+        refused_replayed: d(|s| s.refused_replayed),
         groups: after.groups.clone(),
     }
 }

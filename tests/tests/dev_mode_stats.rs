@@ -88,6 +88,8 @@ fn dev_mode_stats() {
         "dropped_beyond_window",
         "dropped_before_base",
         "sessions_dropped_slow",
+        "refused_unauthentic",
+        "refused_replayed",
     ] {
         assert!(json[key].is_u64(), "{key}: {json}");
     }

@@ -51,6 +51,7 @@ use crate::wire::datagram::{
     DATA_PREFIX_BYTES,
 };
 use crate::wire::directory::ToDirectory;
+use crate::wire::seal::OpenError;
 use crate::wire::MAX_MESSAGE_BYTES;
 use crate::SenderSeq;
 use group::{Command, Control, GroupState};
@@ -293,6 +294,26 @@ impl Host {
 
     // ----- network -----
 
+    /// A datagram the edge refused to open (see [`crate::wire::seal`]):
+    /// counted, and logged at the first and then at every power of two,
+    /// so a flood of forgeries costs a few log lines.
+    pub fn note_refused(&mut self, from: SocketAddrV4, why: &OpenError) {
+        self.stats.datagrams_in += 1;
+        let n = match why {
+            OpenError::Replayed(_) | OpenError::TooOld(_) => {
+                self.stats.refused_replayed += 1;
+                self.stats.refused_replayed
+            }
+            _ => {
+                self.stats.refused_unauthentic += 1;
+                self.stats.refused_unauthentic
+            }
+        };
+        if n.is_power_of_two() {
+            log::warn!("datagram from {from} refused: {why} ({n} such so far)");
+        }
+    }
+
     /// A datagram from the multicast or unicast socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         let Some(cluster) = self.cluster else { return };
@@ -341,12 +362,21 @@ impl Host {
             }
             Datagram::Nak(n) => {
                 // Repair goes to the requester's data address from the
-                // view; the source address is only a fallback.
-                let dest = g
+                // view, never to the datagram's source: a NAK cannot send
+                // repairs to anyone outside the view (a requester not yet
+                // in our view asks again once it is).
+                let Some(dest) = g
                     .views
                     .nodes
                     .get(&n.from)
-                    .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                    .map(|info| SocketAddrV4::new(info.ip, info.data_port))
+                else {
+                    log::debug!(
+                        "NAK from {from} for node {} outside the view: not answered",
+                        n.from
+                    );
+                    return;
+                };
                 if Some(n.sender) == self.node && n.sender_incarnation == self.s.incarnation {
                     // Our stream lost datagrams somewhere: slow down.
                     self.stats.naks_received += 1;
@@ -367,11 +397,18 @@ impl Host {
                 self.route(gid);
             }
             Datagram::OrderNak(n) => {
-                let dest = g
+                let Some(dest) = g
                     .views
                     .nodes
                     .get(&n.from)
-                    .map_or(from, |info| SocketAddrV4::new(info.ip, info.data_port));
+                    .map(|info| SocketAddrV4::new(info.ip, info.data_port))
+                else {
+                    log::debug!(
+                        "ORDER_NAK from {from} for node {} outside the view: not answered",
+                        n.from
+                    );
+                    return;
+                };
                 g.pack_order_repair(cluster, self.s.max_datagram_bytes, &n.ranges, dest);
                 self.route(gid);
             }

@@ -116,8 +116,8 @@ pub const STATS_GROUPS_MAX: usize = 2048;
 
 /// A daemon's counters since it started (they never go down). The host
 /// keeps them (`chorus_proto::host::HostStats` is this type) and
-/// `chorusctl stats` shows them; encoded as eighteen u64 in field order
-/// (the `dropped_*` and `sessions_dropped_slow` came later and are last).
+/// `chorusctl stats` shows them; encoded as twenty u64 in field order
+/// (the `dropped_*` and `sessions_dropped_slow` came later, the `refused_*` last).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Datagrams received on the data and multicast sockets.
@@ -165,6 +165,13 @@ pub struct Counters {
     /// App sessions disconnected because their undelivered messages passed
     /// `session_queue_bytes` (the app stopped reading).
     pub sessions_dropped_slow: u64,
+    /// Datagrams refused before the protocol saw them: sealed with a key
+    /// this node does not hold, altered or forged (the tag did not check
+    /// out), or not sealed in a keyed cluster.
+    pub refused_unauthentic: u64,
+    /// Authentic datagrams refused as replays: received before, or older
+    /// than the sender's replay window.
+    pub refused_replayed: u64,
 }
 
 /// The daemon's counters and its groups, as `chorusctl stats` shows them.
@@ -402,6 +409,8 @@ fn put_stats(out: &mut Vec<u8>, s: &DaemonStats) {
         c.dropped_beyond_window,
         c.dropped_before_base,
         c.sessions_dropped_slow,
+        c.refused_unauthentic,
+        c.refused_replayed,
     ] {
         out.put_u64(v);
     }
@@ -438,6 +447,8 @@ fn stats(r: &mut Reader<'_>) -> Result<DaemonStats, DecodeError> {
             dropped_beyond_window: r.u64()?,
             dropped_before_base: r.u64()?,
             sessions_dropped_slow: r.u64()?,
+            refused_unauthentic: r.u64()?,
+            refused_replayed: r.u64()?,
         },
         groups: Vec::new(),
     };
@@ -831,7 +842,7 @@ mod tests {
 
     fn daemon_stats() -> impl Strategy<Value = DaemonStats> {
         (
-            proptest::array::uniform18(any::<u64>()),
+            proptest::array::uniform20(any::<u64>()),
             proptest::collection::vec(group_stats(), 0..6),
         )
             .prop_map(|(c, groups)| DaemonStats {
@@ -854,6 +865,8 @@ mod tests {
                     dropped_beyond_window: c[15],
                     dropped_before_base: c[16],
                     sessions_dropped_slow: c[17],
+                    refused_unauthentic: c[18],
+                    refused_replayed: c[19],
                 },
                 groups,
             })
@@ -1078,13 +1091,14 @@ mod tests {
     }
 
     #[test]
-    fn stats_layout_is_eighteen_counters_then_the_groups() {
+    fn stats_layout_is_twenty_counters_then_the_groups() {
         let stats = DaemonStats {
             counters: Counters {
                 datagrams_in: 1,
                 window_decreases: 12,
                 dropped_other_cluster: 13,
                 sessions_dropped_slow: 18,
+                refused_replayed: 20,
                 ..Counters::default()
             },
             groups: vec![GroupStats {
@@ -1107,8 +1121,9 @@ mod tests {
         assert_eq!(b[96..104], 12u64.to_be_bytes());
         assert_eq!(b[104..112], 13u64.to_be_bytes());
         assert_eq!(b[144..152], 18u64.to_be_bytes());
-        assert_eq!(&b[152..156], [0, 1, 1, b'g']);
-        assert_eq!(b.len(), 156 + 8 + 1 + 4 + 8 + 8 + 8);
+        assert_eq!(b[160..168], 20u64.to_be_bytes());
+        assert_eq!(&b[168..172], [0, 1, 1, b'g']);
+        assert_eq!(b.len(), 172 + 8 + 1 + 4 + 8 + 8 + 8);
         assert_eq!(
             encode_to(&ToDaemon::Stats { request: 2 }),
             [0xC0, 0xC5, VERSION, 7, 0, 0, 0, 2]

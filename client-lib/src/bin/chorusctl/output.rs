@@ -170,6 +170,8 @@ struct StatsJson<'a> {
     dropped_beyond_window: u64,
     dropped_before_base: u64,
     sessions_dropped_slow: u64,
+    refused_unauthentic: u64,
+    refused_replayed: u64,
     groups: Vec<GroupStatsJson<'a>>,
 }
 
@@ -278,6 +280,8 @@ fn stats_json(s: &Stats) -> String {
         dropped_beyond_window: s.dropped_beyond_window,
         dropped_before_base: s.dropped_before_base,
         sessions_dropped_slow: s.sessions_dropped_slow,
+        refused_unauthentic: s.refused_unauthentic,
+        refused_replayed: s.refused_replayed,
         groups: s
             .groups
             .iter()
@@ -314,6 +318,13 @@ fn stats_rows(s: &Stats) -> Vec<(&'static str, String)> {
         ("tail probes", s.tail_probes.to_string()),
         ("window decreases", s.window_decreases.to_string()),
         ("drops", drops_line(s)),
+        (
+            "refused",
+            format!(
+                "unauthentic {}, replayed {}",
+                s.refused_unauthentic, s.refused_replayed
+            ),
+        ),
     ]
 }
 
@@ -518,6 +529,7 @@ mod tests {
             retransmits: 2,
             dropped_duplicate: 5,
             sessions_dropped_slow: 1,
+            refused_replayed: 4,
             groups: vec![GroupStats {
                 name: "chat".into(),
                 view: 4,
@@ -537,6 +549,7 @@ mod tests {
             "drops               other cluster 0, no group 0, duplicate 5, beyond window 0, \
              before base 0, slow sessions 1"
         );
+        assert_eq!(lines[11], "refused             unauthentic 0, replayed 4");
         assert_eq!(
             group_stats_table(&s.groups),
             [
