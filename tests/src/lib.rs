@@ -44,5 +44,6 @@ pub mod replicated;
 pub mod scenario;
 pub mod stats;
 pub mod testenv;
+pub mod wiretap;
 
 pub use error::{HarnessError, Result};

@@ -253,6 +253,15 @@ impl Topology {
         }
     }
 
+    /// A launcher that runs programs in the bridge's namespace (where the
+    /// bridge `br0` and every host's port on it are).
+    pub fn bridge_launcher(&self) -> Launcher {
+        Launcher::Netns {
+            ip: self.tools.ip.clone(),
+            ns: self.bridge_ns.clone(),
+        }
+    }
+
     /// Runs `argv` in host `k` and returns its stdout.
     pub fn run_in(&self, k: usize, argv: &[&str]) -> Result<String> {
         self.exec(&self.host(k).ns, argv)

@@ -45,8 +45,21 @@ impl NetnsCluster {
         hosts: usize,
         timeout: Duration,
     ) -> Result<NetnsCluster> {
+        NetnsCluster::start_with_spares(tools, test, group_name, hosts, 0, timeout)
+    }
+
+    /// As [`NetnsCluster::start`], with `spares` more hosts after the
+    /// daemons' that run nothing: for an outsider's processes.
+    pub fn start_with_spares(
+        tools: &Tools,
+        test: &str,
+        group_name: &str,
+        hosts: usize,
+        spares: usize,
+        timeout: Duration,
+    ) -> Result<NetnsCluster> {
         let env = TestEnv::new(test, timeout)?;
-        let topology = Topology::create(tools, hosts)?;
+        let topology = Topology::create(tools, hosts + spares)?;
         let group = GroupSpec {
             name: group_name.to_owned(),
             mcast: mcast_group(test)?,
