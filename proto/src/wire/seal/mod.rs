@@ -31,6 +31,9 @@
 //! nothing. A replay from a session the opener has forgotten (it keeps the
 //! [`MAX_SESSIONS`] most recent) is authentic and stale: the protocol
 //! ignores it as it does a duplicate from the network.
+//!
+//! Byte streams (the directory link, the Raft port) are sealed by
+//! [`stream`] with the same AEAD after a handshake.
 
 use crate::wire::{MAGIC, VERSION};
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
@@ -557,6 +560,8 @@ impl DatagramOpener {
         Ok(body)
     }
 }
+
+pub mod stream;
 
 #[cfg(test)]
 mod tests;
