@@ -20,6 +20,15 @@
 //! says it leads with a majority behind it, each leadership under a new
 //! epoch with a fresh core (in its grace period, as after a restart), and
 //! answers every other connection with a Redirect to the leader.
+//!
+//! With a cluster key (`Server.keys`) every connection starts with the
+//! handshake of [`chorus_proto::wire::seal::stream`]: the server answers a
+//! hello under a key it holds with its nonce and nothing else, and tells
+//! the core of the connection (or redirects it) only once the first sealed
+//! frame from the peer opened, so a process without the key cannot
+//! register, claim a user, evict a node by its name or read a view. A
+//! connection that has not proven itself within [`HANDSHAKE_TIMEOUT`] is
+//! closed.
 #![forbid(unsafe_code)]
 
 mod conn;
@@ -34,7 +43,7 @@ use chorus_proto::directory::{
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::{cluster_id_from_name, Duration, Epoch, Instant};
-use conn::{Connection, ReadOutcome};
+use conn::{Connection, Inbound, LinkError, ReadOutcome};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +73,10 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Malformed-input warnings logged per window; the rest are counted.
 const WARNS_PER_WINDOW: u32 = 10;
 const WARN_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a connection to a keyed directory may take to prove it holds
+/// the key (its hello, then its first sealed frame): a process without the
+/// key must not hold a connection slot for long.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -142,11 +155,27 @@ impl WarnLimiter {
     }
 }
 
+/// What the key handshake refused, since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusedCounts {
+    /// Hellos under a key this directory does not hold, plain peers of a
+    /// keyed directory, keyed peers of an insecure one, malformed hellos.
+    pub handshakes: u64,
+    /// Sealed frames that did not open (forged, altered, replayed,
+    /// reordered, or the peer lacks the key).
+    pub forged: u64,
+    /// Connections that did not prove themselves in time.
+    pub timed_out: u64,
+}
+
 /// The directory's TCP server.
 #[derive(Debug)]
 pub struct Server {
     /// The cluster key ring; `None` for an insecure cluster.
     keys: Option<KeyRing>,
+    /// Draws the handshake's nonces.
+    rng: ring::rand::SystemRandom,
+    refused: RefusedCounts,
     poll: Poll,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -240,13 +269,18 @@ impl Server {
         let replica = match &cfg.replication {
             None => None,
             Some(r) => Some(
-                replica::Replica::start(r, settings.cluster.0, Arc::clone(&waker))
+                replica::Replica::start(r, settings.cluster.0, Arc::clone(&waker), keys.clone())
                     .map_err(|e| io::Error::other(e.to_string()))?,
             ),
         };
         let serving = replica.is_none().then_some(Epoch(0));
+        if keys.is_none() {
+            log::warn!("the directory runs without a cluster key (insecure): anyone who can reach {local_addr} is believed");
+        }
         Ok(Server {
             keys,
+            rng: ring::rand::SystemRandom::new(),
+            refused: RefusedCounts::default(),
             poll,
             listener,
             local_addr,
@@ -280,6 +314,11 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What the key handshake refused so far.
+    pub fn refused(&self) -> RefusedCounts {
+        self.refused
     }
 
     /// Re-read `path` whenever `requested` is set (by a SIGHUP handler):
@@ -463,6 +502,29 @@ impl Server {
             log::info!("{id}: closing without flushing its last frames");
             self.drop_conn(id, false);
         }
+        let unproven: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                !c.proven()
+                    && c.closing_deadline.is_none()
+                    && c.opened.elapsed() >= HANDSHAKE_TIMEOUT
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unproven {
+            self.refused.timed_out += 1;
+            if self.warnings.allow() {
+                if let Some(c) = self.conns.get(&id) {
+                    log::warn!(
+                        "{} ({id}): did not prove it holds the cluster key within {} s; closed",
+                        c.peer,
+                        HANDSHAKE_TIMEOUT.as_secs()
+                    );
+                }
+            }
+            self.drop_conn(id, false);
+        }
     }
 
     fn maybe_reload(&mut self) {
@@ -536,23 +598,38 @@ impl Server {
         }
         self.next_conn += 1;
         log::debug!("{id} from {peer}");
-        let mut conn = Connection::new(stream, peer);
+        let keyed = self.keys.is_some();
+        self.conns.insert(id, Connection::new(stream, peer, keyed));
+        if !keyed {
+            self.admit(id);
+        }
+    }
+
+    /// `id` may be served: the core is told of it, or a replica that does
+    /// not lead names the leader and lets it go. Returns whether the core
+    /// now knows it. In a keyed directory this waits for the peer's first
+    /// sealed frame: nobody without the key learns even who leads.
+    fn admit(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return false;
+        };
         if self.serving.is_none() {
             // A replica that does not lead: name the leader and close.
             let leader = self.replica.as_ref().and_then(|r| r.leader());
-            log::debug!("{id} from {peer}: redirected to {leader:?}");
+            log::debug!("{id} from {}: redirected to {leader:?}", conn.peer);
             if conn.queue(&FromDirectory::Redirect { leader }).is_err() {
-                return;
+                self.drop_conn(id, false);
+                return false;
             }
             conn.closing_deadline = Some(std::time::Instant::now() + CLOSE_LINGER);
             conn.redirected = true;
-            self.conns.insert(id, conn);
             self.write(id);
-            return;
+            return false;
         }
-        self.conns.insert(id, conn);
+        conn.known_to_core = true;
         let now = self.now();
         self.core.handle_connect(now, id);
+        true
     }
 
     /// Reads what `id` sent and feeds the frames to the core.
@@ -571,19 +648,39 @@ impl Server {
             return;
         }
         let outcome = c.read(&mut self.scratch, READ_BUDGET_BYTES);
-        let malformed = loop {
-            match c.next_frame() {
-                Ok(Some(frame)) => self.core.handle_frame(now, id, frame),
+        let peer = c.peer;
+        let mut answered = false;
+        let failed = loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.redirected {
+                break None;
+            }
+            match c.next_frame(self.keys.as_ref(), &self.rng) {
+                Ok(Some(Inbound::Frame {
+                    frame,
+                    first_proven,
+                })) => {
+                    if first_proven && !self.admit(id) {
+                        // Redirected (or gone): its frames are not acted on.
+                        break None;
+                    }
+                    self.core.handle_frame(now, id, frame);
+                }
+                Ok(Some(Inbound::Answered)) => answered = true,
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             }
         };
-        let peer = c.peer;
-        if let Some(e) = malformed {
-            if self.warnings.allow() {
-                log::warn!("{peer} ({id}): malformed frame: {e}; closing the connection");
-            }
-            return self.drop_conn(id, true);
+        if let Some(e) = failed {
+            return self.link_failed(id, peer, e);
+        }
+        if answered {
+            self.write(id);
+        }
+        if !self.conns.contains_key(&id) {
+            return;
         }
         match outcome {
             ReadOutcome::Drained => {}
@@ -598,6 +695,51 @@ impl Server {
                 log::info!("{peer} ({id}): read failed: {e}");
                 self.drop_conn(id, true);
             }
+        }
+    }
+
+    /// `id` cannot go on for `e`: counted, logged (rate-limited), closed;
+    /// a plain daemon told that the key is required is let go once it has
+    /// read the refusal.
+    fn link_failed(&mut self, id: ConnId, peer: SocketAddr, e: LinkError) {
+        let line = match &e {
+            LinkError::Malformed(e) => {
+                format!("{peer} ({id}): malformed frame: {e}; closing the connection")
+            }
+            LinkError::Handshake {
+                err: chorus_proto::wire::seal::stream::StreamError::UnknownKey(k),
+                ..
+            } => {
+                self.refused.handshakes += 1;
+                format!("a connection from {peer} offered key id {k}, which this directory does not hold; closed")
+            }
+            LinkError::Handshake {
+                err: chorus_proto::wire::seal::stream::StreamError::Plain(_),
+                ..
+            } => {
+                self.refused.handshakes += 1;
+                format!("{peer} ({id}) speaks without a cluster key, and this directory requires one; refused (is its `key_file` set?)")
+            }
+            LinkError::Handshake { .. } | LinkError::KeyOffered => {
+                self.refused.handshakes += 1;
+                format!("{peer} ({id}): {e}; closed")
+            }
+            LinkError::Forged(_) => {
+                self.refused.forged += 1;
+                format!("{peer} ({id}): a sealed frame did not open ({e}); closing the connection")
+            }
+        };
+        if self.warnings.allow() {
+            log::warn!("{line}");
+        }
+        let told = matches!(e, LinkError::Handshake { told: true, .. });
+        match self.conns.get_mut(&id) {
+            Some(c) if told => {
+                c.closing_deadline = Some(std::time::Instant::now() + CLOSE_LINGER);
+                c.redirected = true;
+                self.write(id);
+            }
+            _ => self.drop_conn(id, true),
         }
     }
 
@@ -690,7 +832,7 @@ impl Server {
         if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
             log::debug!("{id}: deregister: {e}");
         }
-        if tell_core && c.closing_deadline.is_none() {
+        if tell_core && c.known_to_core && c.closing_deadline.is_none() {
             let now = self.now();
             self.core.handle_disconnect(now, id);
         }

@@ -43,6 +43,7 @@ mod types;
 
 use chorus_config::{ReplicaId, ReplicationConfig};
 use chorus_proto::directory::IdFloors;
+use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::Epoch;
 use mio::Waker;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
@@ -122,10 +123,13 @@ pub struct Replica {
 impl Replica {
     /// Opens the state in `cfg.state_dir`, binds the Raft address and starts
     /// Raft. `waker` wakes the directory's loop when the role may change.
+    /// `keys`: the cluster key ring the Raft port is sealed with (`None`:
+    /// insecure, frames in clear).
     pub fn start(
         cfg: &ReplicationConfig,
         cluster: u32,
         waker: Arc<Waker>,
+        keys: Option<KeyRing>,
     ) -> Result<Replica, ReplicaError> {
         let own = cfg.own().ok_or(ReplicaError::NoOwnPeer)?;
         let log_store = store::LogStore::open(&cfg.state_dir)?;
@@ -163,7 +167,10 @@ impl Replica {
             .block_on(Raft::new(
                 cfg.id.0,
                 Arc::new(config),
-                net::Network { me },
+                net::Network {
+                    me,
+                    keys: keys.clone(),
+                },
                 log_store,
                 state_machine.clone(),
             ))
@@ -197,7 +204,7 @@ impl Replica {
             .name("chorus-raft".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    tokio::spawn(net::serve(listener, role.raft.clone(), me));
+                    tokio::spawn(net::serve(listener, role.raft.clone(), me, keys));
                     role.initialize(members).await;
                     tokio::select! {
                         _ = stopped => {}

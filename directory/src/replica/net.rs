@@ -7,8 +7,20 @@
 //! connection closed: it never reaches Raft and never stops this replica.
 //! A client keeps one connection per peer and reconnects on any error;
 //! each RPC is bounded by the timeout openraft gives it.
+//!
+//! With a cluster key, each connection starts with the handshake of
+//! [`chorus_proto::wire::seal::stream`] and every frame after it is sealed
+//! ([`Link`]): a request is handed to Raft only once it opened under the
+//! key, so a process without the key can neither vote nor append, and a
+//! reply is believed only once it opened. A keyed replica and an insecure
+//! one refuse each other with a log line naming the mismatch.
 
 use super::types::TypeConfig;
+use chorus_proto::wire::seal::stream::{
+    self, is_from_keyed_peer, ClientHandshake, SealedStream, StreamError, StreamNonce,
+    HANDSHAKE_BYTES, STREAM_NONCE_BYTES,
+};
+use chorus_proto::wire::seal::{KeyRing, TAG_BYTES};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -16,6 +28,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Raft};
+use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,6 +47,8 @@ pub const RAFT_WIRE_VERSION: u32 = 1;
 const FRAME_MAX_BYTES: u32 = 16 << 20;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long an accepted peer may take over its key handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Warnings about bad peers logged before they are only counted.
 const BAD_PEER_WARNINGS: u32 = 20;
 
@@ -78,37 +93,169 @@ pub struct Identity {
     pub id: NodeId,
 }
 
-async fn write_frame<T: Serialize>(s: &mut TcpStream, msg: &T) -> std::io::Result<()> {
-    let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|n| *n <= FRAME_MAX_BYTES)
-        .ok_or_else(|| std::io::Error::other("frame too large"))?;
-    let mut out = Vec::with_capacity(4 + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&body);
-    s.write_all(&out).await
+fn invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
 }
 
-async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+/// Reads one frame body of at most `max` bytes.
+async fn read_raw(s: &mut TcpStream, max: u32) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len);
-    if len > FRAME_MAX_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes, over {FRAME_MAX_BYTES}"),
-        ));
+    if len > max {
+        return Err(invalid(format!("frame of {len} bytes, over {max}")));
     }
     let mut body = vec![0u8; len as usize];
     s.read_exact(&mut body).await?;
     Ok(body)
 }
 
+/// Draws a handshake nonce from the system's random source.
+fn draw_nonce() -> std::io::Result<StreamNonce> {
+    let mut n = [0u8; STREAM_NONCE_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut n)
+        .map_err(|_| std::io::Error::other("the system random source failed"))?;
+    Ok(StreamNonce(n))
+}
+
+/// A connection to or from a peer: plain frames in an insecure cluster,
+/// sealed ones after the handshake in a keyed one (the async edge over the
+/// sans-IO [`SealedStream`]).
+#[derive(Debug)]
+pub(crate) struct Link {
+    stream: TcpStream,
+    seal: Option<SealedStream>,
+}
+
+impl Link {
+    /// Connects the handshake on `stream` as the connecting side (none
+    /// without `keys`). The peer has proven nothing until a reply opened.
+    async fn connect(
+        mut stream: TcpStream,
+        keys: Option<&KeyRing>,
+        peer: &str,
+    ) -> std::io::Result<Link> {
+        let Some(keys) = keys else {
+            return Ok(Link { stream, seal: None });
+        };
+        let mut hello = Vec::new();
+        let hs = ClientHandshake::start(keys, draw_nonce()?, &mut hello);
+        stream.write_all(&hello).await?;
+        let answer = match read_raw(&mut stream, HANDSHAKE_BYTES as u32).await {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(invalid(format!(
+                    "{peer} closed the connection during the key handshake: it does not hold key {} (another cluster's key?) or runs without a cluster key",
+                    hs.key_id()
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        match hs.finish(&answer) {
+            Ok(sealed) => Ok(Link {
+                stream,
+                seal: Some(sealed),
+            }),
+            Err(StreamError::Plain(_) | StreamError::BadMagic(_)) => Err(invalid(format!(
+                "{peer} answered in clear: it runs without a cluster key, and this replica has one"
+            ))),
+            Err(e) => Err(invalid(format!("{peer}: key handshake: {e}"))),
+        }
+    }
+
+    /// Takes the handshake on `stream` as the accepting side (none without
+    /// `keys`). A plain peer of a keyed replica is told the key is required.
+    async fn accept(mut stream: TcpStream, keys: Option<&KeyRing>) -> std::io::Result<Link> {
+        let Some(keys) = keys else {
+            return Ok(Link { stream, seal: None });
+        };
+        // A hello is small: a peer that has proven nothing gets no large
+        // buffer.
+        let hello = read_raw(&mut stream, FRAME_MAX_BYTES.min(1024)).await?;
+        let mut answer = Vec::new();
+        match stream::accept(keys, &hello, draw_nonce()?, &mut answer) {
+            Ok(sealed) => {
+                stream.write_all(&answer).await?;
+                Ok(Link {
+                    stream,
+                    seal: Some(sealed),
+                })
+            }
+            Err(e @ (StreamError::Plain(_) | StreamError::BadMagic(_))) => {
+                let mut refusal = Vec::new();
+                stream::write_key_required(&mut refusal);
+                let _ = stream.write_all(&refusal).await;
+                Err(invalid(format!(
+                    "it speaks without a cluster key ({e}), and this replica requires one"
+                )))
+            }
+            Err(StreamError::UnknownKey(k)) => Err(invalid(format!(
+                "it offered key id {k}, which this replica does not hold"
+            ))),
+            Err(e) => Err(invalid(format!("key handshake: {e}"))),
+        }
+    }
+
+    async fn write_frame<T: Serialize>(&mut self, msg: &T) -> std::io::Result<()> {
+        let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        if u32::try_from(body.len())
+            .ok()
+            .filter(|n| *n <= FRAME_MAX_BYTES)
+            .is_none()
+        {
+            return Err(std::io::Error::other("frame too large"));
+        }
+        let mut out = Vec::with_capacity(4 + body.len() + TAG_BYTES);
+        match &mut self.seal {
+            None => {
+                chorus_proto::wire::frame::write_frame(&mut out, |b| b.extend_from_slice(&body))
+            }
+            Some(s) => s
+                .seal_frame(&mut out, |b| b.extend_from_slice(&body))
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        }
+        self.stream.write_all(&out).await
+    }
+
+    /// The next frame's plain body: opened, when sealed. A frame that does
+    /// not open is an error (the connection is then dropped).
+    async fn read_frame(&mut self) -> std::io::Result<Vec<u8>> {
+        let max = FRAME_MAX_BYTES
+            + if self.seal.is_some() {
+                TAG_BYTES as u32
+            } else {
+                0
+            };
+        let mut body = read_raw(&mut self.stream, max).await?;
+        match &mut self.seal {
+            None => {
+                if is_from_keyed_peer(&body) {
+                    return Err(invalid(
+                        "the peer requires the cluster key, and this replica runs without one"
+                            .to_owned(),
+                    ));
+                }
+                Ok(body)
+            }
+            Some(s) => {
+                let n = s
+                    .open(&mut body)
+                    .map_err(|e| invalid(format!("a sealed frame did not open: {e}")))?
+                    .len();
+                body.truncate(n);
+                Ok(body)
+            }
+        }
+    }
+}
+
 /// Creates a client per peer.
 #[derive(Debug, Clone)]
 pub struct Network {
     pub me: Identity,
+    /// The cluster key ring; `None` for an insecure cluster.
+    pub keys: Option<KeyRing>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -117,6 +264,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             me: self.me,
+            keys: self.keys.clone(),
             target,
             addr: node.addr.parse().ok(),
             raw_addr: node.addr.clone(),
@@ -129,10 +277,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 #[derive(Debug)]
 pub struct PeerClient {
     me: Identity,
+    keys: Option<KeyRing>,
     target: NodeId,
     addr: Option<SocketAddr>,
     raw_addr: String,
-    conn: Option<TcpStream>,
+    conn: Option<Link>,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -166,7 +315,8 @@ impl PeerClient {
                 .await
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))??;
             s.set_nodelay(true)?;
-            self.conn = Some(s);
+            let peer = format!("replica {} at {addr}", self.target);
+            self.conn = Some(Link::connect(s, self.keys.as_ref(), &peer).await?);
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(std::io::Error::other("no connection"));
@@ -177,8 +327,14 @@ impl PeerClient {
             from: self.me.id,
             body: req,
         };
-        write_frame(conn, &env).await?;
-        let body = read_frame(conn).await?;
+        conn.write_frame(&env).await?;
+        let body = conn.read_frame().await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                invalid(format!("replica {}: {e}", self.target))
+            } else {
+                e
+            }
+        })?;
         let env: Envelope<Reply> = serde_json::from_slice(&body)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         if env.version != RAFT_WIRE_VERSION || env.cluster != self.me.cluster {
@@ -276,15 +432,21 @@ impl BadPeers {
 }
 
 /// Serves the peers' RPCs on `listener` until the runtime stops.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, me: Identity) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    me: Identity,
+    keys: Option<KeyRing>,
+) {
     let bad = Arc::new(BadPeers::default());
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let raft = raft.clone();
                 let bad = Arc::clone(&bad);
+                let keys = keys.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_conn(stream, raft, me, &bad).await {
+                    if let Err(e) = serve_conn(stream, raft, me, keys, &bad).await {
                         if e.kind() != std::io::ErrorKind::UnexpectedEof {
                             bad.warn(format_args!("peer {peer}: {e}; connection closed"));
                         }
@@ -300,14 +462,20 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, me: Identity) 
 }
 
 async fn serve_conn(
-    mut stream: TcpStream,
+    stream: TcpStream,
     raft: Raft<TypeConfig>,
     me: Identity,
+    keys: Option<KeyRing>,
     _bad: &BadPeers,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    // The handshake of a peer that never finishes it must not hold a task
+    // for ever.
+    let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, Link::accept(stream, keys.as_ref()))
+        .await
+        .map_err(|_| invalid("no key handshake in time".to_owned()))??;
     loop {
-        let body = read_frame(&mut stream).await?;
+        let body = stream.read_frame().await?;
         let refuse = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
         let header: Header = match serde_json::from_slice(&body) {
             Ok(h) => h,
@@ -350,12 +518,12 @@ async fn serve_conn(
     }
 }
 
-async fn reply(stream: &mut TcpStream, me: Identity, body: Reply) -> std::io::Result<()> {
+async fn reply(stream: &mut Link, me: Identity, body: Reply) -> std::io::Result<()> {
     let env = Envelope {
         version: RAFT_WIRE_VERSION,
         cluster: me.cluster,
         from: me.id,
         body,
     };
-    write_frame(stream, &env).await
+    stream.write_frame(&env).await
 }
