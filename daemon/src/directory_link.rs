@@ -4,12 +4,26 @@
 //! replica of a replicated directory that does not lead answers with a
 //! Redirect; the link then connects to the leader it names next (see
 //! [`DirectoryLink::leave`]).
+//!
+//! With a cluster key the link starts with the handshake of
+//! [`chorus_proto::wire::seal::stream`] and every frame after it is sealed:
+//! the link is reported connected (and the node's Hello sent, sealed: the
+//! proof that this daemon holds the key) only once the directory answered
+//! under the key offered, and nothing the directory says is believed unless
+//! it opened under the key; the first frame that opens is the directory's
+//! proof. A directory without the key, or without any, is refused with a
+//! line that says so.
 
 use crate::backoff::{Backoff, Outage, DEFAULT_LEASE};
 use chorus_proto::wire::directory::{FromDirectory, ToDirectory, DIRECTORY_FRAME_MAX_BYTES};
 use chorus_proto::wire::frame::{write_frame, FrameBuffer};
+use chorus_proto::wire::seal::stream::{
+    is_from_keyed_peer, ClientHandshake, SealedStream, StreamError, StreamNonce, STREAM_NONCE_BYTES,
+};
+use chorus_proto::wire::seal::{KeyRing, TAG_BYTES};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use ring::rand::SecureRandom;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,7 +46,27 @@ const OUT_MAX_BYTES: usize = 16 << 20;
 pub enum LinkState {
     Down,
     Connecting,
+    /// Connected, with the key hello sent and the directory's answer
+    /// awaited (keyed clusters only).
+    Handshaking,
     Up,
+}
+
+/// Where the link stands with the cluster key.
+enum Seal {
+    Plain,
+    AwaitAnswer(ClientHandshake),
+    Sealed(Box<SealedStream>),
+}
+
+impl std::fmt::Debug for Seal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seal::Plain => f.write_str("Plain"),
+            Seal::AwaitAnswer(h) => write!(f, "AwaitAnswer({})", h.key_id()),
+            Seal::Sealed(s) => write!(f, "{s:?}"),
+        }
+    }
 }
 
 /// What happened on the link during one readiness event.
@@ -60,18 +94,32 @@ pub struct DirectoryLink {
     /// Where to connect next instead of the next address of the list: the
     /// leader a replica redirected us to.
     redirect: Option<SocketAddr>,
+    /// The cluster key ring; `None` for an insecure cluster.
+    keys: Option<KeyRing>,
+    seal: Seal,
+    rng: ring::rand::SystemRandom,
+    /// Opened frame bodies.
+    plain: Vec<u8>,
+    /// Sealed frames from a directory that did not open, since the start.
+    pub forged: u64,
 }
 
 impl DirectoryLink {
-    /// A link that tries its first connection at `now`.
-    pub fn new(addrs: Vec<SocketAddr>, token: Token, now: Instant) -> Self {
+    /// A link that tries its first connection at `now`; `keys` seal it
+    /// (`None`: an insecure cluster, frames in clear).
+    pub fn new(addrs: Vec<SocketAddr>, token: Token, now: Instant, keys: Option<KeyRing>) -> Self {
         DirectoryLink {
+            frames: frame_buffer(keys.is_some()),
+            keys,
+            seal: Seal::Plain,
+            rng: ring::rand::SystemRandom::new(),
+            plain: Vec::new(),
+            forged: 0,
             addrs,
             next_addr: 0,
             token,
             stream: None,
             state: LinkState::Down,
-            frames: FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES),
             out: Vec::new(),
             retry_at: Some(now),
             backoff: Backoff::new(DEFAULT_LEASE),
@@ -135,7 +183,8 @@ impl DirectoryLink {
     fn fail(&mut self, now: Instant, reason: &str) {
         self.stream = None;
         self.state = LinkState::Down;
-        self.frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+        self.frames = frame_buffer(self.keys.is_some());
+        self.seal = Seal::Plain;
         self.out.clear();
         let delay = self.backoff.next_delay();
         self.retry_at = Some(now + delay);
@@ -174,7 +223,8 @@ impl DirectoryLink {
                 );
                 self.stream = None;
                 self.state = LinkState::Down;
-                self.frames = FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES);
+                self.frames = frame_buffer(self.keys.is_some());
+                self.seal = Seal::Plain;
                 self.out.clear();
                 self.retry_at = Some(now + crate::backoff::FIRST_RETRY);
             }
@@ -188,7 +238,7 @@ impl DirectoryLink {
         }
     }
 
-    /// Queues a frame.
+    /// Queues a frame (sealed in a keyed cluster).
     pub fn send(&mut self, frame: &ToDirectory) {
         if self.state != LinkState::Up {
             return;
@@ -198,7 +248,42 @@ impl DirectoryLink {
             self.state = LinkState::Down;
             return;
         }
-        write_frame(&mut self.out, |b| frame.encode(b));
+        match &mut self.seal {
+            Seal::Plain => write_frame(&mut self.out, |b| frame.encode(b)),
+            Seal::Sealed(s) => {
+                if s.seal_frame(&mut self.out, |b| frame.encode(b)).is_err() {
+                    // 2^64 frames: said by `flush`, which drops the link.
+                    self.state = LinkState::Down;
+                }
+            }
+            // `Up` comes only after the handshake.
+            Seal::AwaitAnswer(_) => {}
+        }
+    }
+
+    /// The TCP connection is up: in a keyed cluster the hello goes out
+    /// and the link waits for the answer; else it is up.
+    fn on_connected(&mut self, ev: &mut LinkEvents) -> Result<(), String> {
+        let Some(keys) = &self.keys else {
+            log::info!("connected to the directory at {}", self.current_label());
+            self.state = LinkState::Up;
+            ev.connected = true;
+            return Ok(());
+        };
+        let mut nonce = [0u8; STREAM_NONCE_BYTES];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| "the system random source failed".to_owned())?;
+        self.out.clear();
+        let hs = ClientHandshake::start(keys, StreamNonce(nonce), &mut self.out);
+        log::debug!(
+            "directory {}: connected; offering key {}",
+            self.current_label(),
+            hs.key_id()
+        );
+        self.seal = Seal::AwaitAnswer(hs);
+        self.state = LinkState::Handshaking;
+        Ok(())
     }
 
     /// Handles readiness; returns what happened.
@@ -210,9 +295,14 @@ impl DirectoryLink {
         if self.state == LinkState::Connecting {
             match (stream.take_error(), stream.peer_addr()) {
                 (Ok(None), Ok(_)) => {
-                    log::info!("connected to the directory at {}", self.current_label());
-                    self.state = LinkState::Up;
-                    ev.connected = true;
+                    if let Err(e) = self.on_connected(&mut ev) {
+                        let reason = format!("directory {}: {e}", self.current_label());
+                        self.drop_link(registry, now, &mut ev, &reason);
+                        return ev;
+                    }
+                    if self.state == LinkState::Handshaking && self.flush(registry, now) {
+                        return ev;
+                    }
                 }
                 (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return ev,
                 (Ok(Some(e)), _) | (Err(e), _) | (_, Err(e)) => {
@@ -224,7 +314,12 @@ impl DirectoryLink {
             }
         }
         if let Err(e) = self.read(&mut ev) {
-            let reason = format!("directory link to {} lost: {e}", self.current_label());
+            let reason = match e {
+                LinkError::Io(e) => {
+                    format!("directory link to {} lost: {e}", self.current_label())
+                }
+                LinkError::Trust(why) => why,
+            };
             self.drop_link(registry, now, &mut ev, &reason);
         }
         ev
@@ -236,37 +331,101 @@ impl DirectoryLink {
             .map_or_else(|| "(none)".to_owned(), |a| a.to_string())
     }
 
-    fn read(&mut self, ev: &mut LinkEvents) -> io::Result<()> {
+    fn read(&mut self, ev: &mut LinkEvents) -> Result<(), LinkError> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
         let mut chunk = [0u8; 16384];
+        let mut closed = false;
         loop {
             match stream.read(&mut chunk) {
                 Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "closed by the directory",
-                    ))
+                    closed = true;
+                    break;
                 }
                 Ok(n) => self.frames.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(LinkError::Io(e)),
             }
         }
+        // Frames that arrived before a close are read first: a refusal
+        // says more than the close.
+        let at = self.current_label();
         while let Some(body) = self
             .frames
             .next_frame()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .map_err(|e| LinkError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?
         {
+            let body: &[u8] = match &mut self.seal {
+                Seal::Plain => {
+                    if is_from_keyed_peer(body) {
+                        return Err(LinkError::Trust(format!(
+                            "directory {at} requires the cluster key, and this daemon runs without one (insecure); set `key_file`"
+                        )));
+                    }
+                    body
+                }
+                Seal::AwaitAnswer(_) => {
+                    let Seal::AwaitAnswer(hs) = std::mem::replace(&mut self.seal, Seal::Plain)
+                    else {
+                        continue;
+                    };
+                    match hs.finish(body) {
+                        Ok(sealed) => {
+                            log::info!(
+                                "connected to the directory at {at} (sealed under key {})",
+                                sealed.key_id()
+                            );
+                            self.seal = Seal::Sealed(Box::new(sealed));
+                            self.state = LinkState::Up;
+                            ev.connected = true;
+                            continue;
+                        }
+                        Err(StreamError::Plain(_) | StreamError::BadMagic(_)) => {
+                            return Err(LinkError::Trust(format!(
+                                "directory {at} answered in clear: it runs without a cluster key (insecure), and this daemon has one; refusing it"
+                            )))
+                        }
+                        Err(e) => {
+                            return Err(LinkError::Trust(format!(
+                                "directory {at}: key handshake refused: {e}"
+                            )))
+                        }
+                    }
+                }
+                Seal::Sealed(s) => {
+                    let proven = s.peer_proven();
+                    if let Err(e) = s.open_into(body, &mut self.plain) {
+                        self.forged += 1;
+                        return Err(LinkError::Trust(if proven {
+                            format!("directory link to {at}: a sealed frame did not open ({e}); dropping the link")
+                        } else {
+                            format!("directory {at} does not hold this cluster's key; is it another cluster's directory?")
+                        }));
+                    }
+                    &self.plain
+                }
+            };
             let frame = FromDirectory::decode(body).map_err(|e| {
-                io::Error::new(
+                LinkError::Io(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("bad frame from the directory: {e}"),
-                )
+                ))
             })?;
             ev.frames.push(frame);
+        }
+        if closed {
+            if let Seal::AwaitAnswer(hs) = &self.seal {
+                return Err(LinkError::Trust(format!(
+                    "directory {at} closed the link during the key handshake: it does not hold key {} (is it another cluster's directory?) or runs without a cluster key",
+                    hs.key_id()
+                )));
+            }
+            return Err(LinkError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed by the directory",
+            )));
         }
         Ok(())
     }
@@ -290,7 +449,7 @@ impl DirectoryLink {
             self.drop_link(registry, now, &mut ev, &reason);
             return true;
         }
-        if self.state != LinkState::Up || self.out.is_empty() {
+        if !matches!(self.state, LinkState::Up | LinkState::Handshaking) || self.out.is_empty() {
             return false;
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -317,4 +476,19 @@ impl DirectoryLink {
         }
         false
     }
+}
+
+/// Why the link was given up while reading.
+#[derive(Debug)]
+enum LinkError {
+    Io(io::Error),
+    /// The directory is not one this daemon may trust, or cannot trust
+    /// this daemon: the whole line to log.
+    Trust(String),
+}
+
+/// A frame buffer for the link: a sealed frame carries its tag besides
+/// the frame the limit is for.
+fn frame_buffer(keyed: bool) -> FrameBuffer {
+    FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES + if keyed { TAG_BYTES } else { 0 })
 }

@@ -132,7 +132,7 @@ impl Daemon {
         let sequencer = SequencerThread::spawn(order, epoch, keys.clone())?;
         Ok(Daemon {
             seal: keys.as_ref().map(Seal::new).transpose()?,
-            keys,
+            keys: keys.clone(),
             poll,
             host,
             epoch,
@@ -145,7 +145,7 @@ impl Daemon {
             next_mcast: MCAST_BASE,
             sessions: BTreeMap::new(),
             next_session: 1,
-            link: DirectoryLink::new(directories, DIRECTORY, Instant::now()),
+            link: DirectoryLink::new(directories, DIRECTORY, Instant::now(), keys),
             sequencer,
             signals,
             driver: NodeDriver::new(),
