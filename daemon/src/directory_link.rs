@@ -102,6 +102,9 @@ pub struct DirectoryLink {
     plain: Vec<u8>,
     /// Sealed frames from a directory that did not open, since the start.
     pub forged: u64,
+    /// Why the link last failed: what was logged (or summarised), kept so
+    /// that a refusal can be shown and tested, not only logged.
+    last_failure: Option<String>,
 }
 
 impl DirectoryLink {
@@ -115,6 +118,7 @@ impl DirectoryLink {
             rng: ring::rand::SystemRandom::new(),
             plain: Vec::new(),
             forged: 0,
+            last_failure: None,
             addrs,
             next_addr: 0,
             token,
@@ -131,6 +135,11 @@ impl DirectoryLink {
 
     pub fn state(&self) -> LinkState {
         self.state
+    }
+
+    /// Why the link last failed, if it did.
+    pub fn last_failure(&self) -> Option<&str> {
+        self.last_failure.as_deref()
     }
 
     /// When the link wants attention without IO (a reconnect).
@@ -181,6 +190,7 @@ impl DirectoryLink {
     /// The link failed for `reason`: the next attempt is scheduled, and the
     /// failure logged unless the outage's warnings are being summarised.
     fn fail(&mut self, now: Instant, reason: &str) {
+        self.last_failure = Some(reason.to_owned());
         self.stream = None;
         self.state = LinkState::Down;
         self.frames = frame_buffer(self.keys.is_some());
@@ -491,4 +501,174 @@ enum LinkError {
 /// the frame the limit is for.
 fn frame_buffer(keyed: bool) -> FrameBuffer {
     FrameBuffer::new(DIRECTORY_FRAME_MAX_BYTES + if keyed { TAG_BYTES } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use chorus_config::{DirectoryConfig, Trust};
+    use chorus_proto::wire::seal::stream::{KIND_STREAM_ACCEPT, KIND_STREAM_HELLO};
+    use chorus_proto::wire::seal::ClusterKey;
+    use chorus_proto::wire::{MAGIC, VERSION};
+    use chorus_proto::{Epoch, Incarnation};
+    use mio::{Events, Poll};
+    use std::net::Ipv4Addr;
+
+    const KEY: [u8; 32] = [7; 32];
+    const OTHER_KEY: [u8; 32] = [8; 32];
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn ring(secret: [u8; 32]) -> KeyRing {
+        KeyRing::new(ClusterKey::from_bytes(&secret), vec![])
+    }
+
+    fn directory(trust: Trust) -> chorus_directory::ServerHandle {
+        let cfg = DirectoryConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            trust,
+            ..DirectoryConfig::default()
+        };
+        chorus_directory::Server::bind(&cfg)
+            .unwrap()
+            .without_grace()
+            .spawn()
+            .unwrap()
+    }
+
+    /// How a link's first attempt ended.
+    #[derive(Debug)]
+    enum Outcome {
+        Welcomed,
+        Failed(String),
+    }
+
+    /// Connects `keys`' link to `addr`, says Hello once connected, and
+    /// returns whether it was welcomed or why the link failed.
+    fn attempt(addr: SocketAddr, keys: Option<KeyRing>) -> Outcome {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(16);
+        let start = Instant::now();
+        let mut link = DirectoryLink::new(vec![addr], Token(1), start, keys);
+        link.maybe_connect(poll.registry(), start);
+        while start.elapsed() < WAIT {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            let now = Instant::now();
+            let ev = link.on_ready(poll.registry(), now);
+            if ev.connected {
+                link.send(&ToDirectory::Hello {
+                    name: "n1".into(),
+                    incarnation: Incarnation(1),
+                    ip: Ipv4Addr::LOCALHOST,
+                    data_port: 7401,
+                    order_port: 7402,
+                    previous: None,
+                    epoch: Epoch(0),
+                });
+            }
+            if ev
+                .frames
+                .iter()
+                .any(|f| matches!(f, FromDirectory::Welcome { .. }))
+            {
+                return Outcome::Welcomed;
+            }
+            link.flush(poll.registry(), now);
+            if link.state() == LinkState::Down {
+                return Outcome::Failed(link.last_failure().unwrap_or("").to_owned());
+            }
+        }
+        panic!("the link neither came up nor failed: a hang");
+    }
+
+    fn failed(o: Outcome) -> String {
+        match o {
+            Outcome::Failed(why) => why,
+            Outcome::Welcomed => panic!("welcomed where it should be refused"),
+        }
+    }
+
+    #[test]
+    fn a_keyed_link_is_welcomed_by_a_directory_with_its_key() {
+        let d = directory(Trust::Ephemeral(KEY));
+        assert!(matches!(
+            attempt(d.local_addr(), Some(ring(KEY))),
+            Outcome::Welcomed
+        ));
+    }
+
+    #[test]
+    fn plain_links_are_unchanged() {
+        let d = directory(Trust::Insecure);
+        assert!(matches!(attempt(d.local_addr(), None), Outcome::Welcomed));
+    }
+
+    #[test]
+    fn a_directory_with_another_key_is_refused_and_says_so() {
+        let d = directory(Trust::Ephemeral(OTHER_KEY));
+        let why = failed(attempt(d.local_addr(), Some(ring(KEY))));
+        assert!(
+            why.contains("closed the link during the key handshake")
+                && why.contains("another cluster's directory"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_keyed_link_and_an_insecure_directory_refuse_each_other() {
+        let d = directory(Trust::Insecure);
+        let why = failed(attempt(d.local_addr(), Some(ring(KEY))));
+        assert!(why.contains("runs without a cluster key"), "{why}");
+    }
+
+    #[test]
+    fn an_insecure_link_is_told_the_directory_requires_the_key() {
+        let d = directory(Trust::Ephemeral(KEY));
+        let why = failed(attempt(d.local_addr(), None));
+        assert!(
+            why.contains("requires the cluster key, and this daemon runs without one"),
+            "{why}"
+        );
+    }
+
+    /// A directory that knows the key id (it is no secret) but not the key
+    /// answers the hello; its first sealed frame does not open, and the
+    /// link says the directory does not hold the key.
+    #[test]
+    fn an_impostor_answering_under_the_key_id_is_found_out_by_its_first_frame() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let impostor = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 4 + stream_hs_bytes()];
+            s.read_exact(&mut hello).unwrap();
+            assert_eq!(hello[4 + 3], KIND_STREAM_HELLO);
+            let mut out = Vec::new();
+            write_frame(&mut out, |b| {
+                b.extend_from_slice(&MAGIC.to_be_bytes());
+                b.push(VERSION);
+                b.push(KIND_STREAM_ACCEPT);
+                b.extend_from_slice(&hello[4 + 4..4 + 8]);
+                b.extend_from_slice(&[9; 32]);
+            });
+            // A "Welcome" sealed under a key of its own.
+            write_frame(&mut out, |b| b.extend_from_slice(&[0x42; 64]));
+            s.write_all(&out).unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        });
+        let why = failed(attempt(addr, Some(ring(KEY))));
+        assert!(
+            why.contains("does not hold this cluster's key; is it another cluster's directory?"),
+            "{why}"
+        );
+        impostor.join().unwrap();
+    }
+
+    const fn stream_hs_bytes() -> usize {
+        chorus_proto::wire::seal::stream::HANDSHAKE_BYTES
+    }
 }
