@@ -55,7 +55,7 @@ pub enum LinkState {
 /// Where the link stands with the cluster key.
 enum Seal {
     Plain,
-    AwaitAnswer(ClientHandshake),
+    AwaitAnswer(Box<ClientHandshake>),
     Sealed(Box<SealedStream>),
 }
 
@@ -104,7 +104,7 @@ pub struct DirectoryLink {
     pub forged: u64,
     /// Why the link last failed: what was logged (or summarised), kept so
     /// that a refusal can be shown and tested, not only logged.
-    last_failure: Option<String>,
+    pub last_failure: Option<String>,
 }
 
 impl DirectoryLink {
@@ -135,11 +135,6 @@ impl DirectoryLink {
 
     pub fn state(&self) -> LinkState {
         self.state
-    }
-
-    /// Why the link last failed, if it did.
-    pub fn last_failure(&self) -> Option<&str> {
-        self.last_failure.as_deref()
     }
 
     /// When the link wants attention without IO (a reconnect).
@@ -291,7 +286,7 @@ impl DirectoryLink {
             self.current_label(),
             hs.key_id()
         );
-        self.seal = Seal::AwaitAnswer(hs);
+        self.seal = Seal::AwaitAnswer(Box::new(hs));
         self.state = LinkState::Handshaking;
         Ok(())
     }
@@ -577,7 +572,7 @@ mod tests {
             }
             link.flush(poll.registry(), now);
             if link.state() == LinkState::Down {
-                return Outcome::Failed(link.last_failure().unwrap_or("").to_owned());
+                return Outcome::Failed(link.last_failure.clone().unwrap_or_default());
             }
         }
         panic!("the link neither came up nor failed: a hang");
