@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 /// independent of the lease: a live directory host acknowledges at once,
 /// however busy the directory process is.
 const UNACKED_MAX: Duration = Duration::from_millis(1500);
+/// How long the directory may take to answer the key hello. It answers
+/// at once or closes; a host that accepted the connection and then went
+/// silent must not hold the link in the handshake for ever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Output kept for the directory before the link is considered stuck.
 const OUT_MAX_BYTES: usize = 16 << 20;
 
@@ -105,6 +109,8 @@ pub struct DirectoryLink {
     /// Why the link last failed: what was logged (or summarised), kept so
     /// that a refusal can be shown and tested, not only logged.
     pub last_failure: Option<String>,
+    /// When a handshake under way is given up.
+    handshake_until: Option<Instant>,
 }
 
 impl DirectoryLink {
@@ -119,6 +125,7 @@ impl DirectoryLink {
             plain: Vec::new(),
             forged: 0,
             last_failure: None,
+            handshake_until: None,
             addrs,
             next_addr: 0,
             token,
@@ -137,15 +144,31 @@ impl DirectoryLink {
         self.state
     }
 
-    /// When the link wants attention without IO (a reconnect).
+    /// When the link wants attention without IO (a reconnect, or giving
+    /// up a handshake).
     pub fn deadline(&self) -> Option<Instant> {
-        (self.state == LinkState::Down)
-            .then_some(self.retry_at)
-            .flatten()
+        match self.state {
+            LinkState::Down => self.retry_at,
+            LinkState::Handshaking => self.handshake_until,
+            LinkState::Connecting | LinkState::Up => None,
+        }
     }
 
-    /// Starts a connection attempt if one is due.
+    /// Starts a connection attempt if one is due (and gives up a handshake
+    /// that took too long).
     pub fn maybe_connect(&mut self, registry: &Registry, now: Instant) {
+        if self.state == LinkState::Handshaking && self.handshake_until.is_some_and(|t| t <= now) {
+            if let Some(s) = self.stream.as_mut() {
+                let _ = registry.deregister(s);
+            }
+            let reason = format!(
+                "directory {} did not answer the key handshake within {} s",
+                self.current_label(),
+                HANDSHAKE_TIMEOUT.as_secs()
+            );
+            self.fail(now, &reason);
+            return;
+        }
         if self.state != LinkState::Down || self.retry_at.is_some_and(|t| t > now) {
             return;
         }
@@ -268,7 +291,7 @@ impl DirectoryLink {
 
     /// The TCP connection is up: in a keyed cluster the hello goes out
     /// and the link waits for the answer; else it is up.
-    fn on_connected(&mut self, ev: &mut LinkEvents) -> Result<(), String> {
+    fn on_connected(&mut self, now: Instant, ev: &mut LinkEvents) -> Result<(), String> {
         let Some(keys) = &self.keys else {
             log::info!("connected to the directory at {}", self.current_label());
             self.state = LinkState::Up;
@@ -288,6 +311,7 @@ impl DirectoryLink {
         );
         self.seal = Seal::AwaitAnswer(Box::new(hs));
         self.state = LinkState::Handshaking;
+        self.handshake_until = Some(now + HANDSHAKE_TIMEOUT);
         Ok(())
     }
 
@@ -300,7 +324,7 @@ impl DirectoryLink {
         if self.state == LinkState::Connecting {
             match (stream.take_error(), stream.peer_addr()) {
                 (Ok(None), Ok(_)) => {
-                    if let Err(e) = self.on_connected(&mut ev) {
+                    if let Err(e) = self.on_connected(now, &mut ev) {
                         let reason = format!("directory {}: {e}", self.current_label());
                         self.drop_link(registry, now, &mut ev, &reason);
                         return ev;
@@ -661,6 +685,32 @@ mod tests {
             "{why}"
         );
         impostor.join().unwrap();
+    }
+
+    /// A host that accepts the connection and never answers the hello
+    /// does not hold the link in the handshake.
+    #[test]
+    fn a_directory_that_never_answers_the_hello_is_given_up() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut poll = Poll::new().unwrap();
+        let start = Instant::now();
+        let mut link = DirectoryLink::new(vec![addr], Token(1), start, Some(ring(KEY)));
+        link.maybe_connect(poll.registry(), start);
+        let (_held, _) = listener.accept().unwrap();
+        let mut events = Events::with_capacity(16);
+        while link.state() != LinkState::Handshaking {
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            link.on_ready(poll.registry(), Instant::now());
+            assert!(start.elapsed() < WAIT, "the TCP connection did not come up");
+        }
+        let due = link.deadline().expect("a handshake deadline");
+        assert!(due > start && due <= Instant::now() + HANDSHAKE_TIMEOUT);
+        link.maybe_connect(poll.registry(), due);
+        assert_eq!(link.state(), LinkState::Down);
+        let why = link.last_failure.clone().unwrap_or_default();
+        assert!(why.contains("did not answer the key handshake"), "{why}");
     }
 
     const fn stream_hs_bytes() -> usize {
