@@ -77,6 +77,9 @@ pub(crate) enum LinkError {
     /// A sealed frame did not open.
     #[error("{0}")]
     Forged(StreamError),
+    /// The system random source failed: no nonce, no handshake.
+    #[error("the system random source failed; cannot answer the key handshake")]
+    Random,
     /// A keyed daemon reached this insecure directory.
     #[error("it offers a cluster key, and this directory runs without one (insecure)")]
     KeyOffered,
@@ -206,10 +209,7 @@ impl Connection {
                 let mut nonce = [0u8; STREAM_NONCE_BYTES];
                 if rng.fill(&mut nonce).is_err() {
                     self.seal = Seal::Refused;
-                    return Err(LinkError::Handshake {
-                        err: StreamError::Failed,
-                        told: false,
-                    });
+                    return Err(LinkError::Random);
                 }
                 let mut answer = Vec::new();
                 match stream::accept(keys, body, StreamNonce(nonce), &mut answer) {

@@ -41,6 +41,7 @@ use chorus_proto::directory::{
     ConnId, Directory, DirectorySettings, DynamicDecl, GroupDecl, IdFloors,
 };
 use chorus_proto::wire::directory::FromDirectory;
+use chorus_proto::wire::seal::stream::StreamError;
 use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::{cluster_id_from_name, Duration, Epoch, Instant};
 use conn::{Connection, Inbound, LinkError, ReadOutcome};
@@ -707,20 +708,20 @@ impl Server {
                 format!("{peer} ({id}): malformed frame: {e}; closing the connection")
             }
             LinkError::Handshake {
-                err: chorus_proto::wire::seal::stream::StreamError::UnknownKey(k),
+                err: StreamError::UnknownKey(k),
                 ..
             } => {
                 self.refused.handshakes += 1;
                 format!("a connection from {peer} offered key id {k}, which this directory does not hold; closed")
             }
             LinkError::Handshake {
-                err: chorus_proto::wire::seal::stream::StreamError::Plain(_),
+                err: StreamError::Plain(_),
                 ..
             } => {
                 self.refused.handshakes += 1;
                 format!("{peer} ({id}) speaks without a cluster key, and this directory requires one; refused (is its `key_file` set?)")
             }
-            LinkError::Handshake { .. } | LinkError::KeyOffered => {
+            LinkError::Handshake { .. } | LinkError::KeyOffered | LinkError::Random => {
                 self.refused.handshakes += 1;
                 format!("{peer} ({id}): {e}; closed")
             }
