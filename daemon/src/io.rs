@@ -60,8 +60,6 @@ pub struct EdgeSettings {
 
 /// The daemon's IO side.
 pub struct Daemon {
-    /// The cluster key ring; `None` for an insecure cluster.
-    keys: Option<KeyRing>,
     /// Seals what this thread sends and opens what it receives, when the
     /// cluster has a key.
     seal: Option<Seal>,
@@ -132,7 +130,6 @@ impl Daemon {
         let sequencer = SequencerThread::spawn(order, epoch, keys.clone())?;
         Ok(Daemon {
             seal: keys.as_ref().map(Seal::new).transpose()?,
-            keys: keys.clone(),
             poll,
             host,
             epoch,

@@ -136,7 +136,7 @@ fn run(
                 Ok((n, from)) => {
                     let bytes = match seal.as_mut() {
                         None => Ok(&buf[..n]),
-                        Some(k) => k.opener.open(&mut buf[..n]).map(|b| &*b),
+                        Some(k) => k.opener.open(&mut buf[..n]),
                     };
                     match (bytes, seq.as_mut()) {
                         (Ok(bytes), Some(s)) => s.handle_datagram(now, bytes),
