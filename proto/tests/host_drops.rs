@@ -195,3 +195,66 @@ fn messages_before_where_the_order_starts_a_stream_are_counted() {
         "3 is held already"
     );
 }
+
+/// Every datagram the host sends now, by destination.
+fn sent(h: &mut Host) -> Vec<SocketAddrV4> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while let Some(dest) = h.poll_transmit(&mut buf, Instant::ZERO) {
+        out.push(dest);
+    }
+    out
+}
+
+fn nak(from: u32) -> Vec<u8> {
+    let n = datagram::Nak {
+        group: GROUP,
+        from: NodeId(from),
+        from_incarnation: Incarnation(100 + u64::from(from)),
+        sender: NodeId(2),
+        sender_incarnation: Incarnation(102),
+        ranges: vec![(SenderSeq(1), SenderSeq(2))],
+    };
+    let mut out = Vec::new();
+    datagram::encode(&Datagram::Nak(n), CLUSTER, &mut out);
+    out
+}
+
+#[test]
+fn a_nak_is_answered_only_to_a_requester_in_the_view_at_its_view_address() {
+    let mut h = host(1);
+    assert_eq!(feed(&mut h, &data(CLUSTER, GROUP, 1, 2)), [0; 6]);
+    let _ = sent(&mut h);
+    let spoofed = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 66), 9999);
+    // A requester outside the view: nothing is sent, to anyone.
+    h.handle_datagram(Instant::ZERO, spoofed, &nak(9));
+    assert_eq!(
+        sent(&mut h),
+        vec![],
+        "a NAK from outside the view was answered"
+    );
+    // A member's NAK from another source: the repair goes to the member.
+    h.handle_datagram(Instant::ZERO, spoofed, &nak(2));
+    let dests = sent(&mut h);
+    assert!(!dests.is_empty(), "a member's NAK was not answered");
+    assert!(
+        dests.iter().all(|d| *d == SocketAddrV4::new(ip(2), 7001)),
+        "repairs went to {dests:?}"
+    );
+}
+
+#[test]
+fn refused_datagrams_are_counted_as_replays_or_unauthentic() {
+    use chorus_proto::wire::seal::{KeyId, OpenError};
+    let mut h = host(1);
+    let from = SocketAddrV4::new(ip(2), 7001);
+    h.note_refused(from, &OpenError::Forged);
+    h.note_refused(from, &OpenError::UnknownKey(KeyId(3)));
+    h.note_refused(from, &OpenError::Replayed(4));
+    h.note_refused(from, &OpenError::TooOld(1));
+    h.note_refused(from, &OpenError::NotSealed(1));
+    let s = h.stats();
+    assert_eq!((s.refused_unauthentic, s.refused_replayed), (3, 2));
+    assert_eq!(s.datagrams_in, 5);
+    assert_eq!(drops(s), [0; 6], "no drop counter moved");
+}
