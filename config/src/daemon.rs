@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::source::Source;
+use crate::trust::RawTrust;
 use crate::{ConfigError, Trust};
 
 /// The whole of `chorusd.toml`, validated. See the crate documentation for each key.
@@ -33,7 +34,8 @@ pub struct DaemonConfig {
     /// Protocol bounds (`[tuning]`).
     pub tuning: Tuning,
     /// The cluster key (`key_file`, `accept_key_files`) or `insecure`.
-    /// Built in code, the default is [`Trust::Insecure`]; a file must say.
+    /// Built in code, the default is [`Trust::Insecure`]; a file must say
+    /// which (no key and no `insecure = true` is an error).
     pub trust: Trust,
 }
 
@@ -124,6 +126,9 @@ struct RawDaemon {
     socket: Option<Spanned<String>>,
     socket_mode: Option<Spanned<toml::Value>>,
     log_level: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    accept_key_files: Option<Spanned<Vec<Spanned<String>>>>,
+    insecure: Option<Spanned<bool>>,
     tuning: Option<RawTuning>,
 }
 
@@ -183,7 +188,12 @@ impl RawDaemon {
                 Some(t) => t.validate(src)?,
                 None => d.tuning,
             },
-            trust: d.trust,
+            trust: RawTrust {
+                key_file: self.key_file,
+                accept_key_files: self.accept_key_files,
+                insecure: self.insecure,
+            }
+            .validate(src)?,
         })
     }
 }

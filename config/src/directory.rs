@@ -10,6 +10,7 @@ use toml::Spanned;
 use crate::check::{self, bounded, optional, required, MESSAGE_BYTES_MAX};
 use crate::replication::{self, RawPeer, ReplicationConfig};
 use crate::source::Source;
+use crate::trust::RawTrust;
 use crate::{AddressPool, ConfigError, Trust};
 
 /// Shortest lease accepted: below this, scheduling hiccups would evict healthy daemons.
@@ -35,7 +36,8 @@ pub struct DirectoryConfig {
     /// replicated (`[[peer]]`); `None` for a single directory.
     pub replication: Option<ReplicationConfig>,
     /// The cluster key (`key_file`, `accept_key_files`) or `insecure`.
-    /// Built in code, the default is [`Trust::Insecure`]; a file must say.
+    /// Built in code, the default is [`Trust::Insecure`]; a file must say
+    /// which (no key and no `insecure = true` is an error).
     pub trust: Trust,
 }
 
@@ -107,6 +109,9 @@ struct RawDirectory {
     lease_ms: Option<Spanned<u64>>,
     log_level: Option<Spanned<String>>,
     cluster: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    accept_key_files: Option<Spanned<Vec<Spanned<String>>>>,
+    insecure: Option<Spanned<bool>>,
     #[serde(default)]
     group: Vec<RawGroup>,
     dynamic: Option<RawDynamic>,
@@ -169,6 +174,12 @@ impl RawDirectory {
             self.peer,
             (listen, listen_span),
         )?;
+        let trust = RawTrust {
+            key_file: self.key_file,
+            accept_key_files: self.accept_key_files,
+            insecure: self.insecure,
+        }
+        .validate(src)?;
         Ok(DirectoryConfig {
             replication,
             listen,
@@ -177,7 +188,7 @@ impl RawDirectory {
             cluster,
             groups,
             dynamic,
-            trust: Trust::Insecure,
+            trust,
         })
     }
 }

@@ -25,6 +25,9 @@
 //! | `lease_ms` | integer ≥ 100 | `1500` | A daemon silent this long is declared dead and leaves every group. Daemons renew well within it; larger values ride out longer stalls, smaller ones notice crashes sooner. |
 //! | `log_level` | string | `"info"` | `error`, `warn`, `info`, `debug` or `trace`. `RUST_LOG`, when set, wins. |
 //! | `cluster` | string | `"chorus"` | Name of this deployment. It is hashed into the cluster id every datagram carries, so two deployments that happen to share a multicast address and port ignore each other's traffic. 1–64 bytes of `A-Z a-z 0-9 . _ -`. |
+//! | `key_file` | path | *required unless `insecure = true`* | The cluster key, as `chorusctl keygen` writes it: the same file on every host and directory replica. See "The cluster key" below. |
+//! | `accept_key_files` | array of paths | `[]` | Further keys accepted (never used to seal) while a new key is rolled out. Only with `key_file`. |
+//! | `insecure` | boolean | `false` | `true` runs without a key: nothing is sealed, and anyone who can reach the network can read and forge messages. A warning is logged at every start. Not with `key_file`. |
 //! | `[[group]]` | table, repeated | none | A group declared by the administrator; see below. |
 //! | `[dynamic]` | table | absent | Groups created on first join; see below. Without it, joining an undeclared group fails. |
 //!
@@ -69,6 +72,20 @@
 //! view, and a file with any error is rejected whole while the old
 //! configuration stays in force.
 //!
+//! ### The cluster key: `key_file`, `accept_key_files`, `insecure`
+//!
+//! Every datagram between daemons and every frame between a daemon and the
+//! directory is sealed (AES-256-GCM) under a key derived from one cluster
+//! key, which every `chorusd` and every directory replica reads from its
+//! `key_file`. A file must name a key or say `insecure = true`; one that
+//! does neither is refused with a message saying how to make a key
+//! (`chorusctl keygen /etc/chorus/cluster.key`). The key file is read when
+//! the configuration is, so `--check` refuses one that is missing, is not a
+//! chorus key, or may be read by users other than its owner (any group or
+//! other permission bit: `chmod 600` it). A relative path is taken from
+//! the configuration file's directory. Changing keys takes a restart; to
+//! rotate without stopping the cluster, see `systemd/INSTALL.md`.
+//!
 //! ## `chorusd.toml`
 //!
 //! | key | type | default | meaning |
@@ -80,6 +97,9 @@
 //! | `socket` | absolute path | `"/run/chorus/chorusd.sock"` | Unix socket local applications connect to; at most 107 bytes. |
 //! | `socket_mode` | octal string | `"0660"` | Permission bits of the socket, as a *string* (`"0660"`, `"660"` or `"0o660"`), at most `"0777"`. With `0660`, applications must run as user or group `chorus`. |
 //! | `log_level` | string | `"info"` | As in `directory.toml`. |
+//! | `key_file` | path | *required unless `insecure = true`* | As in `directory.toml`: the same key file. |
+//! | `accept_key_files` | array of paths | `[]` | As in `directory.toml`. |
+//! | `insecure` | boolean | `false` | As in `directory.toml`. |
 //! | `[tuning]` | table | all defaults | Protocol bounds; see below. |
 //!
 //! `chorusd` re-reads its file on `SIGHUP` (`systemctl reload chorusd`):

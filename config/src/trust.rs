@@ -10,8 +10,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chorus_proto::wire::seal::{ClusterKey, KeyRing, KEY_BYTES};
+use toml::Spanned;
 
+use crate::source::Source;
 use crate::ConfigError;
+
+/// What a file that names no key is told: how to make one, and the
+/// alternative with its cost spelt out, so the choice to run unauthenticated
+/// is made knowingly.
+pub(crate) const NO_KEY: &str =
+    "no cluster key: make one with `chorusctl keygen /etc/chorus/cluster.key`, \
+copy it to every host and the directory, and set key_file = \"/etc/chorus/cluster.key\"; \
+or set insecure = true to run without authentication (anyone who can reach the network \
+can then read and forge messages)";
 
 /// How a process proves it belongs to the cluster.
 #[derive(Clone, PartialEq, Eq)]
@@ -75,6 +86,92 @@ impl Trust {
             }
         }
     }
+}
+
+/// The trust keys of either file, as written: `key_file`,
+/// `accept_key_files` and `insecure`.
+pub(crate) struct RawTrust {
+    pub(crate) key_file: Option<Spanned<String>>,
+    pub(crate) accept_key_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) insecure: Option<Spanned<bool>>,
+}
+
+impl RawTrust {
+    /// Checks the keys against each other and reads every key file now, so
+    /// that `--check` (and a reload) refuses a missing or readable-by-others
+    /// key where the file names it, not at start. Relative key paths are
+    /// taken from the configuration file's directory: a service's working
+    /// directory is no place to look for its key.
+    pub(crate) fn validate(self, src: &Source<'_>) -> Result<Trust, ConfigError> {
+        let insecure = self.insecure.as_ref().is_some_and(|i| *i.get_ref());
+        let Some(key_file) = self.key_file else {
+            if let Some(accept) = &self.accept_key_files {
+                return Err(src.error(
+                    accept.span(),
+                    "accept_key_files",
+                    "accept_key_files without key_file: the keys accepted during a rotation \
+                     come with the key this process seals with; set key_file too",
+                ));
+            }
+            if insecure {
+                return Ok(Trust::Insecure);
+            }
+            return Err(match &self.insecure {
+                Some(i) => src.error(i.span(), "insecure", NO_KEY),
+                None => ConfigError::new(src.file, None, Some("key_file"), NO_KEY),
+            });
+        };
+        if let Some(i) = self.insecure.as_ref().filter(|i| *i.get_ref()) {
+            return Err(src.error(
+                i.span(),
+                "insecure",
+                "insecure = true and key_file both set: choose one (remove insecure to run \
+                 with the key, or key_file to run without authentication)",
+            ));
+        }
+        let key_file = key_path(src, "key_file", key_file)?;
+        let mut accept_key_files: Vec<PathBuf> = Vec::new();
+        for entry in self
+            .accept_key_files
+            .map(Spanned::into_inner)
+            .unwrap_or_default()
+        {
+            let span = entry.span();
+            let path = key_path(src, "accept_key_files", entry)?;
+            if path == key_file || accept_key_files.contains(&path) {
+                return Err(src.error(
+                    span,
+                    "accept_key_files",
+                    format!("{} is listed twice", path.display()),
+                ));
+            }
+            accept_key_files.push(path);
+        }
+        Ok(Trust::KeyFiles {
+            key_file,
+            accept_key_files,
+        })
+    }
+}
+
+/// One key file's path, resolved against the configuration file's
+/// directory and read, its faults reported at its line under `key`.
+fn key_path(src: &Source<'_>, key: &str, value: Spanned<String>) -> Result<PathBuf, ConfigError> {
+    let span = value.span();
+    let text = value.into_inner();
+    if text.trim().is_empty() {
+        return Err(src.error(
+            span,
+            key,
+            "the key file path is empty; name a file made by `chorusctl keygen PATH`",
+        ));
+    }
+    let path = match src.file.parent() {
+        Some(dir) => dir.join(&text),
+        None => PathBuf::from(&text),
+    };
+    read_key_file(&path).map_err(|m| src.error(span, key, m))?;
+    Ok(path)
 }
 
 /// Reads and checks one key file; the error says what is wrong with it and

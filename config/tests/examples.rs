@@ -1,15 +1,27 @@
 //! The shipped examples in `config/examples/` load, validate, and document the defaults.
+//!
+//! The examples name `/etc/chorus/cluster.key`, which a test machine lacks:
+//! each test loads a copy whose `key_file` names a key it made.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use chorus_config::{AddressPool, DaemonConfig, DirectoryConfig, Tuning};
+use chorus_config::{AddressPool, DaemonConfig, DirectoryConfig, Trust, Tuning};
 
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(name)
+/// The example `name`, keyed, in a directory of its own for `test`.
+fn example(test: &str, name: &str) -> PathBuf {
+    common::example_keyed(&common::temp_dir(test), name)
+}
+
+/// The trust every keyed example loads with: the key beside it.
+fn example_trust(example: &Path) -> Trust {
+    Trust::KeyFiles {
+        key_file: example.with_file_name("cluster.key"),
+        accept_key_files: Vec::new(),
+    }
 }
 
 /// The example with every "#key = value" / "#[table]" line uncommented.
@@ -27,7 +39,9 @@ fn uncommented(path: &Path) -> String {
 
 #[test]
 fn directory_example_loads_as_documented() {
-    let c = DirectoryConfig::load(&example("directory.toml")).unwrap();
+    let path = example("dir_example", "directory.toml");
+    let c = DirectoryConfig::load(&path).unwrap();
+    assert_eq!(c.trust, example_trust(&path));
     assert_eq!(c.listen, "0.0.0.0:7400".parse::<SocketAddr>().unwrap());
     assert_eq!(c.lease_ms, 1500);
     assert_eq!(c.log_level, "info");
@@ -51,7 +65,9 @@ fn directory_example_loads_as_documented() {
 
 #[test]
 fn daemon_example_loads_as_documented() {
-    let c = DaemonConfig::load(&example("chorusd.toml")).unwrap();
+    let path = example("daemon_example", "chorusd.toml");
+    let c = DaemonConfig::load(&path).unwrap();
+    assert_eq!(c.trust, example_trust(&path));
     assert_eq!(c.node, "host-a");
     assert_eq!(
         c.directory,
@@ -67,7 +83,7 @@ fn daemon_example_loads_as_documented() {
 
 #[test]
 fn commented_defaults_in_examples_are_valid_and_true() {
-    let path = example("chorusd.toml");
+    let path = example("commented_daemon", "chorusd.toml");
     let text = uncommented(&path);
     assert!(text.contains("\n[tuning]\n"), "tuning section not found");
     let c = DaemonConfig::parse(&text, &path).unwrap();
@@ -102,7 +118,7 @@ fn commented_defaults_in_examples_are_valid_and_true() {
         );
     }
 
-    let path = example("directory.toml");
+    let path = example("commented_directory", "directory.toml");
     let text = uncommented(&path);
     assert!(text.contains("\ncluster = "), "cluster key not documented");
     let c = DirectoryConfig::parse(&text, &path).unwrap();
@@ -141,6 +157,9 @@ fn reference_documents_every_key() {
         "ack_interval_ms",
         "retransmit_ms",
         "session_queue_bytes",
+        "key_file",
+        "accept_key_files",
+        "insecure",
     ] {
         assert!(
             docs.contains(&format!("//! | `{key}` |")),
@@ -152,7 +171,9 @@ fn reference_documents_every_key() {
 #[test]
 fn replicated_directory_example_loads_as_documented() {
     use chorus_config::ReplicaId;
-    let c = DirectoryConfig::load(&example("directory-replicated.toml")).unwrap();
+    let path = example("replicated_example", "directory-replicated.toml");
+    let c = DirectoryConfig::load(&path).unwrap();
+    assert_eq!(c.trust, example_trust(&path));
     let r = c.replication.as_ref().unwrap();
     assert_eq!(r.id, ReplicaId(1));
     assert_eq!(r.state_dir, Path::new("/var/lib/chorus-directory"));

@@ -189,7 +189,8 @@ mod tests {
 
     const BASE: &str =
         "node = \"a\"\ndirectory = [\"127.0.0.1:7400\"]\ninterface = \"127.0.0.1\"\n\
-                        data_port = 7401\nsocket = \"/tmp/x.sock\"\nlog_level = \"info\"\n";
+                        data_port = 7401\nsocket = \"/tmp/x.sock\"\nlog_level = \"info\"\n\
+                        insecure = true\n";
 
     fn reloader(dir: &std::path::Path) -> (Reloader, PathBuf) {
         let path = dir.join("chorusd.toml");

@@ -847,7 +847,8 @@ mod tests {
 
     #[test]
     fn group_limits_reach_the_core() {
-        let text = "[[group]]\nname = \"big\"\naddress = \"239.192.0.10\"\nport = 7410\n\
+        let text =
+            "insecure = true\n[[group]]\nname = \"big\"\naddress = \"239.192.0.10\"\nport = 7410\n\
                     max_members = 5\nmax_message_bytes = 4096\n\n\
                     [[group]]\nname = \"plain\"\naddress = \"239.192.0.11\"\nport = 7410\n";
         let cfg = DirectoryConfig::parse(text, Path::new("directory.toml")).expect("valid");

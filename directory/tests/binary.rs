@@ -19,11 +19,13 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A valid file. It says port 7400; tests that serve pass
 /// `--listen 127.0.0.1:0` (a file may not name port 0) so that parallel runs
-/// never collide.
+/// never collide. Insecure: these tests speak the directory's protocol
+/// themselves, and are about the binary, not the key.
 const VALID: &str = r#"
 listen = "127.0.0.1:7400"
 lease_ms = 60000
 log_level = "info"
+insecure = true
 
 [[group]]
 name = "chat"

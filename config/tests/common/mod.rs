@@ -26,3 +26,59 @@ pub fn assert_points_at(err: &ConfigError, line: usize, key: &str, words: &str) 
         "display lacks line and key: {shown}"
     );
 }
+
+/// `text` with `insecure = true` on a first line of its own, for the tests
+/// of every other key: a file must now choose its trust, and these tests
+/// are not about that choice. [`unshift`] takes the added line back out of
+/// an error's position, so expected lines stay those of `text`.
+pub fn insecure(text: &str) -> String {
+    format!("insecure = true\n{text}")
+}
+
+/// An error from parsing [`insecure`]`(text)`, with its line as in `text`.
+pub fn unshift(mut err: ConfigError) -> ConfigError {
+    err.line = err.line.map(|l| l.saturating_sub(1));
+    err
+}
+
+/// A fresh, empty directory for one test's files.
+pub fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-config-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `text` to `dir/name` with permission bits `mode` (set after
+/// writing, so the umask does not change them).
+pub fn write_mode(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+/// A valid key file (every secret byte `byte`, mode 0600) at `dir/name`.
+pub fn key_file(dir: &std::path::Path, name: &str, byte: u8) -> std::path::PathBuf {
+    let text = chorus_proto::wire::seal::ClusterKey::text_of(&[byte; 32]);
+    write_mode(dir, name, &text, 0o600)
+}
+
+/// The shipped example `name` with its `key_file` pointed at a key made in
+/// `dir` (the examples name /etc/chorus/cluster.key, absent here), saved
+/// as `dir/name`; its path.
+pub fn example_keyed(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let text = std::fs::read_to_string(shipped).unwrap();
+    let key = key_file(dir, "cluster.key", 7);
+    let line = "key_file = \"/etc/chorus/cluster.key\"";
+    assert!(
+        text.contains(line),
+        "{name} names no /etc/chorus/cluster.key"
+    );
+    let text = text.replace(line, &format!("key_file = \"{}\"", key.display()));
+    write_mode(dir, name, &text, 0o644)
+}
