@@ -15,7 +15,7 @@ mod sequencer_thread;
 mod session;
 mod sockets;
 
-use chorus_config::{DaemonConfig, DEFAULT_DAEMON_CONFIG, EXIT_CONFIG};
+use chorus_config::{DaemonConfig, Trust, DEFAULT_DAEMON_CONFIG, EXIT_CONFIG};
 use chorus_proto::host::{Host, HostSettings};
 use chorus_proto::wire::seal::SEAL_OVERHEAD_BYTES;
 use chorus_proto::{Duration as CoreDuration, Incarnation};
@@ -60,6 +60,17 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg.log_level);
+    // The key files were read when the file was; read again now, so that
+    // one removed or opened up since is a configuration error (78, which
+    // systemd does not restart into) rather than a runtime failure.
+    if let Err(e) = cfg.trust.load(&args.config) {
+        log::error!("{e}");
+        eprintln!("chorusd: {e}");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
+    if cfg.trust == Trust::Insecure {
+        log::warn!("{INSECURE_WARNING}");
+    }
     let reloader = reload::Reloader::new(args.config.clone(), cfg.clone());
     match serve(&cfg, None, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +81,12 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Logged at every start with `insecure = true`, so that running without a
+/// key is never forgotten in a log nobody reads at install time only.
+const INSECURE_WARNING: &str = "running without a cluster key (insecure = true): anyone who can \
+reach this host's data port or the groups' multicast addresses can read and forge messages and \
+views; make a key with `chorusctl keygen` and set key_file";
 
 /// Logging: RUST_LOG wins, else the configured level. Without RUST_LOG the
 /// logger passes everything and the level is the global maximum, which

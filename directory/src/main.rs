@@ -7,7 +7,7 @@
 //! configuration error.
 #![forbid(unsafe_code)]
 
-use chorus_config::{DirectoryConfig, DEFAULT_DIRECTORY_CONFIG, EXIT_CONFIG};
+use chorus_config::{DirectoryConfig, Trust, DEFAULT_DIRECTORY_CONFIG, EXIT_CONFIG};
 use chorus_directory::Server;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -49,6 +49,17 @@ fn main() -> ExitCode {
         cfg.listen = listen;
     }
     init_logging(&cfg.log_level);
+    // The key files were read when the file was; read again now, so that
+    // one removed or opened up since is a configuration error (78, which
+    // systemd does not restart into) rather than a runtime failure.
+    if let Err(e) = cfg.trust.load(&args.config) {
+        log::error!("{e}");
+        eprintln!("chorus-directory: {e}");
+        return exit_code(EXIT_CONFIG);
+    }
+    if cfg.trust == Trust::Insecure {
+        log::warn!("{INSECURE_WARNING}");
+    }
     match serve(&args.config, &cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,6 +69,12 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Logged at every start with `insecure = true`, so that running without a
+/// key is never forgotten in a log nobody reads at install time only.
+const INSECURE_WARNING: &str = "running without a cluster key (insecure = true): anyone who can \
+reach the directory's port can read the membership and forge registrations, joins and views; \
+make a key with `chorusctl keygen` and set key_file";
 
 /// Logs at `RUST_LOG` if set, else at the configured level.
 fn init_logging(level: &str) {

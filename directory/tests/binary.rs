@@ -87,6 +87,58 @@ fn check_rejects_an_invalid_file_with_78_and_the_line() {
     assert_eq!(out.status.code(), Some(78));
 }
 
+/// `--check`, then a start, on `file`: both exit 78 with `words` on stderr.
+fn assert_config_error(file: &Path, words: &str) {
+    for check in [true, false] {
+        let mut cmd = Command::new(BIN);
+        if check {
+            cmd.arg("--check");
+        }
+        let out = cmd
+            .arg("--config")
+            .arg(file)
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "check {check}: {err}");
+        assert!(err.contains(words), "check {check}: lacks {words:?}: {err}");
+    }
+}
+
+#[test]
+fn a_file_without_a_key_or_with_a_bad_one_exits_78() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keys");
+    let file = dir.join("directory.toml");
+    write(&file, &VALID.replace("insecure = true\n", ""));
+    assert_config_error(&file, "no cluster key: make one with `chorusctl keygen");
+
+    let key = dir.join("cluster.key");
+    write(
+        &key,
+        &chorus_proto::wire::seal::ClusterKey::text_of(&[3; 32]),
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    write(
+        &file,
+        &VALID.replace("insecure = true", "key_file = \"cluster.key\""),
+    );
+    assert_config_error(&file, "has mode 644");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = Command::new(BIN)
+        .args(["--check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn help_and_version_exit_0_and_bad_usage_exits_2() {
     for flag in ["--help", "--version"] {
@@ -212,6 +264,10 @@ fn serves_notifies_reloads_on_sighup_and_stops_on_sigterm() {
     let mut buf = [0u8; 64];
     let n = notify.recv(&mut buf).expect("READY=1");
     assert_eq!(&buf[..n], b"READY=1");
+    wait_line(
+        &lines,
+        "running without a cluster key (insecure = true): anyone who can reach",
+    );
     let line = wait_line(&lines, "listening on ");
     let addr: SocketAddr = line
         .rsplit(' ')
