@@ -277,7 +277,8 @@ fn wrong_types_name_key_and_line() {
 
 #[test]
 fn load_reads_the_file() {
-    let path = common::example_keyed(&common::temp_dir("load_reads"), "chorusd.toml");
+    let dir = common::temp_dir("load_reads");
+    let path = common::example_keyed(&dir, "chorusd.toml");
     let loaded = DaemonConfig::load(&path).unwrap();
     let parsed = DaemonConfig::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
     assert_eq!(loaded, parsed);

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 
 use chorus_config::{AddressPool, DaemonConfig, DirectoryConfig, Trust, Tuning};
 
-/// The example `name`, keyed, in a directory of its own for `test`.
-fn example(test: &str, name: &str) -> PathBuf {
-    common::example_keyed(&common::temp_dir(test), name)
+/// The example `name`, keyed, in a directory of its own for `test` (kept
+/// while the returned guard lives).
+fn example(test: &str, name: &str) -> (common::TempDir, PathBuf) {
+    let dir = common::temp_dir(test);
+    let path = common::example_keyed(&dir, name);
+    (dir, path)
 }
 
 /// The trust every keyed example loads with: the key beside it.
@@ -39,7 +42,7 @@ fn uncommented(path: &Path) -> String {
 
 #[test]
 fn directory_example_loads_as_documented() {
-    let path = example("dir_example", "directory.toml");
+    let (_dir, path) = example("dir_example", "directory.toml");
     let c = DirectoryConfig::load(&path).unwrap();
     assert_eq!(c.trust, example_trust(&path));
     assert_eq!(c.listen, "0.0.0.0:7400".parse::<SocketAddr>().unwrap());
@@ -65,7 +68,7 @@ fn directory_example_loads_as_documented() {
 
 #[test]
 fn daemon_example_loads_as_documented() {
-    let path = example("daemon_example", "chorusd.toml");
+    let (_dir, path) = example("daemon_example", "chorusd.toml");
     let c = DaemonConfig::load(&path).unwrap();
     assert_eq!(c.trust, example_trust(&path));
     assert_eq!(c.node, "host-a");
@@ -83,7 +86,7 @@ fn daemon_example_loads_as_documented() {
 
 #[test]
 fn commented_defaults_in_examples_are_valid_and_true() {
-    let path = example("commented_daemon", "chorusd.toml");
+    let (_dir, path) = example("commented_daemon", "chorusd.toml");
     let text = uncommented(&path);
     assert!(text.contains("\n[tuning]\n"), "tuning section not found");
     let c = DaemonConfig::parse(&text, &path).unwrap();
@@ -118,7 +121,7 @@ fn commented_defaults_in_examples_are_valid_and_true() {
         );
     }
 
-    let path = example("commented_directory", "directory.toml");
+    let (_dir, path) = example("commented_directory", "directory.toml");
     let text = uncommented(&path);
     assert!(text.contains("\ncluster = "), "cluster key not documented");
     let c = DirectoryConfig::parse(&text, &path).unwrap();
@@ -171,7 +174,7 @@ fn reference_documents_every_key() {
 #[test]
 fn replicated_directory_example_loads_as_documented() {
     use chorus_config::ReplicaId;
-    let path = example("replicated_example", "directory-replicated.toml");
+    let (_dir, path) = example("replicated_example", "directory-replicated.toml");
     let c = DirectoryConfig::load(&path).unwrap();
     assert_eq!(c.trust, example_trust(&path));
     let r = c.replication.as_ref().unwrap();

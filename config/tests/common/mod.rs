@@ -41,12 +41,31 @@ pub fn unshift(mut err: ConfigError) -> ConfigError {
     err
 }
 
-/// A fresh, empty directory for one test's files.
-pub fn temp_dir(test: &str) -> std::path::PathBuf {
+/// A directory for one test's files, removed when dropped unless the
+/// test failed (its files then show what it saw).
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh, empty [`TempDir`] for one test's files.
+pub fn temp_dir(test: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("chorus-config-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Writes `text` to `dir/name` with permission bits `mode` (set after
