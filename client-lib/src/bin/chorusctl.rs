@@ -5,9 +5,13 @@
 //! daemon's socket cannot be reached, the daemon refused a request as
 //! `Unavailable` (its directory did not answer, or it is not registered
 //! with one), or `status` found it not connected to a directory (it cannot
-//! serve joins yet: a script may wait for `status` to exit 0).
+//! serve joins yet: a script may wait for `status` to exit 0). `keygen`,
+//! which talks to no daemon, exits 73 when it cannot create the key file
+//! (it exists, without `--force`) and 71 when the random source fails.
 #![forbid(unsafe_code)]
 
+#[path = "chorusctl/keygen.rs"]
+mod keygen;
 #[path = "chorusctl/output.rs"]
 mod output;
 
@@ -92,6 +96,23 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Make a new cluster key in PATH (mode 0600) for key_file in chorusd.toml and directory.toml
+    #[command(
+        long_about = "Make a new cluster key: 32 bytes from the system's random source, \
+written to PATH as one line of text, readable and writable by its owner only (mode 0600). \
+Every chorusd and every directory replica of a cluster reads the same key file (key_file in \
+chorusd.toml and directory.toml); copy it to each, owned by the user they run as.\n\n\
+Prints the key's id (which names the key without revealing it) and the next steps; the key \
+itself is never printed. An existing PATH is left alone (exit 73) unless --force is given. \
+Talks to no daemon."
+    )]
+    Keygen {
+        /// Where to write the key, e.g. /etc/chorus/cluster.key
+        path: PathBuf,
+        /// Replace PATH if it exists (a new file is renamed over it: the path never holds a partial key)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -140,6 +161,15 @@ impl From<Printed> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Keygen { path, force } = &cli.command {
+        return match keygen::keygen(path, *force) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chorusctl: {}", e.message);
+                ExitCode::from(e.code)
+            }
+        };
+    }
     let socket = cli.socket.unwrap_or_else(chorus::default_socket_path);
     let mut out = Out::stdout();
     let result = Client::connect(&socket)
@@ -222,6 +252,8 @@ fn run(client: &mut Client, command: Command, out: &mut Out) -> Result<(), Failu
             let name = name.unwrap_or_else(|| format!("listen-{}", std::process::id()));
             listen(client, &group, &name, json, count, out)?;
         }
+        // Handled in main: it needs no daemon.
+        Command::Keygen { .. } => {}
     }
     Ok(())
 }
