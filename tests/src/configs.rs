@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use crate::alloc::McastGroup;
+use crate::keys::KeySpec;
 
 /// One `[[group]]` of directory.toml.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct DirectoryConfig {
     pub lease_ms: u64,
     /// `log_level`.
     pub log_level: String,
+    /// `key_file` and `accept_key_files`, or `insecure`: the same key
+    /// for every file of one cluster ([`crate::keys::cluster_keys`]).
+    pub keys: KeySpec,
     /// Declared groups.
     pub groups: Vec<GroupSpec>,
     /// `id`, `state_dir` and `[[peer]]`: one replica of a replicated
@@ -63,6 +67,7 @@ impl DirectoryConfig {
         let _ = writeln!(s, "listen = \"{}\"", self.listen);
         let _ = writeln!(s, "lease_ms = {}", self.lease_ms);
         let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        s.push_str(&self.keys.to_toml());
         if let Some(r) = &self.replica {
             let _ = writeln!(s, "id = {}", r.id);
             let _ = writeln!(s, "state_dir = \"{}\"", r.state_dir.display());
@@ -100,6 +105,8 @@ pub struct DaemonConfig {
     pub socket_mode: String,
     /// `log_level`.
     pub log_level: String,
+    /// `key_file` and `accept_key_files`, or `insecure`.
+    pub keys: KeySpec,
     /// `[tuning] max_message_bytes` (None: the default, 1 MiB).
     pub max_message_bytes: Option<usize>,
 }
@@ -116,6 +123,7 @@ impl DaemonConfig {
         let _ = writeln!(s, "socket = \"{}\"", self.socket.display());
         let _ = writeln!(s, "socket_mode = \"{}\"", self.socket_mode);
         let _ = writeln!(s, "log_level = \"{}\"", self.log_level);
+        s.push_str(&self.keys.to_toml());
         if let Some(n) = self.max_message_bytes {
             let _ = writeln!(s, "[tuning]\nmax_message_bytes = {n}");
         }
@@ -147,8 +155,13 @@ mod tests {
                 },
             }],
             replica: None,
+            keys: KeySpec::file("/tmp/t/cluster.key"),
         };
         let text = c.to_toml();
+        assert!(
+            text.contains("log_level = \"info\"\nkey_file = \"/tmp/t/cluster.key\"\n"),
+            "{text}"
+        );
         assert!(text.contains("listen = \"127.0.0.1:7400\"\n"), "{text}");
         assert!(
             text.contains("[[group]]\nname = \"chat\"\naddress = \"239.255.1.2\"\nport = 7410\n"),
@@ -169,9 +182,14 @@ mod tests {
             socket: "/tmp/x.sock".into(),
             socket_mode: "0660".into(),
             log_level: "info".into(),
-            max_message_bytes: None,
+            max_message_bytes: Some(4096),
+            keys: KeySpec::Insecure,
         };
         let text = c.to_toml();
+        assert!(
+            text.contains("insecure = true\n[tuning]\nmax_message_bytes = 4096\n"),
+            "{text}"
+        );
         assert!(
             text.contains("directory = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n"),
             "{text}"

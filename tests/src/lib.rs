@@ -6,7 +6,8 @@
 //! - [`bins`]: build (once, same profile as the test) and locate the binaries;
 //! - [`testenv`], [`process`], [`notify`]: a per-test directory, processes that
 //!   die with their test, readiness through `NOTIFY_SOCKET`, a watchdog;
-//! - [`alloc`], [`configs`]: ports, multicast groups and config files;
+//! - [`alloc`], [`configs`], [`keys`]: ports, multicast groups, config files
+//!   and the key file every test cluster runs with;
 //! - [`cluster`], [`loopback`], [`netns`], [`netns_cluster`]: a directory and N
 //!   daemons on 127.0.0.1, or one per network-namespace host with nftables loss;
 //! - [`dev`]: `chorusd --dev` and the socket path it prints;
@@ -34,6 +35,7 @@ pub mod configs;
 pub mod dev;
 pub mod error;
 pub mod failover;
+pub mod keys;
 pub mod listener;
 pub mod loopback;
 pub mod netns;

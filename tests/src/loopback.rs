@@ -3,7 +3,8 @@
 //!
 //! Every daemon uses interface 127.0.0.1 with its own data port; the test's
 //! group has its own multicast address and port (see [`crate::alloc`]) so that
-//! concurrent tests never hear each other.
+//! concurrent tests never hear each other. Every file names the one key
+//! the test's directory holds ([`crate::keys::cluster_key_file`]).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::alloc::{free_tcp_port, free_udp_port, mcast_group};
 use crate::cluster::{DirectoryProc, Launcher, Node};
 use crate::configs::{test_log_level, DaemonConfig, DirectoryConfig, GroupSpec};
 use crate::error::Result;
+use crate::keys::cluster_keys;
 use crate::listener::Listener;
 use crate::testenv::TestEnv;
 
@@ -115,6 +117,7 @@ impl LoopbackCluster {
                 socket_mode: "0600".to_owned(),
                 log_level: test_log_level(),
                 max_message_bytes,
+                keys: cluster_keys(env.dir())?,
             };
             nodes.push(Node::start(&env, &Launcher::Host, &config)?);
         }
@@ -158,6 +161,7 @@ fn start_directory(env: &TestEnv, group: &GroupSpec, name: &str) -> Result<Direc
         log_level: test_log_level(),
         groups: vec![group.clone()],
         replica: None,
+        keys: cluster_keys(env.dir())?,
     };
     DirectoryProc::start_named(env, &Launcher::Host, &config, name)
 }

@@ -10,6 +10,7 @@ use crate::alloc::mcast_group;
 use crate::cluster::{DirectoryProc, Node};
 use crate::configs::{test_log_level, DaemonConfig, DirectoryConfig, GroupSpec};
 use crate::error::Result;
+use crate::keys::cluster_keys;
 use crate::listener::Listener;
 use crate::loopback::LEASE_MS;
 use crate::netns::{Tools, Topology};
@@ -71,6 +72,7 @@ impl NetnsCluster {
             log_level: test_log_level(),
             groups: vec![group.clone()],
             replica: None,
+            keys: cluster_keys(env.dir())?,
         };
         let directory = DirectoryProc::start(&env, &topology.launcher(1), &dir_config)?;
         let mut nodes = Vec::with_capacity(hosts);
@@ -85,6 +87,7 @@ impl NetnsCluster {
                 socket_mode: "0600".to_owned(),
                 log_level: test_log_level(),
                 max_message_bytes: None,
+                keys: cluster_keys(env.dir())?,
             };
             nodes.push(Node::start(&env, &topology.launcher(k), &config)?);
         }

@@ -20,6 +20,7 @@ use crate::configs::{
     test_log_level, DaemonConfig, DirectoryConfig, GroupSpec, PeerSpec, ReplicaSpec,
 };
 use crate::error::{HarnessError, Result};
+use crate::keys::cluster_keys;
 use crate::listener::{Event, Listener, ViewEvent};
 use crate::loopback::LEASE_MS;
 use crate::netns::{Tools, Topology};
@@ -148,6 +149,7 @@ impl ReplicatedCluster {
                         state_dir: env.path(&format!("replica{}.state", p.id)),
                         peers: peers.clone(),
                     }),
+                    keys: cluster_keys(env.dir())?,
                 };
                 DirectoryProc::start_named(&env, launcher, &config, &format!("replica{}", p.id))
             })
@@ -204,6 +206,7 @@ impl ReplicatedCluster {
             socket_mode: "0600".to_owned(),
             log_level: test_log_level(),
             max_message_bytes: None,
+            keys: cluster_keys(self.env.dir())?,
         };
         self.nodes.push(Node::start(&self.env, &launcher, &config)?);
         self.nodes

@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chorus_tests::bins::{bins, workspace_root};
+use chorus_tests::keys::cluster_key_file;
 use chorus_tests::testenv::TestEnv;
 
 /// Runs `<binary> --check --config <path>`; returns (exit code, stderr).
@@ -26,6 +27,7 @@ const DIRECTORY_OK: &str = "\
 listen = \"127.0.0.1:7400\"
 lease_ms = 1500
 log_level = \"info\"
+key_file = \"cluster.key\"
 
 [[group]]
 name = \"chat\"
@@ -41,6 +43,7 @@ data_port = 7401
 socket = \"/tmp/chorus-check-test.sock\"
 socket_mode = \"0660\"
 log_level = \"info\"
+key_file = \"cluster.key\"
 ";
 
 /// Asserts exit 78 and a message naming the file, the key and `:line:`.
@@ -65,21 +68,43 @@ fn assert_rejected(env: &TestEnv, binary: &Path, file: &str, text: &str, key: &s
 #[test]
 fn shipped_examples_are_valid() {
     let env = TestEnv::new("config_examples", Duration::from_secs(120)).unwrap();
-    let examples = workspace_root().join("config/examples");
     let (code, err) = check(
         &env,
         &bins().directory,
         "dir-example",
-        &examples.join("directory.toml"),
+        &keyed_example(&env, "directory.toml"),
     );
     assert_eq!(code, 0, "directory.toml example: {err}");
     let (code, err) = check(
         &env,
+        &bins().directory,
+        "replicated-example",
+        &keyed_example(&env, "directory-replicated.toml"),
+    );
+    assert_eq!(code, 0, "directory-replicated.toml example: {err}");
+    let (code, err) = check(
+        &env,
         &bins().chorusd,
         "chorusd-example",
-        &examples.join("chorusd.toml"),
+        &keyed_example(&env, "chorusd.toml"),
     );
     assert_eq!(code, 0, "chorusd.toml example: {err}");
+}
+
+/// The shipped example `name`, copied into the test's directory with its
+/// `key_file` (/etc/chorus/cluster.key, absent here) pointed at the test's
+/// key; every other line as shipped.
+fn keyed_example(env: &TestEnv, name: &str) -> PathBuf {
+    let text =
+        std::fs::read_to_string(workspace_root().join("config/examples").join(name)).unwrap();
+    let line = "key_file = \"/etc/chorus/cluster.key\"";
+    assert!(
+        text.contains(line),
+        "{name} names no /etc/chorus/cluster.key"
+    );
+    let key = cluster_key_file(env.dir()).unwrap();
+    let text = text.replace(line, &format!("key_file = \"{}\"", key.display()));
+    env.write_file(&format!("example-{name}"), &text).unwrap()
 }
 
 #[test]
@@ -87,6 +112,7 @@ fn directory_check_rejects_bad_files() {
     let env = TestEnv::new("config_check_directory", Duration::from_secs(120)).unwrap();
     let bin = &bins().directory;
     // The base file is valid, so each rejection below is the bad line's doing.
+    cluster_key_file(env.dir()).unwrap();
     let ok = env.write_file("dir-ok.toml", DIRECTORY_OK).unwrap();
     assert_eq!(check(&env, bin, "dir-ok", &ok).0, 0);
 
@@ -103,20 +129,41 @@ fn directory_check_rejects_bad_files() {
         "dir-unknown-group.toml",
         &unknown_in_group,
         "colour",
-        9,
+        10,
     );
 
     let unicast = DIRECTORY_OK.replace("239.192.0.10", "10.1.2.3");
-    assert_rejected(&env, bin, "dir-unicast.toml", &unicast, "address", 7);
+    assert_rejected(&env, bin, "dir-unicast.toml", &unicast, "address", 8);
+
+    let keyless = DIRECTORY_OK.replace("key_file = \"cluster.key\"\n", "");
+    let path = env.write_file("dir-keyless.toml", &keyless).unwrap();
+    let (code, stderr) = check(&env, bin, "dir-keyless", &path);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("no cluster key: make one with `chorusctl keygen"),
+        "{stderr}"
+    );
+    let insecure = keyless.replace(
+        "log_level = \"info\"\n",
+        "log_level = \"info\"\ninsecure = true\n",
+    );
+    let path = env.write_file("dir-insecure.toml", &insecure).unwrap();
+    assert_eq!(check(&env, bin, "dir-insecure", &path).0, 0);
 }
 
 #[test]
 fn chorusd_check_rejects_bad_files() {
     let env = TestEnv::new("config_check_chorusd", Duration::from_secs(120)).unwrap();
     let bin = &bins().chorusd;
+    cluster_key_file(env.dir()).unwrap();
     let ok = env.write_file("d-ok.toml", CHORUSD_OK).unwrap();
     assert_eq!(check(&env, bin, "d-ok", &ok).0, 0);
 
     let unknown = format!("{CHORUSD_OK}sokcet_mode = \"0600\"\n");
-    assert_rejected(&env, bin, "d-unknown.toml", &unknown, "sokcet_mode", 8);
+    assert_rejected(&env, bin, "d-unknown.toml", &unknown, "sokcet_mode", 9);
+
+    let both = format!("{CHORUSD_OK}insecure = true\n");
+    assert_rejected(&env, bin, "d-both.toml", &both, "insecure", 9);
+    let missing = CHORUSD_OK.replace("cluster.key", "missing.key");
+    assert_rejected(&env, bin, "d-missing.toml", &missing, "key_file", 8);
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chorus_tests::alloc::{free_tcp_port, free_udp_port, mcast_group};
 use chorus_tests::cluster::{DirectoryProc, Launcher, Node};
 use chorus_tests::configs::{test_log_level, DaemonConfig, DirectoryConfig, GroupSpec};
+use chorus_tests::keys::cluster_keys;
 use chorus_tests::listener::{Event, Listener};
 use chorus_tests::loopback::{LoopbackCluster, LEASE_MS};
 use chorus_tests::testenv::TestEnv;
@@ -121,6 +122,7 @@ fn daemon_config(env: &TestEnv, node: &str, directory: SocketAddrV4) -> DaemonCo
         socket_mode: "0600".to_owned(),
         log_level: test_log_level(),
         max_message_bytes: None,
+        keys: cluster_keys(env.dir()).unwrap(),
     }
 }
 
@@ -141,6 +143,7 @@ fn a_script_that_starts_the_services_waits_for_status_and_joins_works_first_time
         log_level: test_log_level(),
         groups: vec![group.clone()],
         replica: None,
+        keys: cluster_keys(env.dir()).unwrap(),
     };
     let directory = DirectoryProc::start(&env, &Launcher::Host, &dir_config).unwrap();
     let n1 = Node::spawn(
