@@ -1,13 +1,17 @@
 //! `--check` (contract): 0 for a valid config, 78 for an invalid one with the
 //! file, the line and the key in the message. The shipped examples must pass.
+//! `chorusctl keygen` makes a key file `--check` accepts, and `--check`
+//! refuses a key file others may read.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is the failure report
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use chorus_tests::bins::{bins, workspace_root};
-use chorus_tests::keys::cluster_key_file;
+use chorus_tests::keys::{cluster_key_file, key_id};
 use chorus_tests::testenv::TestEnv;
 
 /// Runs `<binary> --check --config <path>`; returns (exit code, stderr).
@@ -166,4 +170,90 @@ fn chorusd_check_rejects_bad_files() {
     assert_rejected(&env, bin, "d-both.toml", &both, "insecure", 9);
     let missing = CHORUSD_OK.replace("cluster.key", "missing.key");
     assert_rejected(&env, bin, "d-missing.toml", &missing, "key_file", 8);
+}
+
+/// Runs `chorusctl keygen ARGS`; returns (exit code, stdout, stderr).
+fn keygen(args: &[&str], path: &Path) -> (i32, String, String) {
+    let out = Command::new(&bins().chorusctl)
+        .arg("keygen")
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keygen_makes_a_key_check_accepts_and_keeps_it_unless_forced() {
+    let env = TestEnv::new("config_keygen", Duration::from_secs(120)).unwrap();
+    let key = env.path("made.key");
+    let (code, stdout, stderr) = keygen(&[], &key);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(mode_of(&key), 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let id = key_id(&key).unwrap();
+    // The id and the next steps are printed; the secret is not.
+    assert!(stdout.contains(&format!("cluster key {id}")), "{stdout}");
+    assert!(stdout.contains("key_file = "), "{stdout}");
+    let hex = text.trim().rsplit(':').next().unwrap();
+    assert!(
+        !stdout.contains(hex) && !stderr.contains(hex),
+        "the secret was printed"
+    );
+
+    // chorusd --check takes a file that names it.
+    let config = CHORUSD_OK.replace("cluster.key", "made.key");
+    let config = env.write_file("keygen.toml", &config).unwrap();
+    let (code, err) = check(&env, &bins().chorusd, "keygen-check", &config);
+    assert_eq!(code, 0, "{err}");
+
+    // An existing key is left alone...
+    let (code, _, stderr) = keygen(&[], &key);
+    assert_eq!(code, 73, "{stderr}");
+    assert!(
+        stderr.contains("exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+    // ...unless forced: a new key, still 0600, and no temporary file left.
+    let (code, stdout, stderr) = keygen(&["--force"], &key);
+    assert_eq!(code, 0, "{stderr}");
+    let new_id = key_id(&key).unwrap();
+    assert_ne!(new_id, id);
+    assert!(
+        stdout.contains(&format!("cluster key {new_id}")),
+        "{stdout}"
+    );
+    assert_eq!(mode_of(&key), 0o600);
+    let strays: Vec<_> = std::fs::read_dir(env.dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".made.key"))
+        .collect();
+    assert!(strays.is_empty(), "left behind: {strays:?}");
+    assert_eq!(check(&env, &bins().chorusd, "keygen-forced", &config).0, 0);
+
+    // A key others may read is refused, naming its mode, by both binaries.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, err) = check(&env, &bins().chorusd, "keygen-644", &config);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("key `key_file`") && err.contains("mode 644"),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+    let dir_config = DIRECTORY_OK.replace("cluster.key", "made.key");
+    let dir_config = env.write_file("keygen-dir.toml", &dir_config).unwrap();
+    let (code, err) = check(&env, &bins().directory, "keygen-dir-644", &dir_config);
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("mode 644"), "{err}");
 }
