@@ -1,6 +1,14 @@
 //! `chorusd --dev`: a whole chorus on this machine with nothing to configure.
+//!
+//! It runs keyed all the same: a key drawn at start and held in memory only
+//! ([`Trust::Ephemeral`]), shared by the daemon and its in-process
+//! directory. Nothing outside the process holds it, so no other process on
+//! the machine can read or inject the demo's traffic, and there is no key
+//! file to make.
 
-use chorus_config::{DaemonConfig, DirectoryConfig, DynamicConfig, GroupConfig};
+use chorus_config::{DaemonConfig, DirectoryConfig, DynamicConfig, GroupConfig, Trust};
+use chorus_proto::wire::seal::KEY_BYTES;
+use ring::rand::{SecureRandom, SystemRandom};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -19,6 +27,11 @@ fn socket_path() -> PathBuf {
 
 pub fn run() -> ExitCode {
     crate::init_logging("info");
+    let mut secret = [0u8; KEY_BYTES];
+    if SystemRandom::new().fill(&mut secret).is_err() {
+        eprintln!("chorusd --dev: the system's random source failed; cannot draw a cluster key");
+        return ExitCode::from(1);
+    }
     let dir_cfg = DirectoryConfig {
         listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
         // Each dev instance is its own cluster: two on one machine never mix.
@@ -36,6 +49,7 @@ pub fn run() -> ExitCode {
             address_pool: pool,
             port: DEMO_PORT + 10,
         }),
+        trust: Trust::Ephemeral(secret),
         ..DirectoryConfig::default()
     };
     let server =
@@ -53,6 +67,7 @@ pub fn run() -> ExitCode {
         data_port: 0,
         socket: socket_path(),
         socket_mode: 0o600,
+        trust: Trust::Ephemeral(secret),
         ..DaemonConfig::default()
     };
     let node = cfg.node.clone();
