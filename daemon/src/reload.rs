@@ -9,7 +9,7 @@
 //! (unreadable, invalid) is logged and ignored. SIGHUP never stops chorusd
 //! and never touches its groups.
 
-use chorus_config::DaemonConfig;
+use chorus_config::{DaemonConfig, Trust};
 use log::LevelFilter;
 use std::path::PathBuf;
 
@@ -115,7 +115,28 @@ pub fn set_log_level(level: &str) -> bool {
 /// named in `chorusd.toml`.
 pub fn restart_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let (a, b) = (&old.tuning, &new.tuning);
+    // The keys are read once, at start: a rotation restarts each process
+    // in turn (systemd/INSTALL.md), so a changed key is named here too.
+    let key_file = |t: &Trust| match t {
+        Trust::KeyFiles { key_file, .. } => Some(key_file.clone()),
+        Trust::Ephemeral(_) | Trust::Insecure => None,
+    };
+    let accepted = |t: &Trust| match t {
+        Trust::KeyFiles {
+            accept_key_files, ..
+        } => accept_key_files.clone(),
+        Trust::Ephemeral(_) | Trust::Insecure => Vec::new(),
+    };
     let checks = [
+        ("key_file", key_file(&old.trust) != key_file(&new.trust)),
+        (
+            "accept_key_files",
+            accepted(&old.trust) != accepted(&new.trust),
+        ),
+        (
+            "insecure",
+            (old.trust == Trust::Insecure) != (new.trust == Trust::Insecure),
+        ),
         ("node", old.node != new.node),
         ("directory", old.directory != new.directory),
         ("interface", old.interface != new.interface),
@@ -254,6 +275,41 @@ mod tests {
                 need_restart: vec![],
             }
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_changed_key_is_named_as_taking_a_restart() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir("keys");
+        let (mut r, path) = reloader(&dir);
+        let key = |name: &str, byte: u8| {
+            let p = dir.join(name);
+            let text = chorus_proto::wire::seal::ClusterKey::text_of(&[byte; 32]);
+            write(&p, &text);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            p
+        };
+        let (a, b) = (key("a.key", 1), key("b.key", 2));
+        let keyed = BASE.replace(
+            "insecure = true\n",
+            &format!("key_file = \"{}\"\n", a.display()),
+        );
+        write(&path, &keyed);
+        assert_eq!(
+            r.reload(),
+            Outcome::Loaded {
+                log_level: None,
+                need_restart: vec!["key_file", "insecure"],
+            }
+        );
+        let rotating = format!("{keyed}accept_key_files = [\"{}\"]\n", b.display());
+        write(&path, &rotating);
+        assert!(matches!(
+            r.reload(),
+            Outcome::Loaded { ref need_restart, .. }
+                if need_restart == &vec!["key_file", "accept_key_files", "insecure"]
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
