@@ -84,7 +84,8 @@
 //! chorus key, or may be read by users other than its owner (any group or
 //! other permission bit: `chmod 600` it). A relative path is taken from
 //! the configuration file's directory. Changing keys takes a restart; to
-//! rotate without stopping the cluster, see `systemd/INSTALL.md`.
+//! rotate without stopping the cluster, see "Rotating the cluster key" in
+//! `systemd/INSTALL.md`.
 //!
 //! ## `chorusd.toml`
 //!

@@ -69,7 +69,7 @@ pub fn keygen(path: &Path, force: bool) -> Result<(), KeygenError> {
          \x20      key_file = \"{shown}\"\n\
          \x20 4. check each file with `chorusd --check` / `chorus-directory --check`, then restart.\n\
          \x20 To change the key of a running cluster without stopping it, roll the new key out\n\
-         \x20 with accept_key_files first (\"The cluster key\" in systemd/INSTALL.md)."
+         \x20 with accept_key_files first (\"Rotating the cluster key\" in systemd/INSTALL.md)."
     );
     if replaced {
         let _ = writeln!(
