@@ -88,6 +88,10 @@ impl Trust {
     }
 }
 
+/// Largest key file read: a key is one line of 87 bytes, with room for
+/// surrounding whitespace an editor may add.
+const KEY_FILE_BYTES_MAX: u64 = 1024;
+
 /// The trust keys of either file, as written: `key_file`,
 /// `accept_key_files` and `insecure`.
 pub(crate) struct RawTrust {
@@ -183,6 +187,15 @@ pub fn read_key_file(path: &Path) -> Result<ClusterKey, String> {
     })?;
     if !meta.is_file() {
         return Err(format!("key file {shown} is not a regular file"));
+    }
+    // A key file is one short line; a path to some large file is a
+    // mistake, and is refused before it is read into memory.
+    if meta.len() > KEY_FILE_BYTES_MAX {
+        return Err(format!(
+            "key file {shown} is {} bytes long; a key file is one line of {} bytes (make one with `chorusctl keygen PATH`)",
+            meta.len(),
+            ClusterKey::text_of(&[0; KEY_BYTES]).len()
+        ));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {

@@ -243,6 +243,13 @@ fn bad_key_files(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
             write_mode(dir, "zero.key", &ClusterKey::text_of(&[0; 32]), 0o600),
             vec!["all zero".to_owned()],
         ),
+        (
+            write_mode(dir, "long.key", &good.repeat(20), 0o600),
+            vec![
+                "1740 bytes long".to_owned(),
+                "one line of 87 bytes".to_owned(),
+            ],
+        ),
     ];
     for (name, mode) in [
         ("world.key", 0o644),
