@@ -165,7 +165,7 @@ pub use directory::{DirectoryConfig, DynamicConfig, GroupConfig};
 pub use error::ConfigError;
 pub use pool::AddressPool;
 pub use replication::{PeerConfig, ReplicaId, ReplicationConfig, REPLICAS_MAX};
-pub use trust::{read_key_file, Trust};
+pub use trust::{describe_keys, read_key_file, Trust};
 
 /// Exit code of every binary when its configuration is invalid (sysexits `EX_CONFIG`).
 pub const EXIT_CONFIG: i32 = 78;

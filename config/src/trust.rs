@@ -178,6 +178,19 @@ fn key_path(src: &Source<'_>, key: &str, value: Spanned<String>) -> Result<PathB
     Ok(path)
 }
 
+/// The keys of `ring` as a start logs them: the ids only (which name the
+/// keys without revealing them), so an administrator can see from the logs
+/// which key every process seals with during a rotation.
+pub fn describe_keys(ring: &KeyRing) -> String {
+    let ids = ring.ids();
+    let mut s = format!("sealing with cluster key {}", ring.current().id());
+    if ids.len() > 1 {
+        let also: Vec<String> = ids.iter().skip(1).map(ToString::to_string).collect();
+        s.push_str(&format!(", also accepting {}", also.join(", ")));
+    }
+    s
+}
+
 /// Reads and checks one key file; the error says what is wrong with it and
 /// how to put it right.
 pub fn read_key_file(path: &Path) -> Result<ClusterKey, String> {

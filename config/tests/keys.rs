@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use chorus_config::{ConfigError, DaemonConfig, DirectoryConfig, Trust};
+use chorus_config::{describe_keys, ConfigError, DaemonConfig, DirectoryConfig, Trust};
 use chorus_proto::wire::seal::ClusterKey;
 use common::{assert_points_at, key_file, temp_dir, write_mode};
 
@@ -156,6 +156,16 @@ fn accepted_keys_open_beside_the_current_one() {
             let id = ClusterKey::from_bytes(&[b; 32]).id();
             assert!(ring.get(id).is_some(), "{kind:?}: key {b} not accepted");
         }
+        let id = |b: u8| ClusterKey::from_bytes(&[b; 32]).id();
+        assert_eq!(
+            describe_keys(&ring),
+            format!(
+                "sealing with cluster key {}, also accepting {}, {}",
+                id(4),
+                id(5),
+                id(6)
+            )
+        );
         // An empty list is no rotation.
         let keys = format!("key_file = \"{}\"\naccept_key_files = []\n", new.display());
         assert_eq!(kind.parse(&dir, &keys).unwrap(), keyed(new.clone(), vec![]));

@@ -15,7 +15,7 @@ mod sequencer_thread;
 mod session;
 mod sockets;
 
-use chorus_config::{DaemonConfig, Trust, DEFAULT_DAEMON_CONFIG, EXIT_CONFIG};
+use chorus_config::{describe_keys, DaemonConfig, DEFAULT_DAEMON_CONFIG, EXIT_CONFIG};
 use chorus_proto::host::{Host, HostSettings};
 use chorus_proto::wire::seal::SEAL_OVERHEAD_BYTES;
 use chorus_proto::{Duration as CoreDuration, Incarnation};
@@ -63,13 +63,14 @@ fn main() -> ExitCode {
     // The key files were read when the file was; read again now, so that
     // one removed or opened up since is a configuration error (78, which
     // systemd does not restart into) rather than a runtime failure.
-    if let Err(e) = cfg.trust.load(&args.config) {
-        log::error!("{e}");
-        eprintln!("chorusd: {e}");
-        return ExitCode::from(EXIT_CONFIG as u8);
-    }
-    if cfg.trust == Trust::Insecure {
-        log::warn!("{INSECURE_WARNING}");
+    match cfg.trust.load(&args.config) {
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("chorusd: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+        Ok(Some(ring)) => log::info!("{}", describe_keys(&ring)),
+        Ok(None) => log::warn!("{INSECURE_WARNING}"),
     }
     let reloader = reload::Reloader::new(args.config.clone(), cfg.clone());
     match serve(&cfg, None, Some(reloader)) {

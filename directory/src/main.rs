@@ -7,7 +7,7 @@
 //! configuration error.
 #![forbid(unsafe_code)]
 
-use chorus_config::{DirectoryConfig, Trust, DEFAULT_DIRECTORY_CONFIG, EXIT_CONFIG};
+use chorus_config::{describe_keys, DirectoryConfig, DEFAULT_DIRECTORY_CONFIG, EXIT_CONFIG};
 use chorus_directory::Server;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -52,13 +52,14 @@ fn main() -> ExitCode {
     // The key files were read when the file was; read again now, so that
     // one removed or opened up since is a configuration error (78, which
     // systemd does not restart into) rather than a runtime failure.
-    if let Err(e) = cfg.trust.load(&args.config) {
-        log::error!("{e}");
-        eprintln!("chorus-directory: {e}");
-        return exit_code(EXIT_CONFIG);
-    }
-    if cfg.trust == Trust::Insecure {
-        log::warn!("{INSECURE_WARNING}");
+    match cfg.trust.load(&args.config) {
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("chorus-directory: {e}");
+            return exit_code(EXIT_CONFIG);
+        }
+        Ok(Some(ring)) => log::info!("{}", describe_keys(&ring)),
+        Ok(None) => log::warn!("{INSECURE_WARNING}"),
     }
     match serve(&args.config, &cfg) {
         Ok(()) => ExitCode::SUCCESS,

@@ -126,6 +126,20 @@ fn a_file_without_a_key_or_with_a_bad_one_exits_78() {
     );
     assert_config_error(&file, "has mode 644");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // A start names the key it seals with by its id, never the key.
+    let id = chorus_proto::wire::seal::ClusterKey::from_bytes(&[3; 32]).id();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = stderr_lines(&mut child);
+    wait_line(&lines, &format!("sealing with cluster key {id}"));
+    signal(&child, "-TERM");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
     let out = Command::new(BIN)
         .args(["--check", "--config"])
         .arg(&file)
