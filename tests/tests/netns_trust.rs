@@ -71,6 +71,7 @@ fn netns_trust() {
     let Some(tools) = netns::require() else {
         return;
     };
+    let started = Instant::now();
     let cluster = NetnsCluster::start_with_spares(
         &tools,
         "netns_trust",
@@ -81,6 +82,12 @@ fn netns_trust() {
     )
     .unwrap();
     let env = cluster.env();
+    let stage = |what: &str| {
+        eprintln!(
+            "netns_trust: {:.1} s: {what}",
+            started.elapsed().as_secs_f64()
+        )
+    };
     let outsider_addr = cluster.topology.host(OUTSIDER).addr;
 
     // The tap on the bridge, running before anything is sent.
@@ -110,7 +117,9 @@ fn netns_trust() {
         l.wait_view_with(&everyone, Duration::from_secs(30))
             .unwrap();
     }
+    stage("views installed");
     send_round(&cluster, &listeners, "first", DAEMONS * PER_SENDER);
+    stage("first round delivered");
 
     std::fs::write(&stop, b"").unwrap();
     tap.wait_timeout(Duration::from_secs(10)).unwrap();
@@ -151,6 +160,7 @@ fn netns_trust() {
         );
     }
 
+    stage("capture read");
     // The attack from host 4: replays and alterations.
     let before = ClusterStats::read(&cluster.nodes).unwrap();
     let out = cluster
@@ -187,6 +197,7 @@ fn netns_trust() {
     assert_eq!(t.messages_delivered, 0, "the attack delivered messages");
     assert_eq!(t.retransmits, 0, "replayed NAKs were answered");
 
+    stage("attack over");
     // A daemon with another key, in host 4: never registers.
     let other = env.path("other.key");
     std::fs::write(&other, ClusterKey::text_of(&[0x5a; 32])).unwrap();
@@ -243,8 +254,10 @@ fn netns_trust() {
     // The handshake's nonce and nothing more: no frame of the protocol.
     assert!(n <= 64, "{n} bytes to a client without the key: {hex}");
 
+    stage("directory probed");
     // Life goes on: a second round, delivered once each, everywhere alike.
     send_round(&cluster, &listeners, "second", 2 * DAEMONS * PER_SENDER);
+    stage("second round delivered");
     let first = listeners[0].snapshot();
     let want: Vec<(String, String)> = first
         .messages()
@@ -284,4 +297,11 @@ fn netns_trust() {
     );
     // It keeps trying, refused every time, and does not crash.
     n4.ensure_running().unwrap();
+    stage("checked");
+    drop(l4);
+    drop(n4);
+    stage("outsider stopped");
+    drop(listeners);
+    drop(cluster);
+    stage("cluster stopped");
 }
