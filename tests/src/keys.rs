@@ -109,8 +109,23 @@ pub fn cluster_key_file(dir: &Path) -> Result<PathBuf> {
     write_key_file(&path, &random_secret()?)
 }
 
-/// [`cluster_key_file`] as the keys every file of the cluster names.
+/// Whether the clusters this process starts run without a key
+/// ([`run_clusters_insecure`]).
+static INSECURE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every cluster this process starts from now on run with
+/// `insecure = true`: `chorus-bench --insecure`, which measures what the
+/// key costs. Tests never call it.
+pub fn run_clusters_insecure() {
+    INSECURE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`cluster_key_file`] as the keys every file of the cluster names (or
+/// none, after [`run_clusters_insecure`]).
 pub fn cluster_keys(dir: &Path) -> Result<KeySpec> {
+    if INSECURE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(KeySpec::Insecure);
+    }
     Ok(KeySpec::file(cluster_key_file(dir)?))
 }
 

@@ -1155,8 +1155,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A count above the limit is refused even when the bytes are there.
-        // The group count follows the header (8 bytes) and 18 counters.
-        let at = 8 + 18 * 8;
+        // The group count follows the header (8 bytes) and 20 counters.
+        let at = 8 + 20 * 8;
         let mut over = b.clone();
         over[at..at + 2].copy_from_slice(&((STATS_GROUPS_MAX + 1) as u16).to_be_bytes());
         over.extend_from_slice(&b[at + 2..at + 2 + 1 + 255 + 37]);

@@ -59,6 +59,10 @@ pub struct Options {
     /// One daemon per network namespace (needs root, ip and nft)
     #[arg(long)]
     pub netns: bool,
+    /// Run the cluster without a cluster key (`insecure = true`): datagrams
+    /// and directory frames in clear, to measure what sealing costs
+    #[arg(long)]
+    pub insecure: bool,
     /// Runs of each configuration
     #[arg(long, value_name = "R", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]

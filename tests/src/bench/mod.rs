@@ -138,6 +138,9 @@ pub fn execute(
 ) -> Result<bool, BenchError> {
     bins::use_prebuilt()?;
     handle_signals()?;
+    if opts.insecure {
+        crate::keys::run_clusters_insecure();
+    }
     let timeout = Duration::from_secs(opts.timeout);
     let runs = u32::try_from(plan.len()).unwrap_or(u32::MAX);
     let watchdog = timeout.saturating_mul(runs).saturating_add(WATCHDOG_MARGIN);
