@@ -21,6 +21,9 @@ use crate::testenv::TestEnv;
 /// How long a directory or daemon may take to send `READY=1`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a directory or daemon may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where a process runs.
 #[derive(Debug, Clone)]
 pub enum Launcher {
@@ -125,6 +128,17 @@ impl DirectoryProc {
         self.guard = DirectoryProc::launch(env, launcher, &self.config_path, &self.name, &label)?;
         Ok(())
     }
+
+    /// Stops the directory with SIGTERM (as `systemctl restart` does),
+    /// then starts it again on its config file, read anew (a test may have
+    /// changed it), and waits for `READY=1`. `life` names the new
+    /// process's log files.
+    pub fn restart(&mut self, env: &TestEnv, launcher: &Launcher, life: u32) -> Result<()> {
+        self.guard.terminate(STOP_TIMEOUT)?;
+        let label = format!("{}-{life}", self.name);
+        self.guard = DirectoryProc::launch(env, launcher, &self.config_path, &self.name, &label)?;
+        Ok(())
+    }
 }
 
 /// A running `chorusd`, and how to reach it.
@@ -164,18 +178,7 @@ impl Node {
     ) -> Result<Node> {
         let label = format!("chorusd-{}", config.node);
         let config_path = env.write_file(&format!("{label}.toml"), &config.to_toml())?;
-        let mut cmd = launcher.command(&bins().chorusd);
-        cmd.arg("--config").arg(&config_path);
-        let guard = if wait_ready {
-            let notify = NotifySocket::bind(&env.path(&format!("{label}.notify")))?;
-            cmd.env("NOTIFY_SOCKET", notify.path());
-            let guard = env.spawn_simple(&label, cmd)?;
-            notify.wait_ready(&guard, READY_TIMEOUT)?;
-            guard
-        } else {
-            cmd.env_remove("NOTIFY_SOCKET");
-            env.spawn_simple(&label, cmd)?
-        };
+        let guard = Node::run(env, launcher, &config_path, &label, wait_ready)?;
         Ok(Node {
             name: config.node.clone(),
             socket: config.socket.clone(),
@@ -184,6 +187,40 @@ impl Node {
             config_path,
             guard,
         })
+    }
+
+    /// Starts chorusd on `config_path`, its log files named `label`, and
+    /// waits for `READY=1` if `wait_ready`.
+    fn run(
+        env: &TestEnv,
+        launcher: &Launcher,
+        config_path: &Path,
+        label: &str,
+        wait_ready: bool,
+    ) -> Result<ChildGuard> {
+        let mut cmd = launcher.command(&bins().chorusd);
+        cmd.arg("--config").arg(config_path);
+        if wait_ready {
+            let notify = NotifySocket::bind(&env.path(&format!("{label}.notify")))?;
+            cmd.env("NOTIFY_SOCKET", notify.path());
+            let guard = env.spawn_simple(label, cmd)?;
+            notify.wait_ready(&guard, READY_TIMEOUT)?;
+            Ok(guard)
+        } else {
+            cmd.env_remove("NOTIFY_SOCKET");
+            env.spawn_simple(label, cmd)
+        }
+    }
+
+    /// Stops the daemon with SIGTERM (as `systemctl restart` does), then
+    /// starts it again on its config file, read anew (a test may have
+    /// changed it), and waits for `READY=1`. `life` names the new
+    /// process's log files (`chorusd-NODE-LIFE`).
+    pub fn restart(&mut self, env: &TestEnv, life: u32) -> Result<()> {
+        self.guard.terminate(STOP_TIMEOUT)?;
+        let label = format!("chorusd-{}-{life}", self.name);
+        self.guard = Node::run(env, &self.launcher, &self.config_path, &label, true)?;
+        Ok(())
     }
 
     /// A `chorusctl --socket <this node's socket>` command, run where the node runs.

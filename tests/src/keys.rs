@@ -129,6 +129,27 @@ pub fn cluster_keys(dir: &Path) -> Result<KeySpec> {
     Ok(KeySpec::file(cluster_key_file(dir)?))
 }
 
+/// Writes `keys` into the config file at `path` (a daemon's or a
+/// directory's) in place of the keys it named: what an administrator
+/// edits at each step of a rotation (systemd/INSTALL.md).
+pub fn rewrite_keys(path: &Path, keys: &KeySpec) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| HarnessError::io(format!("reading {}", path.display()), e))?;
+    let is_key_line = |l: &str| {
+        ["key_file", "accept_key_files", "insecure"]
+            .iter()
+            .any(|k| l.split('=').next().map(str::trim) == Some(*k))
+    };
+    // Keys are top-level: they go first, before any table.
+    let mut out = keys.to_toml();
+    for line in text.lines().filter(|l| !is_key_line(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    std::fs::write(path, out)
+        .map_err(|e| HarnessError::io(format!("writing {}", path.display()), e))
+}
+
 /// The id of the key in the file at `path`, as sealed datagrams, frames
 /// and logs name it (eight hex digits when displayed).
 pub fn key_id(path: &Path) -> Result<KeyId> {
@@ -170,6 +191,34 @@ mod tests {
             )
         );
         assert_eq!(KeySpec::Insecure.to_toml(), "insecure = true\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rewrite_keys_replaces_the_key_lines_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("chorus-tests-rewrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "node = \"n1\"\nkey_file = \"/a\"\n[tuning]\nmax_message_bytes = 9\n",
+        )
+        .unwrap();
+        let spec = KeySpec::Files {
+            key_file: "/b".into(),
+            accept_key_files: vec!["/a".into()],
+        };
+        rewrite_keys(&path, &spec).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "key_file = \"/b\"\naccept_key_files = [\"/a\"]\nnode = \"n1\"\n[tuning]\nmax_message_bytes = 9\n"
+        );
+        rewrite_keys(&path, &KeySpec::file("/b")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "key_file = \"/b\"\nnode = \"n1\"\n[tuning]\nmax_message_bytes = 9\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

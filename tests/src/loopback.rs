@@ -141,6 +141,19 @@ impl LoopbackCluster {
         (&self.env, &self.nodes, &mut self.directory)
     }
 
+    /// Restarts the directory (SIGTERM, then a start on its config file
+    /// read anew); `life` names the new process's logs
+    /// (`directory-LIFE.log`).
+    pub fn restart_directory(&mut self, life: u32) -> Result<()> {
+        self.directory.restart(&self.env, &Launcher::Host, life)
+    }
+
+    /// Restarts daemon `k` (counted from 1) the same way; its new logs are
+    /// `chorusd-nK-LIFE.log`.
+    pub fn restart_node(&mut self, k: usize, life: u32) -> Result<()> {
+        self.nodes[k - 1].restart(&self.env, life)
+    }
+
     /// Daemon `k`, counted from 1 like the node names.
     pub fn node(&self, k: usize) -> &Node {
         &self.nodes[k - 1]

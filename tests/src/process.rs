@@ -184,6 +184,15 @@ impl ChildGuard {
         }
     }
 
+    /// Sends SIGTERM, as `systemctl stop` does, and waits at most
+    /// `timeout` for the process to exit.
+    pub fn terminate(&self, timeout: Duration) -> Result<ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        // An error means it is gone already: the wait below says how.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.wait_timeout(timeout)
+    }
+
     /// Sends SIGKILL and reaps (also what `Drop` does).
     pub fn kill(&self) {
         let mut child = lock(&self.child);
