@@ -218,6 +218,10 @@ impl Daemon {
         self.driver.on_wake(self.core_at(now));
         self.check_lapse(now);
         self.beat();
+        let (unauthentic, replayed) = self.sequencer.take_refusals();
+        if unauthentic + replayed > 0 {
+            self.host.note_refused_elsewhere(unauthentic, replayed);
+        }
         for ev in events.iter() {
             self.on_event(ev.token(), ev.is_writable());
         }

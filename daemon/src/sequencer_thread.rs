@@ -4,10 +4,12 @@
 use crate::io::Seal;
 use chorus_proto::order::sequencer::{Sequencer, SequencerInput, SequencerSettings};
 use chorus_proto::wire::seal::KeyRing;
+use chorus_proto::wire::seal::OpenError;
 use chorus_proto::Instant as CoreInstant;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,11 +26,40 @@ pub enum ToSequencer {
     Input(SequencerInput),
 }
 
+/// Datagrams the sequencer thread refused to open since the IO thread
+/// last took them: the IO thread folds them into the host's counters
+/// (`chorusctl stats`, "refused"), so that forgeries or replays sent to
+/// the order port show as those sent to the data port do.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    unauthentic: AtomicU64,
+    replayed: AtomicU64,
+}
+
+impl Refusals {
+    fn note(&self, why: &OpenError) {
+        let counter = match why {
+            OpenError::Replayed(_) | OpenError::TooOld(_) => &self.replayed,
+            _ => &self.unauthentic,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The refusals since the last call: (unauthentic, replayed).
+    pub fn take(&self) -> (u64, u64) {
+        (
+            self.unauthentic.swap(0, Ordering::Relaxed),
+            self.replayed.swap(0, Ordering::Relaxed),
+        )
+    }
+}
+
 /// The IO thread's handle on the sequencer thread.
 #[derive(Debug)]
 pub struct SequencerThread {
     tx: Sender<ToSequencer>,
     waker: Arc<Waker>,
+    refusals: Arc<Refusals>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -48,14 +79,23 @@ impl SequencerThread {
         let mut socket = UdpSocket::from_std(socket);
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE)?;
+        let refusals = Arc::new(Refusals::default());
+        let theirs = Arc::clone(&refusals);
         let handle = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || run(poll, socket, rx, epoch, seal))?;
+            .spawn(move || run(poll, socket, rx, epoch, seal, &theirs))?;
         Ok(SequencerThread {
             tx,
             waker,
+            refusals,
             handle: Some(handle),
         })
+    }
+
+    /// The datagrams the thread refused since the last call:
+    /// (unauthentic, replayed).
+    pub fn take_refusals(&self) -> (u64, u64) {
+        self.refusals.take()
     }
 
     /// Hands a message to the thread.
@@ -87,6 +127,7 @@ fn run(
     rx: Receiver<ToSequencer>,
     epoch: Instant,
     mut seal: Option<Seal>,
+    refusals: &Refusals,
 ) {
     let mut refused = 0u64;
     let mut events = Events::with_capacity(64);
@@ -142,6 +183,7 @@ fn run(
                         (Ok(bytes), Some(s)) => s.handle_datagram(now, bytes),
                         (Ok(_), None) => {}
                         (Err(why), _) => {
+                            refusals.note(&why);
                             refused += 1;
                             if refused.is_power_of_two() {
                                 log::warn!(
@@ -173,5 +215,47 @@ fn run(
                 log::debug!("sequencer: send to {dest}: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chorus_proto::wire::seal::ClusterKey;
+
+    /// Waits until the thread has reported `want` refusals in all.
+    fn refusals_reach(t: &SequencerThread, want: (u64, u64)) -> (u64, u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = (0, 0);
+        while got != want && Instant::now() < deadline {
+            let (u, r) = t.take_refusals();
+            got = (got.0 + u, got.1 + r);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        got
+    }
+
+    #[test]
+    fn forged_and_replayed_datagrams_at_the_order_port_are_reported() {
+        let keys = KeyRing::new(ClusterKey::from_bytes(&[7; 32]), Vec::new());
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // As the daemon's order socket: mio needs it non-blocking.
+        socket.set_nonblocking(true).unwrap();
+        let to = socket.local_addr().unwrap();
+        let t = SequencerThread::spawn(socket, Instant::now(), Some(keys.clone())).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Not sealed, and sealed under another key: unauthentic.
+        peer.send_to(b"not a datagram at all", to).unwrap();
+        let mut other = Seal::new(&KeyRing::new(ClusterKey::from_bytes(&[8; 32]), vec![])).unwrap();
+        other.sealer.seal(b"order", &mut other.out);
+        peer.send_to(&other.out, to).unwrap();
+        // Sealed under the key, twice: the second is a replay. (The first
+        // opens; the thread, not configured yet, ignores what it says.)
+        let mut ours = Seal::new(&keys).unwrap();
+        ours.sealer.seal(b"order", &mut ours.out);
+        peer.send_to(&ours.out, to).unwrap();
+        peer.send_to(&ours.out, to).unwrap();
+        assert_eq!(refusals_reach(&t, (2, 1)), (2, 1));
     }
 }

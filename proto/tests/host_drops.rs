@@ -257,4 +257,9 @@ fn refused_datagrams_are_counted_as_replays_or_unauthentic() {
     assert_eq!((s.refused_unauthentic, s.refused_replayed), (3, 2));
     assert_eq!(s.datagrams_in, 5);
     assert_eq!(drops(s), [0; 6], "no drop counter moved");
+    // The sequencer thread's refusals add to the same counters.
+    h.note_refused_elsewhere(4, 1);
+    let s = h.stats();
+    assert_eq!((s.refused_unauthentic, s.refused_replayed), (7, 3));
+    assert_eq!(s.datagrams_in, 5, "only the host's own sockets' datagrams");
 }

@@ -314,6 +314,15 @@ impl Host {
         }
     }
 
+    /// Datagrams refused elsewhere at this node (the sequencer's own
+    /// socket, which logs them itself): counted as [`Host::note_refused`]
+    /// counts, so the node's counters cover every socket it reads.
+    /// (`datagrams_in` stays the host's sockets' own.)
+    pub fn note_refused_elsewhere(&mut self, unauthentic: u64, replayed: u64) {
+        self.stats.refused_unauthentic += unauthentic;
+        self.stats.refused_replayed += replayed;
+    }
+
     /// A datagram from the multicast or unicast socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, bytes: &[u8]) {
         let Some(cluster) = self.cluster else { return };
