@@ -175,6 +175,19 @@ impl KeyedClient {
             }
         }
     }
+
+    /// Asks for the group list and waits for the answer, passing over
+    /// whatever else comes first; panics with `what` if none comes.
+    fn list_groups(&mut self, request: u32, what: &str) {
+        self.send(&ToDirectory::ListGroups { request });
+        loop {
+            match self.recv_within(WAIT) {
+                Some(FromDirectory::Groups { request: r, .. }) if r == request => return,
+                Some(_) => {}
+                None => panic!("{what}"),
+            }
+        }
+    }
 }
 
 #[test]
@@ -186,14 +199,7 @@ fn a_client_with_the_key_registers_and_reads_the_groups() {
         c.recv_within(WAIT),
         Some(FromDirectory::Welcome { .. })
     ));
-    c.send(&ToDirectory::ListGroups { request: 9 });
-    loop {
-        match c.recv_within(WAIT) {
-            Some(FromDirectory::Groups { request: 9, .. }) => break,
-            Some(_) => {}
-            None => panic!("no group list"),
-        }
-    }
+    c.list_groups(9, "no group list");
 }
 
 #[test]
@@ -279,14 +285,7 @@ fn a_client_that_knows_the_key_id_but_not_the_key_gets_only_the_nonce() {
     }
     // The owner of the name is still registered: its link stays up and
     // answers.
-    owner.send(&ToDirectory::ListGroups { request: 2 });
-    loop {
-        match owner.recv_within(WAIT) {
-            Some(FromDirectory::Groups { request: 2, .. }) => break,
-            Some(_) => {}
-            None => panic!("the owner's link was closed"),
-        }
-    }
+    owner.list_groups(2, "the owner's link was closed");
 }
 
 #[test]
