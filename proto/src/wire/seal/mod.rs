@@ -274,6 +274,11 @@ impl DatagramSealer {
         }
     }
 
+    /// The id of the key this sealer seals with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
     /// Datagrams sealed so far.
     pub fn sealed(&self) -> u64 {
         self.next - 1
@@ -437,6 +442,20 @@ impl DatagramOpener {
             tick: 0,
             counts: OpenCounts::default(),
         }
+    }
+
+    /// Opens with `keys` from now on (a rotation step read on SIGHUP).
+    /// The sessions under keys still held go on with their replay windows;
+    /// those under a key no longer held are forgotten, so that a retired
+    /// key opens nothing more.
+    pub fn set_keys(&mut self, keys: KeyRing) {
+        self.sessions.retain(|(id, _), _| keys.get(*id).is_some());
+        self.keys = keys;
+    }
+
+    /// The keys this opener accepts.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
     }
 
     /// What this opener has opened and refused so far.

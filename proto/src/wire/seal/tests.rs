@@ -107,6 +107,30 @@ fn during_a_rotation_both_keys_open_and_the_current_one_seals() {
 }
 
 #[test]
+fn new_keys_keep_the_sessions_of_keys_still_held_and_retire_the_rest() {
+    let mut old_sealer = DatagramSealer::new(&ring(1), SessionSalt([1; 16]));
+    let mut o = DatagramOpener::new(ring(1));
+    let first = sealed(&mut old_sealer, b"one");
+    assert!(o.open(&mut first.clone()).is_ok());
+    // Step 2 of a rotation: the new key accepted too. The old session's
+    // replay window survives: the datagram already opened is a replay.
+    o.set_keys(KeyRing::new(key(1), vec![key(2)]));
+    assert_eq!(o.open(&mut first.clone()), Err(OpenError::Replayed(1)));
+    assert!(o.open(&mut sealed(&mut old_sealer, b"two")).is_ok());
+    let mut new_sealer = DatagramSealer::new(&ring(2), SessionSalt([2; 16]));
+    assert_eq!(new_sealer.key_id(), key(2).id());
+    assert!(o.open(&mut sealed(&mut new_sealer, b"new")).is_ok());
+    // Step 4: the old key retired. Its live session opens nothing more.
+    o.set_keys(ring(2));
+    assert_eq!(
+        o.open(&mut sealed(&mut old_sealer, b"three")),
+        Err(OpenError::UnknownKey(key(1).id()))
+    );
+    assert!(o.open(&mut sealed(&mut new_sealer, b"new again")).is_ok());
+    assert_eq!(o.keys().ids(), vec![key(2).id()]);
+}
+
+#[test]
 fn a_plain_datagram_is_refused_as_unsealed() {
     let mut o = DatagramOpener::new(ring(1));
     let mut plain = vec![0xC0, 0xC5, VERSION, 1, 0, 0, 0, 1];
