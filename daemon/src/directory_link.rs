@@ -266,6 +266,44 @@ impl DirectoryLink {
         }
     }
 
+    /// Takes `keys` (a rotation step read on SIGHUP): the next handshake
+    /// offers their current key. A link set up, or being set up, under a
+    /// key no longer held is dropped and tried again at once under the
+    /// new one, so that a retired key stops working here too. Returns true
+    /// if a link that was up was dropped (the host must hear it is lost).
+    pub fn set_keys(&mut self, registry: &Registry, now: Instant, keys: KeyRing) -> bool {
+        let in_use = match &self.seal {
+            Seal::Plain => None,
+            Seal::AwaitAnswer(h) => Some(h.key_id()),
+            Seal::Sealed(s) => Some(s.key_id()),
+        };
+        let retired = in_use.filter(|id| keys.get(*id).is_none());
+        let offer = keys.current().id();
+        self.keys = Some(keys);
+        let Some(old) = retired else {
+            return false;
+        };
+        let was_up = self.state == LinkState::Up;
+        log::info!(
+            "directory {}: the link runs under key {old}, no longer held; connecting again under key {offer}",
+            self.current_label()
+        );
+        if let Some(s) = self.stream.as_mut() {
+            let _ = registry.deregister(s);
+        }
+        self.stream = None;
+        self.state = LinkState::Down;
+        self.frames = frame_buffer(true);
+        self.seal = Seal::Plain;
+        self.out.clear();
+        self.handshake_until = None;
+        // The same directory again (it holds the new key: step 4 of a
+        // rotation comes after every process took it), at once.
+        self.redirect = self.current;
+        self.retry_at = Some(now);
+        was_up
+    }
+
     /// Queues a frame (sealed in a keyed cluster).
     pub fn send(&mut self, frame: &ToDirectory) {
         if self.state != LinkState::Up {
@@ -529,7 +567,7 @@ mod tests {
     use super::*;
     use chorus_config::{DirectoryConfig, Trust};
     use chorus_proto::wire::seal::stream::{KIND_STREAM_ACCEPT, KIND_STREAM_HELLO};
-    use chorus_proto::wire::seal::ClusterKey;
+    use chorus_proto::wire::seal::{ClusterKey, KeyId};
     use chorus_proto::wire::{MAGIC, VERSION};
     use chorus_proto::{Epoch, Incarnation};
     use mio::{Events, Poll};
@@ -567,9 +605,16 @@ mod tests {
     /// returns whether it was welcomed or why the link failed.
     fn attempt(addr: SocketAddr, keys: Option<KeyRing>) -> Outcome {
         let mut poll = Poll::new().unwrap();
-        let mut events = Events::with_capacity(16);
         let start = Instant::now();
         let mut link = DirectoryLink::new(vec![addr], Token(1), start, keys);
+        drive(&mut link, &mut poll)
+    }
+
+    /// Drives `link` from its next attempt (due now) until it is welcomed
+    /// or fails.
+    fn drive(link: &mut DirectoryLink, poll: &mut Poll) -> Outcome {
+        let mut events = Events::with_capacity(16);
+        let start = Instant::now();
         link.maybe_connect(poll.registry(), start);
         while start.elapsed() < WAIT {
             poll.poll(&mut events, Some(Duration::from_millis(50)))
@@ -616,6 +661,63 @@ mod tests {
             attempt(d.local_addr(), Some(ring(KEY))),
             Outcome::Welcomed
         ));
+    }
+
+    /// A directory holding both keys, as during a rotation.
+    fn directory_with_two_keys(dir: &std::path::Path) -> chorus_directory::ServerHandle {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let mut files = Vec::new();
+        for (name, secret) in [("a.key", KEY), ("b.key", OTHER_KEY)] {
+            let p = dir.join(name);
+            std::fs::write(&p, ClusterKey::text_of(&secret)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            files.push(p);
+        }
+        directory(Trust::KeyFiles {
+            key_file: files[0].clone(),
+            accept_key_files: vec![files[1].clone()],
+        })
+    }
+
+    /// The key the link's stream runs under, if it has one.
+    fn link_key(link: &DirectoryLink) -> Option<KeyId> {
+        match &link.seal {
+            Seal::Sealed(s) => Some(s.key_id()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn new_keys_keep_a_link_under_a_key_still_held_and_set_up_one_under_a_retired_key_again() {
+        let dir = std::env::temp_dir().join(format!("chorusd-link-rekey-{}", std::process::id()));
+        let d = directory_with_two_keys(&dir);
+        let (a, b) = (
+            ClusterKey::from_bytes(&KEY),
+            ClusterKey::from_bytes(&OTHER_KEY),
+        );
+        let mut poll = Poll::new().unwrap();
+        let now = Instant::now();
+        let mut link = DirectoryLink::new(vec![d.local_addr()], Token(1), now, Some(ring(KEY)));
+        assert!(matches!(drive(&mut link, &mut poll), Outcome::Welcomed));
+        assert_eq!(link_key(&link), Some(a.id()));
+        // Steps 2 and 3 of a rotation: the old key is still held, the link
+        // stays as it is.
+        let both = KeyRing::new(a.clone(), vec![b.clone()]);
+        assert!(!link.set_keys(poll.registry(), Instant::now(), both));
+        let switched = KeyRing::new(b.clone(), vec![a.clone()]);
+        assert!(!link.set_keys(poll.registry(), Instant::now(), switched));
+        assert_eq!(link.state(), LinkState::Up);
+        assert_eq!(link_key(&link), Some(a.id()));
+        // Step 4: the link's key retired. It is dropped (it was up) and set
+        // up again at once, to the same directory, under the new key.
+        assert!(link.set_keys(poll.registry(), Instant::now(), ring(OTHER_KEY)));
+        assert_eq!(link.state(), LinkState::Down);
+        assert!(matches!(drive(&mut link, &mut poll), Outcome::Welcomed));
+        assert_eq!(link_key(&link), Some(b.id()));
+        assert_eq!(link.current, Some(d.local_addr()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub struct Daemon {
     shutdown_by: Option<Instant>,
     buf: Vec<u8>,
     on_ready: Option<Box<dyn FnOnce()>>,
-    /// What SIGHUP runs (re-reading the configuration).
-    on_reload: Option<Box<dyn FnMut()>>,
+    /// What SIGHUP runs (re-reading the configuration); it returns the
+    /// keys to use from now on when they changed.
+    on_reload: Option<Box<dyn FnMut() -> Option<KeyRing>>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -163,10 +164,33 @@ impl Daemon {
         self.on_ready = Some(f);
     }
 
-    /// Runs `f` at every SIGHUP (re-reading the configuration); without
-    /// it SIGHUP is logged and otherwise ignored.
-    pub fn on_reload(&mut self, f: Box<dyn FnMut()>) {
+    /// Runs `f` at every SIGHUP (re-reading the configuration); keys it
+    /// returns are taken at once ([`Daemon::rekey`]). Without it SIGHUP is
+    /// logged and otherwise ignored.
+    pub fn on_reload(&mut self, f: Box<dyn FnMut() -> Option<KeyRing>>) {
         self.on_reload = Some(f);
+    }
+
+    /// Seals and opens with `keys` from now on, on every socket and the
+    /// directory link: a step of a key rotation, read on SIGHUP. Datagrams
+    /// sealed under a key still held keep opening; a key no longer held
+    /// opens nothing more, and a directory link under it is set up again.
+    pub fn rekey(&mut self, keys: KeyRing) {
+        let Some(seal) = self.seal.as_mut() else {
+            log::warn!("keys given to a daemon running without a key: a restart takes them");
+            return;
+        };
+        if let Err(e) = seal.rekey(&keys) {
+            log::error!("the new keys are not taken: {e}; the running keys stay");
+            return;
+        }
+        self.sequencer.send(ToSequencer::Rekey(keys.clone()));
+        let now = self.now();
+        if self.link.set_keys(self.poll.registry(), now, keys) {
+            let cnow = self.core_at(now);
+            self.host.handle_directory_lost(cnow);
+            self.driver.on_directory_lost(cnow);
+        }
     }
 
     /// Reads the time from `clock` from now on (tests).
@@ -331,9 +355,15 @@ impl Daemon {
         let pending: Vec<i32> = self.signals.pending().collect();
         for sig in pending {
             if sig == SIGHUP {
-                match self.on_reload.as_mut() {
+                let keys = match self.on_reload.as_mut() {
                     Some(reload) => reload(),
-                    None => log::info!("SIGHUP: no configuration file to re-read"),
+                    None => {
+                        log::info!("SIGHUP: no configuration file to re-read");
+                        None
+                    }
+                };
+                if let Some(keys) = keys {
+                    self.rekey(keys);
                 }
                 // Re-reading the file may have taken a while.
                 self.beat();
@@ -805,13 +835,30 @@ pub struct Seal {
 impl Seal {
     /// A new session under `keys`' current key.
     pub fn new(keys: &KeyRing) -> io::Result<Seal> {
-        let mut salt = [0u8; 16];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
-            .map_err(|_| io::Error::other("the system random source failed"))?;
         Ok(Seal {
-            sealer: DatagramSealer::new(keys, SessionSalt(salt)),
+            sealer: DatagramSealer::new(keys, fresh_salt()?),
             opener: DatagramOpener::new(keys.clone()),
             out: Vec::with_capacity(65536),
         })
     }
+
+    /// Takes `keys` (a rotation step read on SIGHUP): opens with them from
+    /// now on and, if the key to seal with changed, seals under it in a
+    /// session of its own (a fresh salt, counters from 1). On error (no
+    /// random salt) the seal is as it was.
+    pub fn rekey(&mut self, keys: &KeyRing) -> io::Result<()> {
+        if self.sealer.key_id() != keys.current().id() {
+            self.sealer = DatagramSealer::new(keys, fresh_salt()?);
+        }
+        self.opener.set_keys(keys.clone());
+        Ok(())
+    }
+}
+
+/// A session salt from the system's random source.
+fn fresh_salt() -> io::Result<SessionSalt> {
+    let mut salt = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| io::Error::other("the system random source failed"))?;
+    Ok(SessionSalt(salt))
 }

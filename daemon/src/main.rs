@@ -63,16 +63,19 @@ fn main() -> ExitCode {
     // The key files were read when the file was; read again now, so that
     // one removed or opened up since is a configuration error (78, which
     // systemd does not restart into) rather than a runtime failure.
-    match cfg.trust.load(&args.config) {
+    let keys = match cfg.trust.load(&args.config) {
         Err(e) => {
             log::error!("{e}");
             eprintln!("chorusd: {e}");
             return ExitCode::from(EXIT_CONFIG as u8);
         }
-        Ok(Some(ring)) => log::info!("{}", describe_keys(&ring)),
-        Ok(None) => log::warn!("{INSECURE_WARNING}"),
+        Ok(keys) => keys,
+    };
+    match &keys {
+        Some(ring) => log::info!("{}", describe_keys(ring)),
+        None => log::warn!("{INSECURE_WARNING}"),
     }
-    let reloader = reload::Reloader::new(args.config.clone(), cfg.clone());
+    let reloader = reload::Reloader::new(args.config.clone(), cfg.clone(), keys.as_ref());
     match serve(&cfg, None, Some(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -236,6 +239,7 @@ pub fn serve(
     if let Some(mut r) = reloader {
         daemon.on_reload(Box::new(move || {
             let _ = r.reload();
+            r.take_keys()
         }));
     }
     let result = daemon.run().map_err(|e| format!("IO loop failed: {e}"));

@@ -1,15 +1,21 @@
 //! SIGHUP: re-read `chorusd.toml`, apply what can change while running, and
 //! name what cannot.
 //!
-//! Only `log_level` applies at once (unless `RUST_LOG` is set, which wins
-//! as at start). Every other key shapes sockets, the node's identity or
-//! the protocol's bounds, all fixed for the daemon's life: a change to one
-//! is logged as a warning naming the keys, and the daemon keeps running
-//! with the old values until it is restarted. A file that does not load
-//! (unreadable, invalid) is logged and ignored. SIGHUP never stops chorusd
-//! and never touches its groups.
+//! `log_level` applies at once (unless `RUST_LOG` is set, which wins as at
+//! start), and so do the cluster keys: `key_file` and `accept_key_files`
+//! are read anew at every SIGHUP, and keys that differ from the running
+//! ones (another file named, or a file rewritten) are taken by every
+//! socket and the directory link without a restart, one step of a rotation
+//! (systemd/INSTALL.md). Every other key shapes sockets, the node's
+//! identity or the protocol's bounds, all fixed for the daemon's life, and
+//! so does the choice between a key and `insecure`: a change to one is
+//! logged as a warning naming the keys, and the daemon keeps running with
+//! the old values until it is restarted. A file that does not load
+//! (unreadable, invalid, a key file missing or open to others) is logged
+//! and ignored. SIGHUP never stops chorusd and never touches its groups.
 
-use chorus_config::{DaemonConfig, Trust};
+use chorus_config::{describe_keys, DaemonConfig, Trust};
+use chorus_proto::wire::seal::{KeyId, KeyRing};
 use log::LevelFilter;
 use std::path::PathBuf;
 
@@ -18,6 +24,11 @@ use std::path::PathBuf;
 pub struct Reloader {
     path: PathBuf,
     running: DaemonConfig,
+    /// The ids of the keys running (current first); `None` without keys
+    /// from files (insecure, or the ephemeral key of `--dev`).
+    running_keys: Option<Vec<KeyId>>,
+    /// Keys a reload read and the daemon has not taken yet.
+    pending_keys: Option<KeyRing>,
     /// `RUST_LOG` was set at start: it, not `log_level`, sets the level.
     env_sets_level: bool,
 }
@@ -27,21 +38,36 @@ pub struct Reloader {
 pub enum Outcome {
     /// The file did not load; the running configuration stays.
     Rejected(String),
-    /// The file loaded: the new log level if it was applied, and the keys
-    /// that changed but take a restart.
+    /// The file loaded: the new log level if it was applied, the ids of
+    /// the new keys if they changed (current first), and the keys that
+    /// changed but take a restart.
     Loaded {
         log_level: Option<String>,
+        keys: Option<Vec<KeyId>>,
         need_restart: Vec<&'static str>,
     },
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, running: DaemonConfig) -> Reloader {
+    /// `keys`: the ring the daemon started with.
+    pub fn new(path: PathBuf, running: DaemonConfig, keys: Option<&KeyRing>) -> Reloader {
+        let running_keys = match running.trust {
+            Trust::KeyFiles { .. } => keys.map(KeyRing::ids),
+            Trust::Ephemeral(_) | Trust::Insecure => None,
+        };
         Reloader {
             path,
             running,
+            running_keys,
+            pending_keys: None,
             env_sets_level: std::env::var_os("RUST_LOG").is_some(),
         }
+    }
+
+    /// The keys the last reload read, if they differ from those running:
+    /// the daemon takes them ([`crate::io::Daemon::rekey`]).
+    pub fn take_keys(&mut self) -> Option<KeyRing> {
+        self.pending_keys.take()
     }
 
     /// Re-reads the file and applies it; logs what happened.
@@ -57,10 +83,14 @@ impl Reloader {
             }
             Outcome::Loaded {
                 log_level,
+                keys,
                 need_restart,
             } => {
                 if let Some(level) = log_level {
                     log::info!("SIGHUP: log_level is now {level}");
+                }
+                if let Some(ring) = &self.pending_keys {
+                    log::info!("SIGHUP: new keys: now {}", describe_keys(ring));
                 }
                 if !need_restart.is_empty() {
                     log::warn!(
@@ -70,7 +100,7 @@ impl Reloader {
                         self.path.display()
                     );
                 }
-                if log_level.is_none() && need_restart.is_empty() {
+                if log_level.is_none() && keys.is_none() && need_restart.is_empty() {
                     log::info!("SIGHUP: nothing changed that applies while running");
                 }
             }
@@ -79,6 +109,25 @@ impl Reloader {
     }
 
     fn apply(&mut self, new: DaemonConfig) -> Outcome {
+        // The keys first: a key file that does not read rejects the whole
+        // file, before anything of it is applied.
+        let ring = match (&self.running_keys, &new.trust) {
+            (Some(_), Trust::KeyFiles { .. }) => match new.trust.load(&self.path) {
+                Ok(ring) => ring,
+                Err(e) => return Outcome::Rejected(e.to_string()),
+            },
+            _ => None,
+        };
+        let mut keys = None;
+        if let Some(ring) = ring {
+            let ids = ring.ids();
+            if self.running_keys.as_ref() != Some(&ids) {
+                keys = Some(ids.clone());
+                self.running_keys = Some(ids);
+                self.running.trust = new.trust.clone();
+                self.pending_keys = Some(ring);
+            }
+        }
         let need_restart = restart_keys(&self.running, &new);
         let mut log_level = None;
         if new.log_level != self.running.log_level {
@@ -94,6 +143,7 @@ impl Reloader {
         }
         Outcome::Loaded {
             log_level,
+            keys,
             need_restart,
         }
     }
@@ -115,8 +165,10 @@ pub fn set_log_level(level: &str) -> bool {
 /// named in `chorusd.toml`.
 pub fn restart_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let (a, b) = (&old.tuning, &new.tuning);
-    // The keys are read once, at start: a rotation restarts each process
-    // in turn (systemd/INSTALL.md), so a changed key is named here too.
+    // Keys from files change while running (`Reloader::apply`); going
+    // from them to none or an ephemeral key, or back, takes a restart.
+    let files = |t: &Trust| matches!(t, Trust::KeyFiles { .. });
+    let live_keys = files(&old.trust) && files(&new.trust);
     let key_file = |t: &Trust| match t {
         Trust::KeyFiles { key_file, .. } => Some(key_file.clone()),
         Trust::Ephemeral(_) | Trust::Insecure => None,
@@ -128,10 +180,13 @@ pub fn restart_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str>
         Trust::Ephemeral(_) | Trust::Insecure => Vec::new(),
     };
     let checks = [
-        ("key_file", key_file(&old.trust) != key_file(&new.trust)),
+        (
+            "key_file",
+            !live_keys && key_file(&old.trust) != key_file(&new.trust),
+        ),
         (
             "accept_key_files",
-            accepted(&old.trust) != accepted(&new.trust),
+            !live_keys && accepted(&old.trust) != accepted(&new.trust),
         ),
         (
             "insecure",
@@ -201,6 +256,7 @@ pub fn restart_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chorus_proto::wire::seal::ClusterKey;
     use std::io::Write;
 
     fn write(path: &std::path::Path, text: &str) {
@@ -217,7 +273,7 @@ mod tests {
         let path = dir.join("chorusd.toml");
         write(&path, BASE);
         let running = DaemonConfig::load(&path).expect("valid");
-        let mut r = Reloader::new(path.clone(), running);
+        let mut r = Reloader::new(path.clone(), running, None);
         r.env_sets_level = false;
         (r, path)
     }
@@ -241,6 +297,7 @@ mod tests {
             r.reload(),
             Outcome::Loaded {
                 log_level: Some("debug".into()),
+                keys: None,
                 need_restart: vec!["data_port", "tuning.retransmit_ms"],
             }
         );
@@ -249,7 +306,7 @@ mod tests {
         // keys are still named (the daemon still runs the old values).
         let again = r.reload();
         assert!(
-            matches!(again, Outcome::Loaded { log_level: None, ref need_restart } if need_restart.len() == 2)
+            matches!(again, Outcome::Loaded { log_level: None, keys: None, ref need_restart } if need_restart.len() == 2)
         );
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -272,25 +329,32 @@ mod tests {
             r.reload(),
             Outcome::Loaded {
                 log_level: None,
+                keys: None,
                 need_restart: vec![],
             }
         );
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn a_changed_key_is_named_as_taking_a_restart() {
+    /// Writes a key file of `byte`s at `dir/name`, mode 0600.
+    fn key(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        let text = ClusterKey::text_of(&[byte; 32]);
+        write(&p, &text);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    }
+
+    fn id(byte: u8) -> KeyId {
+        ClusterKey::from_bytes(&[byte; 32]).id()
+    }
+
+    #[test]
+    fn going_from_insecure_to_a_key_is_named_as_taking_a_restart() {
         let dir = tempdir("keys");
         let (mut r, path) = reloader(&dir);
-        let key = |name: &str, byte: u8| {
-            let p = dir.join(name);
-            let text = chorus_proto::wire::seal::ClusterKey::text_of(&[byte; 32]);
-            write(&p, &text);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-            p
-        };
-        let (a, b) = (key("a.key", 1), key("b.key", 2));
+        let (a, b) = (key(&dir, "a.key", 1), key(&dir, "b.key", 2));
         let keyed = BASE.replace(
             "insecure = true\n",
             &format!("key_file = \"{}\"\n", a.display()),
@@ -300,9 +364,11 @@ mod tests {
             r.reload(),
             Outcome::Loaded {
                 log_level: None,
+                keys: None,
                 need_restart: vec!["key_file", "insecure"],
             }
         );
+        assert!(r.take_keys().is_none());
         let rotating = format!("{keyed}accept_key_files = [\"{}\"]\n", b.display());
         write(&path, &rotating);
         assert!(matches!(
@@ -310,6 +376,80 @@ mod tests {
             Outcome::Loaded { ref need_restart, .. }
                 if need_restart == &vec!["key_file", "accept_key_files", "insecure"]
         ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_rotation_takes_the_new_keys_without_a_restart() {
+        let dir = tempdir("rotate");
+        let (a, b) = (key(&dir, "a.key", 1), key(&dir, "b.key", 2));
+        let path = dir.join("chorusd.toml");
+        let base = BASE.replace("insecure = true\n", "");
+        let with = |key_file: &PathBuf, accept: &[&PathBuf]| {
+            let list: Vec<String> = accept
+                .iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect();
+            let mut text = format!("{base}key_file = \"{}\"\n", key_file.display());
+            if !list.is_empty() {
+                text.push_str(&format!("accept_key_files = [{}]\n", list.join(", ")));
+            }
+            text
+        };
+        write(&path, &with(&a, &[]));
+        let running = DaemonConfig::load(&path).expect("valid");
+        let ring = running.trust.load(&path).expect("keys");
+        let mut r = Reloader::new(path.clone(), running, ring.as_ref());
+        r.env_sets_level = false;
+        let loaded = |keys: Option<Vec<KeyId>>| Outcome::Loaded {
+            log_level: None,
+            keys,
+            need_restart: vec![],
+        };
+        // Nothing changed: nothing to take.
+        assert_eq!(r.reload(), loaded(None));
+        assert!(r.take_keys().is_none());
+        // Step 2: accept the new key.
+        write(&path, &with(&a, &[&b]));
+        assert_eq!(r.reload(), loaded(Some(vec![id(1), id(2)])));
+        assert_eq!(r.take_keys().map(|k| k.ids()), Some(vec![id(1), id(2)]));
+        assert!(r.take_keys().is_none(), "taken once");
+        assert_eq!(r.reload(), loaded(None), "the same file again");
+        // Step 3: seal with it.
+        write(&path, &with(&b, &[&a]));
+        assert_eq!(r.reload(), loaded(Some(vec![id(2), id(1)])));
+        assert_eq!(r.take_keys().map(|k| k.ids()), Some(vec![id(2), id(1)]));
+        // A key file rewritten in place (`keygen --force`) is a new key.
+        let b = key(&dir, "b.key", 3);
+        assert_eq!(r.reload(), loaded(Some(vec![id(3), id(1)])));
+        assert_eq!(r.take_keys().map(|k| k.ids()), Some(vec![id(3), id(1)]));
+        // A key file opened up to others rejects the whole file: nothing
+        // of it is applied, the running keys stay.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        write(&path, &with(&b, &[&a]).replace("\"info\"", "\"debug\""));
+        let Outcome::Rejected(why) = r.reload() else {
+            panic!("a key file others may read must be refused");
+        };
+        assert!(why.contains("a.key"), "{why}");
+        assert!(r.take_keys().is_none());
+        // Step 4: retire the old key.
+        write(&path, &with(&b, &[]));
+        assert_eq!(r.reload(), loaded(Some(vec![id(3)])));
+        assert_eq!(r.take_keys().map(|k| k.ids()), Some(vec![id(3)]));
+        // From a key to insecure takes a restart, and takes no keys.
+        write(&path, BASE);
+        assert_eq!(
+            r.reload(),
+            Outcome::Loaded {
+                log_level: None,
+                keys: None,
+                need_restart: vec!["key_file", "insecure"],
+            }
+        );
+        assert!(r.take_keys().is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -24,6 +24,8 @@ pub enum ToSequencer {
     /// (Re)start with these settings (after each welcome from the directory).
     Configure(SequencerSettings),
     Input(SequencerInput),
+    /// Seal and open with these keys from now on (a rotation step).
+    Rekey(KeyRing),
 }
 
 /// Datagrams the sequencer thread refused to open since the IO thread
@@ -159,6 +161,13 @@ fn run(
                         None => {
                             log::debug!("sequencer: configured as node {node}");
                             seq = Some(Sequencer::new(s));
+                        }
+                    }
+                }
+                Ok(ToSequencer::Rekey(keys)) => {
+                    if let Some(k) = seal.as_mut() {
+                        if let Err(e) = k.rekey(&keys) {
+                            log::error!("sequencer: the new keys are not taken: {e}");
                         }
                     }
                 }
