@@ -22,7 +22,7 @@ use chorus_proto::wire::app::{FromDaemon, ToDaemon};
 use chorus_proto::wire::directory::FromDirectory;
 use chorus_proto::wire::directory::ToDirectory;
 use chorus_proto::wire::frame::write_frame;
-use chorus_proto::wire::seal::{DatagramOpener, DatagramSealer, KeyRing, SessionSalt};
+use chorus_proto::wire::seal::{DatagramSeal, KeyRing, SessionSalt};
 use chorus_proto::Instant as CoreInstant;
 use mio::net::{UdpSocket, UnixListener};
 use mio::{Events, Interest, Poll, Token};
@@ -62,7 +62,7 @@ pub struct EdgeSettings {
 pub struct Daemon {
     /// Seals what this thread sends and opens what it receives, when the
     /// cluster has a key.
-    seal: Option<Seal>,
+    seal: Option<DatagramSeal>,
     poll: Poll,
     host: Host,
     epoch: Instant,
@@ -130,7 +130,7 @@ impl Daemon {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let sequencer = SequencerThread::spawn(order, epoch, keys.clone())?;
         Ok(Daemon {
-            seal: keys.as_ref().map(Seal::new).transpose()?,
+            seal: keys.as_ref().map(new_seal).transpose()?,
             poll,
             host,
             epoch,
@@ -180,7 +180,7 @@ impl Daemon {
             log::warn!("keys given to a daemon running without a key: a restart takes them");
             return;
         };
-        if let Err(e) = seal.rekey(&keys) {
+        if let Err(e) = rekey_seal(seal, &keys) {
             log::error!("the new keys are not taken: {e}; the running keys stay");
             return;
         }
@@ -582,7 +582,7 @@ impl Daemon {
         for (from, mut bytes) in got {
             match self.seal.as_mut() {
                 None => self.host.handle_datagram(now, from, &bytes),
-                Some(seal) => match seal.opener.open(&mut bytes) {
+                Some(seal) => match seal.open(&mut bytes) {
                     Ok(inner) => self.host.handle_datagram(now, from, inner),
                     Err(why) => self.host.note_refused(from, &why),
                 },
@@ -769,7 +769,7 @@ impl Daemon {
 /// into the link's and sessions' buffers; socket changes wait until the
 /// host is released.
 struct Outputs<'a> {
-    seal: Option<&'a mut Seal>,
+    seal: Option<&'a mut DatagramSeal>,
     changes: Vec<MulticastChange>,
     data: &'a UdpSocket,
     sequencer: &'a SequencerThread,
@@ -787,10 +787,7 @@ impl HostSink for Outputs<'_> {
     fn transmit(&mut self, dest: SocketAddrV4, bytes: &[u8]) {
         let bytes = match self.seal.as_mut() {
             None => bytes,
-            Some(s) => {
-                s.sealer.seal(bytes, &mut s.out);
-                &s.out[..]
-            }
+            Some(s) => s.seal(bytes),
         };
         if let Err(e) = self.data.send_to(bytes, dest.into()) {
             // A datagram lost here is repaired like one lost on the wire.
@@ -821,42 +818,21 @@ impl HostSink for Outputs<'_> {
 #[cfg(test)]
 mod tests;
 
-/// A thread's sealing state in a keyed cluster: its own session (a salt
-/// drawn at start, so no other thread or life shares its nonces) and the
-/// opener of everything it receives.
-#[derive(Debug)]
-pub struct Seal {
-    pub sealer: DatagramSealer,
-    pub opener: DatagramOpener,
-    /// The sealed form of the datagram being sent.
-    pub out: Vec<u8>,
+/// A thread's sealing state in a keyed cluster: a new session under
+/// `keys`' current key, its salt from the system's random source.
+pub fn new_seal(keys: &KeyRing) -> io::Result<DatagramSeal> {
+    Ok(DatagramSeal::new(keys, fresh_salt()?))
 }
 
-impl Seal {
-    /// A new session under `keys`' current key.
-    pub fn new(keys: &KeyRing) -> io::Result<Seal> {
-        Ok(Seal {
-            sealer: DatagramSealer::new(keys, fresh_salt()?),
-            opener: DatagramOpener::new(keys.clone()),
-            out: Vec::with_capacity(65536),
-        })
-    }
-
-    /// Takes `keys` (a rotation step read on SIGHUP): opens with them from
-    /// now on and, if the key to seal with changed, seals under it in a
-    /// session of its own (a fresh salt, counters from 1). On error (no
-    /// random salt) the seal is as it was.
-    pub fn rekey(&mut self, keys: &KeyRing) -> io::Result<()> {
-        if self.sealer.key_id() != keys.current().id() {
-            self.sealer = DatagramSealer::new(keys, fresh_salt()?);
-        }
-        self.opener.set_keys(keys.clone());
-        Ok(())
-    }
+/// Takes `keys` (a rotation step read on SIGHUP) into `seal`; on error (no
+/// random salt) the seal is as it was.
+pub fn rekey_seal(seal: &mut DatagramSeal, keys: &KeyRing) -> io::Result<()> {
+    seal.rekey(keys, fresh_salt()?);
+    Ok(())
 }
 
 /// A session salt from the system's random source.
-fn fresh_salt() -> io::Result<SessionSalt> {
+pub fn fresh_salt() -> io::Result<SessionSalt> {
     let mut salt = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
         .map_err(|_| io::Error::other("the system random source failed"))?;

@@ -1,8 +1,9 @@
 //! The sequencer thread: runs [`Sequencer`] for the groups this node
 //! sequences, on its own socket, so ordering never waits behind app IO.
 
-use crate::io::Seal;
+use crate::io::{new_seal, rekey_seal};
 use chorus_proto::order::sequencer::{Sequencer, SequencerInput, SequencerSettings};
+use chorus_proto::wire::seal::DatagramSeal;
 use chorus_proto::wire::seal::KeyRing;
 use chorus_proto::wire::seal::OpenError;
 use chorus_proto::Instant as CoreInstant;
@@ -74,7 +75,7 @@ impl SequencerThread {
         epoch: Instant,
         keys: Option<KeyRing>,
     ) -> io::Result<SequencerThread> {
-        let seal = keys.as_ref().map(Seal::new).transpose()?;
+        let seal = keys.as_ref().map(new_seal).transpose()?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let (tx, rx) = channel();
@@ -128,7 +129,7 @@ fn run(
     socket: UdpSocket,
     rx: Receiver<ToSequencer>,
     epoch: Instant,
-    mut seal: Option<Seal>,
+    mut seal: Option<DatagramSeal>,
     refusals: &Refusals,
 ) {
     let mut refused = 0u64;
@@ -166,7 +167,7 @@ fn run(
                 }
                 Ok(ToSequencer::Rekey(keys)) => {
                     if let Some(k) = seal.as_mut() {
-                        if let Err(e) = k.rekey(&keys) {
+                        if let Err(e) = rekey_seal(k, &keys) {
                             log::error!("sequencer: the new keys are not taken: {e}");
                         }
                     }
@@ -186,7 +187,7 @@ fn run(
                 Ok((n, from)) => {
                     let bytes = match seal.as_mut() {
                         None => Ok(&buf[..n]),
-                        Some(k) => k.opener.open(&mut buf[..n]),
+                        Some(k) => k.open(&mut buf[..n]),
                     };
                     match (bytes, seq.as_mut()) {
                         (Ok(bytes), Some(s)) => s.handle_datagram(now, bytes),
@@ -214,10 +215,7 @@ fn run(
         while let Some(dest) = s.poll_transmit(&mut out) {
             let bytes = match seal.as_mut() {
                 None => &out[..],
-                Some(k) => {
-                    k.sealer.seal(&out, &mut k.out);
-                    &k.out[..]
-                }
+                Some(k) => k.seal(&out),
             };
             if let Err(e) = socket.send_to(bytes, dest.into()) {
                 // Lost like any datagram: members nak, we resend.
@@ -256,15 +254,14 @@ mod tests {
         let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         // Not sealed, and sealed under another key: unauthentic.
         peer.send_to(b"not a datagram at all", to).unwrap();
-        let mut other = Seal::new(&KeyRing::new(ClusterKey::from_bytes(&[8; 32]), vec![])).unwrap();
-        other.sealer.seal(b"order", &mut other.out);
-        peer.send_to(&other.out, to).unwrap();
+        let mut other = new_seal(&KeyRing::new(ClusterKey::from_bytes(&[8; 32]), vec![])).unwrap();
+        peer.send_to(other.seal(b"order"), to).unwrap();
         // Sealed under the key, twice: the second is a replay. (The first
         // opens; the thread, not configured yet, ignores what it says.)
-        let mut ours = Seal::new(&keys).unwrap();
-        ours.sealer.seal(b"order", &mut ours.out);
-        peer.send_to(&ours.out, to).unwrap();
-        peer.send_to(&ours.out, to).unwrap();
+        let mut ours = new_seal(&keys).unwrap();
+        let sealed = ours.seal(b"order").to_vec();
+        peer.send_to(&sealed, to).unwrap();
+        peer.send_to(&sealed, to).unwrap();
         assert_eq!(refusals_reach(&t, (2, 1)), (2, 1));
     }
 }

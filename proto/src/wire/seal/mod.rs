@@ -311,6 +311,72 @@ impl DatagramSealer {
     }
 }
 
+/// One sending thread's sealing state in a keyed cluster: its own session
+/// (a salt its caller drew, so that no other thread or life shares its
+/// nonces) and the opener of everything that thread receives. chorusd's IO
+/// thread and sequencer thread each hold one, and so does each simulated
+/// host and sequencer: the edge seals and opens the same way in both.
+#[derive(Debug)]
+pub struct DatagramSeal {
+    sealer: DatagramSealer,
+    opener: DatagramOpener,
+    /// The sealed form of the datagram being sent.
+    out: Vec<u8>,
+}
+
+impl DatagramSeal {
+    /// A session under `keys`' current key with `salt`, drawn by the caller
+    /// from a cryptographic random source (the simulator derives it from
+    /// the node and its life, which are unique in a run).
+    pub fn new(keys: &KeyRing, salt: SessionSalt) -> DatagramSeal {
+        DatagramSeal {
+            sealer: DatagramSealer::new(keys, salt),
+            opener: DatagramOpener::new(keys.clone()),
+            out: Vec::with_capacity(2048),
+        }
+    }
+
+    /// The sealed form of `plain`, valid until the next call.
+    pub fn seal(&mut self, plain: &[u8]) -> &[u8] {
+        self.sealer.seal(plain, &mut self.out);
+        &self.out
+    }
+
+    /// Opens a received datagram in place: see [`DatagramOpener::open`].
+    pub fn open<'a>(&mut self, datagram: &'a mut [u8]) -> Result<&'a [u8], OpenError> {
+        self.opener.open(datagram)
+    }
+
+    /// Takes `keys` (a rotation step): opens with them from now on and, if
+    /// the key to seal with changed, seals under it in a session of its own
+    /// (`salt` drawn by the caller, counters from 1). Returns whether the
+    /// key to seal with changed (and `salt` was used).
+    pub fn rekey(&mut self, keys: &KeyRing, salt: SessionSalt) -> bool {
+        let changed = self.sealer.key_id() != keys.current().id();
+        if changed {
+            self.sealer = DatagramSealer::new(keys, salt);
+        }
+        self.opener.set_keys(keys.clone());
+        changed
+    }
+
+    /// Plants a bug (simulator tests only): see
+    /// [`DatagramOpener::plant_no_replay_window`].
+    pub fn plant_no_replay_window(&mut self) {
+        self.opener.plant_no_replay_window();
+    }
+
+    /// The sealer's state (its key and count).
+    pub fn sealer(&self) -> &DatagramSealer {
+        &self.sealer
+    }
+
+    /// What the opener has opened and refused so far.
+    pub fn counts(&self) -> OpenCounts {
+        self.opener.counts()
+    }
+}
+
 /// Why a datagram was not opened. Every case is dropped before the
 /// protocol sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -421,6 +487,9 @@ pub struct DatagramOpener {
     sessions: HashMap<(KeyId, SessionSalt), Session>,
     tick: u64,
     counts: OpenCounts,
+    /// A bug planted on purpose (the simulator's checker of replays must
+    /// catch it): replays open. Honoured only with the `planted` feature.
+    planted_no_replay_window: bool,
 }
 
 impl fmt::Debug for DatagramOpener {
@@ -441,7 +510,23 @@ impl DatagramOpener {
             sessions: HashMap::new(),
             tick: 0,
             counts: OpenCounts::default(),
+            planted_no_replay_window: false,
         }
+    }
+
+    /// Plants a bug (simulator tests only; a no-op without the `planted`
+    /// feature): the replay window is not consulted, so a replay opens.
+    pub fn plant_no_replay_window(&mut self) {
+        self.planted_no_replay_window = cfg!(feature = "planted");
+    }
+
+    /// The replay window's verdict on `counter`, unless a planted bug
+    /// silences it.
+    fn window_check(&self, window: &ReplayWindow, counter: u64) -> Result<(), OpenError> {
+        if self.planted_no_replay_window {
+            return Ok(());
+        }
+        window.check(counter)
     }
 
     /// Opens with `keys` from now on (a rotation step read on SIGHUP).
@@ -512,6 +597,7 @@ impl DatagramOpener {
             Ok(t) => t,
             Err(_) => return Err(OpenError::TooShort(len)),
         };
+        let window_off = self.planted_no_replay_window;
         let known = self.sessions.get_mut(&(key_id, salt));
         let fresh;
         let session = match known {
@@ -526,7 +612,9 @@ impl DatagramOpener {
                 return self.open_new(key_id, salt, fresh, counter, header, body, tag);
             }
         };
-        session.window.check(counter)?;
+        if !window_off {
+            session.window.check(counter)?;
+        }
         session
             .aead
             .open_in_place_separate_tag(
@@ -553,7 +641,7 @@ impl DatagramOpener {
         body: &'a mut [u8],
         tag: [u8; TAG_BYTES],
     ) -> Result<&'a [u8], OpenError> {
-        s.window.check(counter)?;
+        self.window_check(&s.window, counter)?;
         s.aead
             .open_in_place_separate_tag(
                 nonce_of(counter),
