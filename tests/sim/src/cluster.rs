@@ -67,6 +67,12 @@ pub struct Sim {
     /// Per node: while its daemon is paused, what reached it meanwhile, in
     /// order (its sockets' backlog).
     paused: Vec<Option<Vec<Ev>>>,
+    /// The attacker, with [`Options::adversary`].
+    pub adversary: Option<crate::adversary::Adversary>,
+    /// Datagrams refused at the hosts' seals: (unaltered, altered).
+    pub refused: (u64, u64),
+    /// What the seals opened (the sealing checker).
+    pub sealing: crate::check::sealing::Sealing,
 }
 
 impl Sim {
@@ -111,7 +117,15 @@ impl Sim {
             dir_down_until: 0,
             retransmissions: Default::default(),
             paused: (0..plan_n).map(|_| None).collect(),
+            adversary: None,
+            refused: (0, 0),
+            sealing: Default::default(),
         };
+        // Forked last, so that every other stream is as without it.
+        let adversary_rng = root.fork(13);
+        if sim.opts.adversary {
+            sim.adversary = Some(crate::adversary::Adversary::new(adversary_rng));
+        }
         sim.boot();
         sim
     }
@@ -296,7 +310,8 @@ impl Sim {
                 port,
                 from,
                 bytes,
-            } => self.on_datagram(node, port, from, &bytes),
+                forged,
+            } => self.on_datagram(node, port, from, &bytes, forged),
             Ev::SeqInput {
                 node,
                 incarnation,
@@ -366,11 +381,87 @@ impl Sim {
         }
     }
 
-    fn on_datagram(&mut self, node: usize, port: Port, from: std::net::SocketAddrV4, bytes: &[u8]) {
-        self.net.arrived(node);
+    fn on_datagram(
+        &mut self,
+        node: usize,
+        port: Port,
+        from: std::net::SocketAddrV4,
+        sealed: &[u8],
+        forged: Option<crate::adversary::Mutation>,
+    ) {
+        if forged.is_none() {
+            self.net.arrived(node);
+        }
         if !self.nodes[node].alive {
             return;
         }
+        // The attacker captures what the network carries (not its own).
+        let adversary = self.adversary.as_mut().filter(|_| forged.is_none());
+        if let Some(f) =
+            adversary.and_then(|a| a.saw(self.s.now, self.nodes.len(), node, port, from, sealed))
+        {
+            if self.tr.on() {
+                self.tr.line(format_args!(
+                    "attacker: {:?} of a datagram for h{node} to h{} ({} bytes)",
+                    f.mutation,
+                    f.node,
+                    f.bytes.len()
+                ));
+            }
+            self.s.at(
+                f.at,
+                Ev::Datagram {
+                    node: f.node,
+                    port: f.port,
+                    from: f.from,
+                    bytes: std::rc::Rc::from(f.bytes),
+                    forged: Some(f.mutation),
+                },
+            );
+        }
+        // Opened as chorusd opens, by the socket's own seal: a datagram
+        // that does not open (a duplicate from the network is a replay)
+        // never reaches the protocol.
+        let mut buf = sealed.to_vec();
+        let n = &mut self.nodes[node];
+        let seal = match port {
+            Port::Data => &mut n.seal,
+            Port::Order => &mut n.seq_seal,
+        };
+        let bytes = match seal.open(&mut buf) {
+            Ok(bytes) => {
+                let r = self.sealing.on_opened(node, port, sealed, forged);
+                if let Err(detail) = r {
+                    self.checks.violations.push(Violation {
+                        check: "sealing",
+                        at: self.s.now,
+                        detail,
+                    });
+                }
+                bytes
+            }
+            Err(why) => {
+                if self.tr.on() {
+                    let kind = if port == Port::Order { "-seq" } else { "" };
+                    let by = if forged.is_some() {
+                        " (the attacker's)"
+                    } else {
+                        ""
+                    };
+                    self.tr.line(format_args!(
+                        "h{node} rx{kind} refused from {from}{by}: {why}"
+                    ));
+                }
+                match forged {
+                    Some(m) if m.altered() => self.refused.1 += 1,
+                    _ => self.refused.0 += 1,
+                }
+                if port == Port::Data {
+                    self.nodes[node].host.note_refused(from, &why);
+                }
+                return;
+            }
+        };
         if self.tr.on() {
             let kind = if port == Port::Order { "-seq" } else { "" };
             self.tr.line(format_args!(
@@ -643,8 +734,17 @@ impl Sim {
         if !from_sequencer {
             self.retransmissions.on_transmit(bytes);
         }
+        // Sealed as chorusd seals: the network (its duplicates, its
+        // delays) carries what an attacker could capture and replay.
+        let n = &mut self.nodes[i];
+        let seal = if from_sequencer {
+            &mut n.seq_seal
+        } else {
+            &mut n.seal
+        };
+        let sealed = seal.seal(bytes);
         self.net
-            .send(&mut self.s, &mut self.tr, i, from_sequencer, dest, bytes);
+            .send(&mut self.s, &mut self.tr, i, from_sequencer, dest, sealed);
     }
 
     /// Sends everything node `i`'s sequencer has queued, then judges stability.
@@ -778,6 +878,7 @@ impl Sim {
         if let Some(d) = down_us {
             let inc = self.nodes[node].incarnation + 1;
             self.nodes[node] = Node::new(node, self.plan.hosts[node], inc, self.opts.planted);
+            self.sealing.forget_node(node);
             self.nodes[node].alive = false;
             self.s.at(self.s.now + d, Ev::Restart { node });
         }

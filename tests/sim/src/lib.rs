@@ -12,6 +12,7 @@
 //! command that replays it with a trace (legend in tests/README.md).
 #![forbid(unsafe_code)]
 
+pub mod adversary;
 pub mod app;
 pub mod batch;
 pub mod capture;

@@ -228,6 +228,7 @@ impl Network {
                     port,
                     from,
                     bytes: bytes.clone(),
+                    forged: None,
                 },
             );
         }

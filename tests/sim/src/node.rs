@@ -12,6 +12,9 @@ use chorus_proto::node::NodeDriver;
 use chorus_proto::order::sequencer::{Sequencer, SequencerInput, SequencerSettings};
 use chorus_proto::wire::app::FromDaemon;
 use chorus_proto::wire::directory::ToDirectory;
+use chorus_proto::wire::seal::{
+    ClusterKey, DatagramSeal, KeyRing, SessionSalt, KEY_BYTES, SEAL_OVERHEAD_BYTES,
+};
 use chorus_proto::{Duration, Incarnation, Instant};
 use std::net::SocketAddrV4;
 
@@ -79,7 +82,33 @@ pub struct Node {
     pub dir_down_at: u64,
     /// Inputs to the sequencer arrive in order: never before this.
     pub seq_chan_at: u64,
+    /// The data socket's seal (chorusd's IO thread): every datagram the
+    /// host sends is sealed with it, every one it receives opened.
+    pub seal: DatagramSeal,
+    /// The sequencer socket's seal (chorusd's sequencer thread).
+    pub seq_seal: DatagramSeal,
     buf: Vec<u8>,
+}
+
+/// The simulated cluster's key: every host holds it, as every chorusd of a
+/// cluster does.
+const SIM_KEY: [u8; KEY_BYTES] = [0x5c; KEY_BYTES];
+
+/// The cluster key ring of every simulated host.
+pub fn sim_keys() -> KeyRing {
+    KeyRing::new(ClusterKey::from_bytes(&SIM_KEY), Vec::new())
+}
+
+/// A session salt unique to node `idx`'s life `incarnation` and socket
+/// (`which`): chorusd draws one at random per thread and life; the
+/// simulator derives one, so that seeds stay reproducible and draw nothing
+/// more from the run's random stream.
+fn salt(idx: usize, incarnation: u64, which: u8) -> SessionSalt {
+    let mut s = [0u8; 16];
+    s[0] = which;
+    s[1..5].copy_from_slice(&(idx as u32).to_be_bytes());
+    s[8..].copy_from_slice(&incarnation.to_be_bytes());
+    SessionSalt(s)
 }
 
 /// The simulated `now` as the core's instant.
@@ -97,6 +126,12 @@ impl Node {
     ) -> Node {
         let mut host = Host::new(settings(idx, &params, incarnation));
         crate::planted::apply(&mut host, planted);
+        let mut seal = DatagramSeal::new(&sim_keys(), salt(idx, incarnation, 0));
+        let mut seq_seal = DatagramSeal::new(&sim_keys(), salt(idx, incarnation, 1));
+        if planted.no_replay_window {
+            seal.plant_no_replay_window();
+            seq_seal.plant_no_replay_window();
+        }
         Node {
             idx,
             params,
@@ -109,6 +144,8 @@ impl Node {
             dir_up_at: 0,
             dir_down_at: 0,
             seq_chan_at: 0,
+            seal,
+            seq_seal,
             buf: Vec::with_capacity(2048),
         }
     }
@@ -160,7 +197,8 @@ fn settings(idx: usize, p: &HostParams, incarnation: u64) -> HostSettings {
         ip: node_ip(idx),
         data_port: DATA_PORT,
         order_port: ORDER_PORT,
-        max_datagram_bytes: p.max_datagram_bytes,
+        // As chorusd in a keyed cluster: the seal's header and tag fit in.
+        max_datagram_bytes: p.max_datagram_bytes - SEAL_OVERHEAD_BYTES,
         // Messages of up to a few datagrams' pieces.
         max_message_bytes: 16 * p.max_datagram_bytes,
         send_window_messages: p.send_window_messages,

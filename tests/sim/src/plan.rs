@@ -20,6 +20,10 @@ pub struct Options {
     pub force_loss_and_dup: bool,
     /// With a trace: the internal state of this host after each of its steps.
     pub debug_host: Option<usize>,
+    /// An attacker on the network replays and alters the sealed datagrams
+    /// it captures (see [`crate::adversary`]). It draws from a random
+    /// stream of its own: the rest of a seed's run is drawn as without it.
+    pub adversary: bool,
 }
 
 /// The simulator's copy of the host's test-only bug switches.
@@ -31,6 +35,9 @@ pub struct Planted {
     pub no_duplicate_suppression: bool,
     /// See `chorus_proto::host::planted::Planted::silent_separation`.
     pub silent_separation: bool,
+    /// Every host's seals open replays: see
+    /// `chorus_proto::wire::seal::DatagramOpener::plant_no_replay_window`.
+    pub no_replay_window: bool,
 }
 
 /// Per-host protocol settings (within the ranges chorusd's config accepts).

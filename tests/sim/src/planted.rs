@@ -7,7 +7,11 @@ use chorus_proto::host::Host;
 
 /// Plants the chosen bugs in `host` (nothing by default).
 pub fn apply(host: &mut Host, p: Planted) {
-    if p != Planted::default() {
+    let host_bugs = Planted {
+        no_replay_window: false,
+        ..p
+    };
+    if host_bugs != Planted::default() {
         host.plant(HostPlanted {
             no_retransmit: p.no_retransmit,
             no_duplicate_suppression: p.no_duplicate_suppression,

@@ -24,6 +24,11 @@ pub struct Stats {
     pub safety_us: Micros,
     pub end_us: Micros,
     pub net: NetStats,
+    /// Datagrams refused at the hosts' seals: (unaltered: duplicates from
+    /// the network and the attacker's replays; altered by the attacker).
+    pub refused: (u64, u64),
+    /// Datagrams the attacker sent, if there was one.
+    pub forged: u64,
 }
 
 /// Why a seed failed.
@@ -68,8 +73,17 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
     if opts.planted.retransmit_storm {
         cmd.push_str(" --plant retransmit-storm");
     }
+    if opts.planted.silent_separation {
+        cmd.push_str(" --plant silent-separation");
+    }
+    if opts.planted.no_replay_window {
+        cmd.push_str(" --plant no-replay-window");
+    }
     if opts.force_loss_and_dup {
         cmd.push_str(" --force-loss");
+    }
+    if opts.adversary {
+        cmd.push_str(" --adversary");
     }
     cmd
 }
@@ -158,5 +172,7 @@ fn run_phases(sim: &mut Sim) -> Result<Stats, Violation> {
         safety_us,
         end_us: sim.s.now,
         net: sim.net.stats,
+        refused: sim.refused,
+        forged: sim.adversary.as_ref().map_or(0, |a| a.sent),
     })
 }

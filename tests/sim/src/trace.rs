@@ -79,8 +79,22 @@ impl Trace {
     }
 }
 
-/// A short description of a datagram's contents.
+/// A short description of a datagram's contents. A sealed one (as the
+/// network carries it) shows its session and counter, which the sender's
+/// `tx` line does not: match them by time and sender.
 pub fn datagram(bytes: &[u8]) -> String {
+    use chorus_proto::wire::seal::{KIND_SEALED, SEALED_HEADER_BYTES};
+    if bytes.get(3) == Some(&KIND_SEALED) && bytes.len() >= SEALED_HEADER_BYTES {
+        let mut c = [0u8; 8];
+        c.copy_from_slice(&bytes[24..32]);
+        return format!(
+            "sealed s{:02x}{:02x} #{} ({} bytes)",
+            bytes[8],
+            bytes[12],
+            u64::from_be_bytes(c),
+            bytes.len()
+        );
+    }
     match datagram::decode(bytes, cluster()) {
         Ok(Datagram::Data(d)) => format!(
             "DATA g{} n{}/{} seq {}..{} start {}",

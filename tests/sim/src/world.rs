@@ -26,12 +26,14 @@ pub enum Port {
 /// Something that happens at a node, the directory or the network.
 #[derive(Debug)]
 pub enum Ev {
-    /// A datagram reaches `node` on `port`.
+    /// A datagram reaches `node` on `port`: from the network, or from the
+    /// attacker (`forged`: what it did to a datagram it captured).
     Datagram {
         node: usize,
         port: Port,
         from: SocketAddrV4,
         bytes: Rc<[u8]>,
+        forged: Option<crate::adversary::Mutation>,
     },
     /// The host hands its sequencer an input (the channel between chorusd's
     /// IO thread and sequencer thread).

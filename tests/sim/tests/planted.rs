@@ -1,5 +1,6 @@
 //! The checkers catch bugs planted on purpose: with retransmission off,
-//! duplicate suppression off, or a retransmission storm, seeds that pass without the bug must fail
+//! duplicate suppression off, a retransmission storm, a silent separation
+//! or seals that open replays, seeds that pass without the bug must fail
 //! with it, in the checker that watches for that kind of bug.
 
 use chorus_sim::batch::{jobs, run_batch};
@@ -84,6 +85,22 @@ fn a_retransmission_storm_is_caught() {
     // seeds (the bound is loose: clogs make honest repairs too).
     let storms = f.iter().filter(|(_, c, _)| *c == "retransmissions").count();
     assert!(storms * 12 >= run, "caught on {storms} of {run} seeds");
+}
+
+#[test]
+fn seals_that_open_replays_are_caught() {
+    // The network duplicates datagrams on every seed here: with the replay
+    // window off, a copy opens twice at its socket.
+    let (run, f) = caught(Planted {
+        no_replay_window: true,
+        ..Planted::default()
+    });
+    assert!(run >= 20, "enough clean seeds to judge: {run}");
+    let at_the_seal = f.iter().filter(|(_, c, _)| *c == "sealing").count();
+    assert!(
+        at_the_seal * 10 >= run * 9,
+        "caught at the seal on {at_the_seal} of {run} seeds"
+    );
 }
 
 #[test]

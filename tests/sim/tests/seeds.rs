@@ -93,6 +93,24 @@ fn process_fault_seed_range() {
 }
 
 #[test]
+fn adversary_seed_range() {
+    // An attacker on the network replays and alters what it captures; on
+    // seeds of their own, half of them with process faults too.
+    let default = if cfg!(debug_assertions) { 100 } else { 2_000 };
+    let n = env_u64("CHORUS_SIM_ADVERSARY_SEEDS").unwrap_or(default);
+    let attacked = Options {
+        adversary: true,
+        ..Options::default()
+    };
+    assert_all_pass_with("adversary", 0..n / 2, None, &attacked);
+    let attacked = Options {
+        adversary: true,
+        ..process_faults()
+    };
+    assert_all_pass_with("adversary (process faults)", n / 2..n, None, &attacked);
+}
+
+#[test]
 fn random_batch() {
     let secs = env_u64("CHORUS_SIM_SECONDS").unwrap_or(20);
     if secs == 0 {

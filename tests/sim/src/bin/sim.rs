@@ -6,7 +6,7 @@
 //! sim --scenario NAME [--trace]   a named scenario (`--scenario list` names them)
 //! sim --regressions FILE          every untagged seed listed in FILE (with
 //!                                 --process-faults: the seeds tagged [process-faults])
-//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation  --force-loss
+//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window  --force-loss  --adversary
 //!          --debug-host I (with --trace: host I's internal state after each of its steps)
 //!          --log LEVEL (with --trace: the protocol core's log records, e.g. `--log debug`)
 //! ```
@@ -32,7 +32,7 @@ struct Args {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation] [--force-loss] [--debug-host I] [--log LEVEL]");
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window] [--force-loss] [--adversary] [--debug-host I] [--log LEVEL]");
     ExitCode::from(2)
 }
 
@@ -60,6 +60,7 @@ fn parse_args() -> Option<Args> {
             "--jobs" => a.jobs = it.next()?.parse().ok()?,
             "--process-faults" => a.opts.process_faults = true,
             "--force-loss" => a.opts.force_loss_and_dup = true,
+            "--adversary" => a.opts.adversary = true,
             "--debug-host" => a.opts.debug_host = Some(it.next()?.parse().ok()?),
             "--log" => a.log = Some(it.next()?.parse().ok()?),
             "--plant" => match it.next()?.as_str() {
@@ -67,6 +68,7 @@ fn parse_args() -> Option<Args> {
                 "no-duplicate-suppression" => a.opts.planted.no_duplicate_suppression = true,
                 "retransmit-storm" => a.opts.planted.retransmit_storm = true,
                 "silent-separation" => a.opts.planted.silent_separation = true,
+                "no-replay-window" => a.opts.planted.no_replay_window = true,
                 _ => return None,
             },
             _ => return None,
@@ -89,7 +91,7 @@ fn report(o: &Outcome, opts: &Options) -> bool {
     match &o.result {
         Ok(s) => {
             println!(
-                "seed {} ok: {} hosts, {} messages, {} steps, {:.2}s virtual ({:.2}s safety), {} datagrams ({} dropped, {} duplicated)",
+                "seed {} ok: {} hosts, {} messages, {} steps, {:.2}s virtual ({:.2}s safety), {} datagrams ({} dropped, {} duplicated), {} refused at the seals ({} altered), {} from the attacker",
                 o.seed,
                 s.hosts,
                 s.accepted,
@@ -98,7 +100,10 @@ fn report(o: &Outcome, opts: &Options) -> bool {
                 s.safety_us as f64 / 1e6,
                 s.net.sent,
                 s.net.dropped,
-                s.net.duplicated
+                s.net.duplicated,
+                s.refused.0 + s.refused.1,
+                s.refused.1,
+                s.forged
             );
             true
         }

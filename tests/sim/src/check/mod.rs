@@ -10,6 +10,7 @@ pub mod fifo;
 pub mod integrity;
 pub mod liveness;
 pub mod retransmissions;
+pub mod sealing;
 pub mod stability;
 pub mod total_order;
 pub mod virtual_synchrony;
