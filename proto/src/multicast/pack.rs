@@ -76,11 +76,20 @@ impl Packer {
 
     /// Repairs a peer with messages `lo..=hi` (at most `window` of them) of
     /// another node's stream `key`, as `held` finds them here.
+    ///
+    /// Each DATA speaks for the sender as its own retransmission would: its
+    /// stream start is `announced`, the start the sender's DATA announced
+    /// here. A receiver takes a start past what it reported as the sender
+    /// attached again and skips to it, so a start made up here (the first
+    /// message this node happens to hold) would make it pass over messages
+    /// it still lacks. Only if the sender announced nothing here (`None`)
+    /// does a DATA start at its first message.
     #[allow(clippy::too_many_arguments)]
     pub fn held<'a>(
         &self,
         held: impl Fn(SenderSeq) -> Option<&'a Held>,
         key: StreamKey,
+        announced: Option<SenderSeq>,
         window: usize,
         lo: SenderSeq,
         hi: SenderSeq,
@@ -110,7 +119,7 @@ impl Packer {
                 self.group,
                 key.node,
                 key.incarnation,
-                seq,
+                announced.unwrap_or(seq),
                 seq,
                 max_bytes,
             );
@@ -129,5 +138,64 @@ impl Packer {
             }
             emit(dest, buf);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Frag, Incarnation, NodeId, Order};
+    use crate::wire::datagram::{decode, Datagram};
+    use bytes::Bytes;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    /// DATA of a repair, decoded: (stream start, first seq, messages).
+    fn repair(announced: Option<SenderSeq>, held_from: u64) -> Vec<(u64, u64, usize)> {
+        let packer = Packer {
+            cluster: ClusterId(7),
+            group: GroupId(1),
+            max_bytes: 1400,
+        };
+        let key = StreamKey {
+            node: NodeId(3),
+            incarnation: Incarnation(1),
+        };
+        let msg = Held {
+            order: Order::Fifo,
+            frag: Frag::Whole,
+            sender_name: Arc::from("a2"),
+            payload: Bytes::from_static(b"x"),
+        };
+        let mut out = Vec::new();
+        packer.held(
+            |seq| (seq.0 >= held_from).then_some(&msg),
+            key,
+            announced,
+            64,
+            SenderSeq(11),
+            SenderSeq(23),
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7001),
+            &mut |_, b| out.push(b),
+        );
+        out.iter()
+            .map(|b| match decode(b, ClusterId(7)) {
+                Ok(Datagram::Data(d)) => (d.stream_start.0, d.first_seq.0, d.msgs.len()),
+                other => panic!("not a DATA: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// A host that joined late holds a sender's messages from 21 only, and
+    /// is asked for 11..=23. Its repair must say where the sender's stream
+    /// starts, as the sender's own DATA did (1): a start of 21 would make
+    /// a receiver that reported less skip 11..=20 as if the sender had
+    /// attached again (simulator seed 5989 with the attacker).
+    #[test]
+    fn a_repair_carries_the_start_the_sender_announced() {
+        assert_eq!(repair(Some(SenderSeq(1)), 21), vec![(1, 21, 3)]);
+        // Nothing announced here (cannot happen for a stream held): the
+        // first message repaired.
+        assert_eq!(repair(None, 21), vec![(21, 21, 3)]);
     }
 }

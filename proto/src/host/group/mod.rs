@@ -572,9 +572,14 @@ impl GroupState {
     ) {
         let mut out = std::mem::take(&mut self.out);
         let (order, rx) = (&self.order, &self.rx);
+        let announced = rx
+            .get(&key)
+            .map(|s| s.announced_start())
+            .filter(|s| s.0 > 0);
         packer.held(
             |seq| order.held_message(rx, key, seq),
             key,
+            announced,
             self.limits.receive_window,
             lo,
             hi,
