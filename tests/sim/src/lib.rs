@@ -47,14 +47,29 @@ pub fn parse_range(s: &str) -> Option<std::ops::Range<u64>> {
 /// process faults (crashes, restarts, directory resets and restarts).
 pub const PROCESS_FAULTS_TAG: &str = "[process-faults]";
 
+/// The tag after a seed in the regressions file that replays it with the
+/// attacker on the network (`--adversary`).
+pub const ADVERSARY_TAG: &str = "[adversary]";
+
 /// Reads seeds from a regressions file: the first word of every line that
 /// is not blank or a `#` comment. With `process_faults`, only the seeds
 /// tagged [`PROCESS_FAULTS_TAG`]; without, only the untagged ones.
 pub fn parse_seeds_file_for(text: &str, process_faults: bool) -> Vec<u64> {
+    parse_seeds_file_tagged(text, process_faults.then_some(PROCESS_FAULTS_TAG))
+}
+
+/// The seeds of a regressions file tagged `tag` (its second word), or
+/// with `None` the untagged ones.
+pub fn parse_seeds_file_tagged(text: &str, tag: Option<&str>) -> Vec<u64> {
+    fn tag_of(line: &str) -> Option<&str> {
+        line.split_whitespace()
+            .nth(1)
+            .filter(|t| [PROCESS_FAULTS_TAG, ADVERSARY_TAG].contains(t))
+    }
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|l| (l.split_whitespace().nth(1) == Some(PROCESS_FAULTS_TAG)) == process_faults)
+        .filter(|l| tag_of(l) == tag)
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }

@@ -6,7 +6,9 @@
 //! (random batch time; 0 skips it), `CHORUS_SIM_JOBS` (threads).
 
 use chorus_sim::batch::{jobs, run_batch};
-use chorus_sim::{parse_seeds_file, parse_seeds_file_for, Options};
+use chorus_sim::{
+    parse_seeds_file, parse_seeds_file_for, parse_seeds_file_tagged, Options, ADVERSARY_TAG,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +70,20 @@ fn regression_seeds() {
         seeds.into_iter(),
         None,
         &process_faults(),
+    );
+    let seeds = parse_seeds_file_tagged(&text, Some(ADVERSARY_TAG));
+    assert!(
+        !seeds.is_empty(),
+        "the regressions file lists attacker seeds"
+    );
+    assert_all_pass_with(
+        "regressions (adversary)",
+        seeds.into_iter(),
+        None,
+        &Options {
+            adversary: true,
+            ..Options::default()
+        },
     );
 }
 

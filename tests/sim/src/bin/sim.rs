@@ -16,7 +16,7 @@
 
 use chorus_sim::batch::run_batch;
 use chorus_sim::{
-    parse_range, parse_seeds_file_for, replay_command, run_plan, run_seed, scenario, Options,
+    parse_range, parse_seeds_file_tagged, replay_command, run_plan, run_seed, scenario, Options,
     Outcome, TraceMode,
 };
 use std::process::ExitCode;
@@ -82,7 +82,7 @@ fn parse_args() -> Option<Args> {
     }
     if let Some(text) = a.regressions.take() {
         a.seeds
-            .extend(parse_seeds_file_for(&text, a.opts.process_faults));
+            .extend(parse_seeds_file_tagged(&text, regression_tag(&a.opts)));
     }
     (!a.seeds.is_empty() || a.scenario.is_some()).then_some(a)
 }
@@ -237,5 +237,18 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The regressions a run with `opts` replays: those tagged for the
+/// attacker with `--adversary`, else those tagged for process faults with
+/// `--process-faults`, else the untagged ones.
+fn regression_tag(opts: &Options) -> Option<&'static str> {
+    if opts.adversary {
+        Some(chorus_sim::ADVERSARY_TAG)
+    } else if opts.process_faults {
+        Some(chorus_sim::PROCESS_FAULTS_TAG)
+    } else {
+        None
     }
 }
