@@ -263,3 +263,48 @@ fn refused_datagrams_are_counted_as_replays_or_unauthentic() {
     assert_eq!((s.refused_unauthentic, s.refused_replayed), (7, 3));
     assert_eq!(s.datagrams_in, 5, "only the host's own sockets' datagrams");
 }
+
+/// Issue 14 made repairs go only to nodes of the view. A node that joined
+/// in a view this host has not installed yet (its marker waits, perhaps
+/// behind a safe message whose stability waits for that very node) is a
+/// member to the directory all the same, and must be answered, or the
+/// group stops (simulator seeds 303731 and 403163 with process faults).
+#[test]
+fn a_nak_from_a_node_of_a_view_waiting_for_its_marker_is_answered() {
+    let mut h = host(2);
+    assert_eq!(feed(&mut h, &data(CLUSTER, GROUP, 1, 2)), [0; 6]);
+    let _ = sent(&mut h);
+    let proposed = View {
+        group: GROUP,
+        group_name: "g".into(),
+        address: Ipv4Addr::new(239, 1, 2, 3),
+        port: 7000,
+        view: ViewId(2),
+        sequencer: NodeId(2),
+        max_message_bytes: 0,
+        members: [1, 2, 3]
+            .map(|n| MemberInfo {
+                node: NodeId(n),
+                member: MemberId(1),
+                name: "m".into(),
+            })
+            .to_vec(),
+        nodes: vec![node(1), node(2), node(3)],
+    };
+    h.handle_directory(Instant::ZERO, FromDirectory::View(proposed));
+    let _ = sent(&mut h);
+    let spoofed = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 66), 9999);
+    h.handle_datagram(Instant::ZERO, spoofed, &nak(3));
+    let dests = sent(&mut h);
+    assert!(
+        !dests.is_empty(),
+        "a NAK from a node of the pending view was not answered"
+    );
+    assert!(
+        dests.iter().all(|d| *d == SocketAddrV4::new(ip(3), 7001)),
+        "repairs went to {dests:?}"
+    );
+    // Still no one outside every view the directory told.
+    h.handle_datagram(Instant::ZERO, spoofed, &nak(9));
+    assert_eq!(sent(&mut h), vec![], "a NAK from outside was answered");
+}

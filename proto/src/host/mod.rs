@@ -371,15 +371,12 @@ impl Host {
             }
             Datagram::Nak(n) => {
                 // Repair goes to the requester's data address from the
-                // view, never to the datagram's source: a NAK cannot send
-                // repairs to anyone outside the view (a requester not yet
-                // in our view asks again once it is).
-                let Some(dest) = g
-                    .views
-                    .nodes
-                    .get(&n.from)
-                    .map(|info| SocketAddrV4::new(info.ip, info.data_port))
-                else {
+                // views the directory told us (installed or waiting for
+                // their marker), never to the datagram's source: a NAK
+                // cannot send repairs to anyone outside them. A joiner of
+                // a view still pending here must be answered: the marker
+                // may wait for its acknowledgement.
+                let Some(dest) = g.views.node_address(n.from) else {
                     log::debug!(
                         "NAK from {from} for node {} outside the view: not answered",
                         n.from
@@ -406,12 +403,7 @@ impl Host {
                 self.route(gid);
             }
             Datagram::OrderNak(n) => {
-                let Some(dest) = g
-                    .views
-                    .nodes
-                    .get(&n.from)
-                    .map(|info| SocketAddrV4::new(info.ip, info.data_port))
-                else {
+                let Some(dest) = g.views.node_address(n.from) else {
                     log::debug!(
                         "ORDER_NAK from {from} for node {} outside the view: not answered",
                         n.from

@@ -73,6 +73,20 @@ impl Views {
         self.pending.get(&id)
     }
 
+    /// The data address of `node` as the newest view naming it gives it:
+    /// the installed view, or a view proposed and waiting for its marker.
+    /// A node that joined in a view this member has not installed yet (its
+    /// marker waits, perhaps for that very node's acknowledgement) is
+    /// already a member to the directory, and must be answered.
+    pub fn node_address(&self, node: NodeId) -> Option<SocketAddrV4> {
+        self.pending
+            .values()
+            .rev()
+            .find_map(|v| v.nodes.iter().find(|n| n.node == node))
+            .or_else(|| self.nodes.get(&node))
+            .map(|info| SocketAddrV4::new(info.ip, info.data_port))
+    }
+
     /// The latest proposed view.
     pub fn latest(&self) -> Option<&View> {
         self.pending.values().next_back()
