@@ -82,10 +82,7 @@ impl Sim {
         let net = Network::new(&plan, root.fork(10));
         let plan_n = plan.n();
         let nodes = (0..plan.n())
-            .map(|i| {
-                let shrink = opts.shrink_for_seal;
-                Node::new(i, plan.hosts[i], FIRST_INCARNATION, opts.planted, shrink)
-            })
+            .map(|i| Node::new(i, plan.hosts[i], FIRST_INCARNATION, opts.planted))
             .collect();
         let names: Vec<String> = plan.groups.iter().map(|g| g.name.clone()).collect();
         let mut app_rng = root.fork(11);
@@ -880,8 +877,7 @@ impl Sim {
         }
         if let Some(d) = down_us {
             let inc = self.nodes[node].incarnation + 1;
-            let (planted, shrink) = (self.opts.planted, self.opts.shrink_for_seal);
-            self.nodes[node] = Node::new(node, self.plan.hosts[node], inc, planted, shrink);
+            self.nodes[node] = Node::new(node, self.plan.hosts[node], inc, self.opts.planted);
             self.sealing.forget_node(node);
             self.nodes[node].alive = false;
             self.s.at(self.s.now + d, Ev::Restart { node });

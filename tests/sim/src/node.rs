@@ -123,9 +123,8 @@ impl Node {
         params: HostParams,
         incarnation: u64,
         planted: crate::plan::Planted,
-        shrink: bool,
     ) -> Node {
-        let mut host = Host::new(settings(idx, &params, incarnation, shrink));
+        let mut host = Host::new(settings(idx, &params, incarnation));
         crate::planted::apply(&mut host, planted);
         let mut seal = DatagramSeal::new(&sim_keys(), salt(idx, incarnation, 0));
         let mut seq_seal = DatagramSeal::new(&sim_keys(), salt(idx, incarnation, 1));
@@ -191,22 +190,15 @@ impl Node {
     }
 }
 
-fn settings(idx: usize, p: &HostParams, incarnation: u64, shrink: bool) -> HostSettings {
+fn settings(idx: usize, p: &HostParams, incarnation: u64) -> HostSettings {
     HostSettings {
         node_name: format!("h{idx}"),
         incarnation: Incarnation(incarnation),
         ip: node_ip(idx),
         data_port: DATA_PORT,
         order_port: ORDER_PORT,
-        // Keyed chorusd leaves room for the seal's header and tag; here the
-        // sealed datagram is 48 bytes longer instead (the simulated wire
-        // has no limit but the MTU faults'), unless `shrink` (see
-        // `Options::shrink_for_seal`).
-        max_datagram_bytes: if shrink {
-            p.max_datagram_bytes - SEAL_OVERHEAD_BYTES
-        } else {
-            p.max_datagram_bytes
-        },
+        // As chorusd in a keyed cluster: the seal's header and tag fit in.
+        max_datagram_bytes: p.max_datagram_bytes - SEAL_OVERHEAD_BYTES,
         // Messages of up to a few datagrams' pieces.
         max_message_bytes: 16 * p.max_datagram_bytes,
         send_window_messages: p.send_window_messages,

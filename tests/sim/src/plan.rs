@@ -24,13 +24,6 @@ pub struct Options {
     /// it captures (see [`crate::adversary`]). It draws from a random
     /// stream of its own: the rest of a seed's run is drawn as without it.
     pub adversary: bool,
-    /// Hosts fill datagrams 48 bytes short of their limit, as keyed chorusd
-    /// does to leave room for the seal (by default the sealed datagram is
-    /// 48 bytes longer instead). Off by default: with it, about one
-    /// process-fault seed in 6,000 fails liveness after a sequencer
-    /// failover (303731, 403163), a protocol bug not yet found; see
-    /// tests/regressions/seeds.txt.
-    pub shrink_for_seal: bool,
 }
 
 /// The simulator's copy of the host's test-only bug switches.

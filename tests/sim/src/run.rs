@@ -85,9 +85,6 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
     if opts.adversary {
         cmd.push_str(" --adversary");
     }
-    if opts.shrink_for_seal {
-        cmd.push_str(" --shrink-for-seal");
-    }
     cmd
 }
 

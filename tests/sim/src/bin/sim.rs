@@ -6,7 +6,7 @@
 //! sim --scenario NAME [--trace]   a named scenario (`--scenario list` names them)
 //! sim --regressions FILE          every untagged seed listed in FILE (with
 //!                                 --process-faults: the seeds tagged [process-faults])
-//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window  --force-loss  --adversary  --shrink-for-seal
+//! options: --process-faults  --plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window  --force-loss  --adversary
 //!          --debug-host I (with --trace: host I's internal state after each of its steps)
 //!          --log LEVEL (with --trace: the protocol core's log records, e.g. `--log debug`)
 //! ```
@@ -32,7 +32,7 @@ struct Args {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window] [--force-loss] [--adversary] [--shrink-for-seal] [--debug-host I] [--log LEVEL]");
+    eprintln!("usage: sim (--seeds A..B | --seed S | --regressions FILE | --scenario NAME) [--trace] [--jobs N] [--process-faults] [--plant no-retransmit|no-duplicate-suppression|retransmit-storm|silent-separation|no-replay-window] [--force-loss] [--adversary] [--debug-host I] [--log LEVEL]");
     ExitCode::from(2)
 }
 
@@ -61,7 +61,6 @@ fn parse_args() -> Option<Args> {
             "--process-faults" => a.opts.process_faults = true,
             "--force-loss" => a.opts.force_loss_and_dup = true,
             "--adversary" => a.opts.adversary = true,
-            "--shrink-for-seal" => a.opts.shrink_for_seal = true,
             "--debug-host" => a.opts.debug_host = Some(it.next()?.parse().ok()?),
             "--log" => a.log = Some(it.next()?.parse().ok()?),
             "--plant" => match it.next()?.as_str() {
