@@ -346,6 +346,20 @@ mod tests {
         p
     }
 
+    /// A reload between insecure and a key: named as taking a restart,
+    /// no keys taken.
+    fn takes_a_restart(r: &mut Reloader) {
+        assert_eq!(
+            r.reload(),
+            Outcome::Loaded {
+                log_level: None,
+                keys: None,
+                need_restart: vec!["key_file", "insecure"],
+            }
+        );
+        assert!(r.take_keys().is_none());
+    }
+
     fn id(byte: u8) -> KeyId {
         ClusterKey::from_bytes(&[byte; 32]).id()
     }
@@ -360,15 +374,7 @@ mod tests {
             &format!("key_file = \"{}\"\n", a.display()),
         );
         write(&path, &keyed);
-        assert_eq!(
-            r.reload(),
-            Outcome::Loaded {
-                log_level: None,
-                keys: None,
-                need_restart: vec!["key_file", "insecure"],
-            }
-        );
-        assert!(r.take_keys().is_none());
+        takes_a_restart(&mut r);
         let rotating = format!("{keyed}accept_key_files = [\"{}\"]\n", b.display());
         write(&path, &rotating);
         assert!(matches!(
@@ -441,15 +447,7 @@ mod tests {
         assert_eq!(r.take_keys().map(|k| k.ids()), Some(vec![id(3)]));
         // From a key to insecure takes a restart, and takes no keys.
         write(&path, BASE);
-        assert_eq!(
-            r.reload(),
-            Outcome::Loaded {
-                log_level: None,
-                keys: None,
-                need_restart: vec!["key_file", "insecure"],
-            }
-        );
-        assert!(r.take_keys().is_none());
+        takes_a_restart(&mut r);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
